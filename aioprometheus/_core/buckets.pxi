@@ -1,0 +1,123 @@
+# Histogram storage: per series a row of bucket counts plus a sum.
+#
+# Counts are kept per bucket (not cumulative) so an observation touches one
+# counter; the encoders accumulate at scrape time. The last bound is +Inf.
+
+cdef class HistogramCore(Metric):
+    """Bucketed observations: bounds shared by all series, counts per series."""
+
+    cdef double* bounds
+    cdef Py_ssize_t nbounds
+    cdef unsigned long long* counts   # capacity rows of nbounds
+    cdef double* sums
+    cdef tuple bound_values           # the bounds as Python floats, for get()
+
+    def __dealloc__(self):
+        free(self.bounds)
+        free(self.counts)
+        free(self.sums)
+
+    def __cinit__(self, *args, **kwargs):
+        self.series.reserved = "le"
+
+    def _set_buckets(self, buckets):
+        """Fix the bucket upper bounds (sorted, distinct; +Inf appended)."""
+        cdef list bounds = [float(b) for b in buckets]
+        if any(b != b for b in bounds):
+            raise ValueError("Bucket bounds must not be NaN")
+        if bounds != sorted(bounds):
+            raise ValueError("Buckets not in sorted order")
+        if len(set(bounds)) != len(bounds):
+            raise ValueError("Bucket bounds must be distinct")
+        if not bounds or bounds[len(bounds) - 1] != INFINITY:
+            bounds.append(INFINITY)
+        if len(bounds) < 2:
+            raise ValueError("Must have at least two buckets")
+        if self.series.count:
+            raise ValueError("Buckets can only be set before the first observation")
+        cdef double* fresh = <double*>malloc(len(bounds) * sizeof(double))
+        if fresh == NULL:
+            raise MemoryError()
+        for i, b in enumerate(bounds):
+            fresh[i] = b
+        free(self.bounds)
+        self.bounds = fresh
+        self.nbounds = len(bounds)
+        self.bound_values = tuple(bounds)
+        free(self.counts)
+        free(self.sums)
+        self.counts = NULL
+        self.sums = NULL
+        self.capacity = 0
+
+    @property
+    def upper_bounds(self):
+        return list(self.bound_values)
+
+    cdef int reserve(self, Py_ssize_t n) except -1:
+        cdef unsigned long long* c = <unsigned long long*>realloc(
+            self.counts, n * self.nbounds * sizeof(unsigned long long))
+        if c == NULL:
+            raise MemoryError()
+        self.counts = c
+        cdef double* s = <double*>realloc(self.sums, n * sizeof(double))
+        if s == NULL:
+            raise MemoryError()
+        self.sums = s
+        self.capacity = n
+        return 0
+
+    cdef int reset(self, Py_ssize_t series) except -1:
+        memset(self.counts + series * self.nbounds, 0, self.nbounds * sizeof(unsigned long long))
+        self.sums[series] = 0.0
+        return 0
+
+    cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
+        memcpy(self.counts + dst * self.nbounds, self.counts + src * self.nbounds,
+               self.nbounds * sizeof(unsigned long long))
+        self.sums[dst] = self.sums[src]
+        return 0
+
+    cdef inline Py_ssize_t bucket_of(self, double v) noexcept:
+        """First bucket whose bound is >= v (NaN lands in +Inf)."""
+        cdef Py_ssize_t lo = 0
+        cdef Py_ssize_t hi = self.nbounds - 1
+        cdef Py_ssize_t mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if v <= self.bounds[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def observe(self, labels, value):
+        """Count `value` into its bucket of the series for `labels`."""
+        cdef double v = to_number(value, "Histogram")
+        if self.nbounds == 0:
+            raise RuntimeError("Histogram buckets were never set")
+        cdef Py_ssize_t i = self.slot(labels)
+        self.counts[i * self.nbounds + self.bucket_of(v)] += 1
+        self.sums[i] += v
+
+    cdef unsigned long long total(self, Py_ssize_t series) noexcept:
+        cdef unsigned long long n = 0
+        cdef unsigned long long* row = self.counts + series * self.nbounds
+        cdef Py_ssize_t b
+        for b in range(self.nbounds):
+            n += row[b]
+        return n
+
+    def get(self, labels):
+        """{bound: cumulative count, ..., "count": n, "sum": s} for `labels`."""
+        cdef Py_ssize_t i = self.existing(labels)
+        cdef unsigned long long* row = self.counts + i * self.nbounds
+        cdef unsigned long long running = 0
+        cdef dict result = {}
+        cdef Py_ssize_t b
+        for b in range(self.nbounds):
+            running += row[b]
+            result[self.bound_values[b]] = running
+        result["count"] = running
+        result["sum"] = self.sums[i]
+        return result

@@ -1,0 +1,110 @@
+# Metric: what every metric kind shares.
+#
+# Name, help text and const labels, plus the SeriesTable that turns a labels
+# dict into a series number. Each kind subclass keeps its values in C arrays
+# indexed by that number and implements the three storage hooks below.
+
+cdef dict NO_LABELS = {}
+
+
+cdef class Metric:
+    """Base of the compiled metric kinds: identity plus the label -> series table."""
+
+    cdef public str name
+    cdef public object doc
+    cdef public dict const_labels
+    cdef SeriesTable series
+    cdef Py_ssize_t capacity     # series the value arrays have room for
+
+    def __cinit__(self, *args, **kwargs):
+        self.series = SeriesTable()
+        self.const_labels = {}
+
+    @property
+    def reserved_label(self):
+        """The one extra label name this kind keeps for itself (or None)."""
+        return self.series.reserved
+
+    # -- storage hooks, overridden by each kind -------------------------------
+
+    cdef int reserve(self, Py_ssize_t n) except -1:
+        """Grow the value arrays to hold at least `n` series."""
+        self.capacity = n
+        return 0
+
+    cdef int reset(self, Py_ssize_t series) except -1:
+        """Give a new series its zero value."""
+        return 0
+
+    cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
+        """Copy series `src`'s values into number `dst` (removal compaction)."""
+        return 0
+
+    # -- series lookup: the one path every hot method takes -------------------
+
+    cdef inline dict as_labels(self, object labels):
+        if labels is None:
+            return NO_LABELS
+        if type(labels) is not dict and not isinstance(labels, dict):
+            raise TypeError(f"labels must be a dict, got {type(labels).__name__}")
+        return <dict>labels
+
+    cdef inline Py_ssize_t slot(self, object labels) except -1:
+        """Series number for `labels`, creating the series on first use."""
+        cdef dict d = self.as_labels(labels)
+        cdef Py_hash_t h = labels_hash(d)
+        cdef Py_ssize_t pos = self.series.slot_of(h, d)
+        if pos >= 0:
+            return self.series.index[pos] - 1
+        return self.new_series(d, h)
+
+    cdef Py_ssize_t new_series(self, dict labels, Py_hash_t h) except -1:
+        cdef Py_ssize_t n = self.series.count
+        cdef Py_ssize_t cap
+        if n == self.capacity:
+            cap = 4 if self.capacity < 4 else self.capacity * 2
+            self.reserve(cap)
+        n = self.series.add(labels, h)
+        self.reset(n)
+        return n
+
+    cdef inline Py_ssize_t existing(self, object labels) except -1:
+        """Series number for `labels`; KeyError if there is none."""
+        cdef dict d = self.as_labels(labels)
+        cdef Py_ssize_t i = self.series.find(d)
+        if i < 0:
+            raise KeyError(labels)
+        return i
+
+    # -- Python-facing helpers for the collectors layer -----------------------
+
+    def _label_sets(self):
+        """A fresh labels dict for every series, in series order."""
+        return [self.series.labels_at(i) for i in range(self.series.count)]
+
+    def _series_count(self):
+        return self.series.count
+
+    def _remove(self, labels):
+        """Drop the series of `labels`; KeyError if it does not exist."""
+        cdef Py_ssize_t gone = self.series.remove(self.as_labels(labels))
+        if gone < 0:
+            raise KeyError(labels)
+        if gone != self.series.count:
+            self.move(gone, self.series.count)
+
+    def _clear(self):
+        """Drop every series."""
+        self.series.clear()
+
+
+cdef double to_number(object value, str what) except? -1.0:
+    """Convert an observation to a double, or raise a TypeError that names it."""
+    if type(value) is float:
+        return <double>value
+    if type(value) is int or isinstance(value, (int, float)):
+        return <double>value
+    try:
+        return <double>value
+    except TypeError:
+        raise TypeError(f"{what} only works with digits (int, float), got {value!r}") from None

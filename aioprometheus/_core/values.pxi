@@ -1,0 +1,100 @@
+# Counter and gauge storage: one double per series.
+#
+# Values are doubles as on the wire; a per-series flag remembers whether a
+# float ever went in, so a counter fed only ints reads back as an int.
+
+cdef class ScalarMetric(Metric):
+    """Series values as a C array of doubles."""
+
+    cdef double* values
+    cdef unsigned char* is_float
+
+    def __dealloc__(self):
+        free(self.values)
+        free(self.is_float)
+
+    cdef int reserve(self, Py_ssize_t n) except -1:
+        cdef double* v = <double*>realloc(self.values, n * sizeof(double))
+        if v == NULL:
+            raise MemoryError()
+        self.values = v
+        cdef unsigned char* f = <unsigned char*>realloc(self.is_float, n)
+        if f == NULL:
+            raise MemoryError()
+        self.is_float = f
+        self.capacity = n
+        return 0
+
+    cdef int reset(self, Py_ssize_t series) except -1:
+        self.values[series] = 0.0
+        self.is_float[series] = 0
+        return 0
+
+    cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
+        self.values[dst] = self.values[src]
+        self.is_float[dst] = self.is_float[src]
+        return 0
+
+    cdef inline void put(self, Py_ssize_t i, double v, object given) noexcept:
+        self.values[i] = v
+        if type(given) is not int and not isinstance(given, int):
+            self.is_float[i] = 1
+
+    cdef inline void plus(self, Py_ssize_t i, double v, object given) noexcept:
+        self.values[i] += v
+        if type(given) is not int and not isinstance(given, int):
+            self.is_float[i] = 1
+
+    cdef object read(self, Py_ssize_t i):
+        cdef double v = self.values[i]
+        if not self.is_float[i] and -INT64_SAFE < v < INT64_SAFE:
+            return <long long>v
+        return v
+
+    def get(self, labels):
+        """The value of the series for `labels`; KeyError if it does not exist."""
+        return self.read(self.existing(labels))
+
+    def set(self, labels, value):
+        """Set the series for `labels` to `value`."""
+        cdef double v = to_number(value, type(self).__name__)
+        self.put(self.slot(labels), v, value)
+
+
+cdef class CounterCore(ScalarMetric):
+    """A value that only goes up."""
+
+    def inc(self, labels):
+        """Add 1 to the series for `labels`."""
+        self.values[self.slot(labels)] += 1.0
+
+    def add(self, labels, value):
+        """Add `value` (>= 0) to the series for `labels`."""
+        cdef double v = to_number(value, "Counter")
+        if not v >= 0.0:
+            if v != v:
+                raise ValueError("Counters can't be incremented by NaN")
+            raise ValueError("Counters can't decrease")
+        self.plus(self.slot(labels), v, value)
+
+
+cdef class GaugeCore(ScalarMetric):
+    """A value that goes up and down."""
+
+    def inc(self, labels):
+        """Add 1 to the series for `labels`."""
+        self.values[self.slot(labels)] += 1.0
+
+    def dec(self, labels):
+        """Subtract 1 from the series for `labels`."""
+        self.values[self.slot(labels)] -= 1.0
+
+    def add(self, labels, value):
+        """Add `value` (may be negative) to the series for `labels`."""
+        cdef double v = to_number(value, "Gauge")
+        self.plus(self.slot(labels), v, value)
+
+    def sub(self, labels, value):
+        """Subtract `value` from the series for `labels`."""
+        cdef double v = to_number(value, "Gauge")
+        self.plus(self.slot(labels), -v, value)

@@ -1,0 +1,152 @@
+# Writer: the growable byte buffer every encoder writes into.
+#
+# One malloc'd block that doubles when full, so an encoder appends without
+# creating Python objects and hands back a single bytes object at the end.
+
+cdef extern from "Python.h":
+    char* PyOS_double_to_string(double val, char format_code, int precision,
+                                int flags, int* ptype) except NULL
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+
+
+cdef const char* DIGITS = b"0123456789"
+# Doubles in this range that are whole numbers are written as integers.
+cdef double INT64_SAFE = 9.2e18
+
+
+cdef class Writer:
+    """Append-only byte buffer with the primitives both exposition formats need."""
+
+    cdef char* data
+    cdef Py_ssize_t length
+    cdef Py_ssize_t capacity
+
+    def __cinit__(self, Py_ssize_t capacity=4096):
+        if capacity < 16:
+            capacity = 16
+        self.data = <char*>malloc(capacity)
+        if self.data == NULL:
+            raise MemoryError()
+        self.capacity = capacity
+        self.length = 0
+
+    def __dealloc__(self):
+        free(self.data)
+
+    cdef int reserve(self, Py_ssize_t extra) except -1:
+        """Make room for `extra` more bytes."""
+        cdef Py_ssize_t need = self.length + extra
+        cdef Py_ssize_t cap = self.capacity
+        cdef char* grown
+        if need <= cap:
+            return 0
+        while cap < need:
+            cap *= 2
+        grown = <char*>realloc(self.data, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self.data = grown
+        self.capacity = cap
+        return 0
+
+    cdef inline int write(self, const char* src, Py_ssize_t n) except -1:
+        if self.length + n > self.capacity:
+            self.reserve(n)
+        memcpy(self.data + self.length, src, n)
+        self.length += n
+        return 0
+
+    cdef inline int write_byte(self, char c) except -1:
+        if self.length + 1 > self.capacity:
+            self.reserve(1)
+        self.data[self.length] = c
+        self.length += 1
+        return 0
+
+    cdef int write_text(self, str s) except -1:
+        """UTF-8 of `s`, unescaped."""
+        cdef Py_ssize_t n
+        cdef const char* utf8 = PyUnicode_AsUTF8AndSize(s, &n)
+        return self.write(utf8, n)
+
+    cdef int write_escaped(self, str s, bint quote) except -1:
+        """UTF-8 of `s` with backslash and newline escaped, and `"` when `quote`."""
+        cdef Py_ssize_t n, i
+        cdef const char* utf8 = PyUnicode_AsUTF8AndSize(s, &n)
+        cdef char c
+        cdef char* out
+        self.reserve(2 * n)
+        out = self.data + self.length
+        for i in range(n):
+            c = utf8[i]
+            if c == b'\\':
+                out[0] = b'\\'
+                out[1] = b'\\'
+                out += 2
+            elif c == b'\n':
+                out[0] = b'\\'
+                out[1] = b'n'
+                out += 2
+            elif quote and c == b'"':
+                out[0] = b'\\'
+                out[1] = b'"'
+                out += 2
+            else:
+                out[0] = c
+                out += 1
+        self.length = out - self.data
+        return 0
+
+    cdef int write_int(self, long long v) except -1:
+        """Decimal digits of a signed 64-bit integer."""
+        cdef char buf[24]
+        cdef int pos = 24
+        cdef unsigned long long u
+        if v < 0:
+            u = <unsigned long long>(-(v + 1)) + 1
+        else:
+            u = <unsigned long long>v
+        while True:
+            pos -= 1
+            buf[pos] = DIGITS[u % 10]
+            u //= 10
+            if u == 0:
+                break
+        if v < 0:
+            pos -= 1
+            buf[pos] = b'-'
+        return self.write(buf + pos, 24 - pos)
+
+    cdef int write_double(self, double v) except -1:
+        """A sample value as Prometheus reads it: whole numbers exactly, others
+        in the shortest form that round-trips, and NaN/+Inf/-Inf."""
+        cdef char* text
+        if isnan(v):
+            return self.write(b"NaN", 3)
+        if isinf(v):
+            if v > 0:
+                return self.write(b"+Inf", 4)
+            return self.write(b"-Inf", 4)
+        if v == floor(v) and -INT64_SAFE < v < INT64_SAFE:
+            return self.write_int(<long long>v)
+        text = PyOS_double_to_string(v, b'r', 0, 0, NULL)
+        try:
+            self.write(text, strlen(text))
+        finally:
+            PyMem_Free(text)
+        return 0
+
+    cdef int write_varint(self, unsigned long long v) except -1:
+        """Protobuf base-128 varint."""
+        if self.length + 10 > self.capacity:
+            self.reserve(10)
+        while v >= 0x80:
+            self.data[self.length] = <char>((v & 0x7F) | 0x80)
+            self.length += 1
+            v >>= 7
+        self.data[self.length] = <char>v
+        self.length += 1
+        return 0
+
+    cdef bytes getvalue(self):
+        return PyBytes_FromStringAndSize(self.data, self.length)

@@ -1,0 +1,243 @@
+"""Metric collectors and the registry that holds them.
+
+Each metric class is a thin Python layer over a compiled base from
+``aioprometheus._core``: the hot methods (``inc``, ``add``, ``set``,
+``observe``...) are the compiled class's own methods, bound directly, so one
+call from user code is one call into C. This module adds construction,
+validation and the aioprometheus 23.12 compatibility surface.
+"""
+
+import enum
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import _core
+from .metricdict import MetricDict
+
+LabelsType = Dict[str, Any]
+
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+RESTRICTED_LABELS_NAMES = ("job",)
+RESTRICTED_LABELS_PREFIXES = ("__",)
+
+POS_INF = float("inf")
+NEG_INF = float("-inf")
+
+
+class MetricsTypes(enum.Enum):
+    counter = 0
+    gauge = 1
+    summary = 2
+    untyped = 3
+    histogram = 4
+
+
+class Collector(_core.Metric):
+    """Base class of all metrics: a name, a help text, const labels and series.
+
+    Every series is identified by the metric name and a dict of labels; the
+    dict's content is the key (its order does not matter). Label names must
+    match ``[a-zA-Z_][a-zA-Z0-9_]*``; ``job`` and names starting with ``__``
+    are reserved, as are ``le`` for histograms and ``quantile`` for summaries.
+    """
+
+    kind = MetricsTypes.untyped
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        const_labels: Optional[LabelsType] = None,
+        registry: Optional["Registry"] = None,
+    ) -> None:
+        """
+        :param name: the metric name, matching ``[a-zA-Z_:][a-zA-Z0-9_:]*``.
+        :param doc: a short description, exposed as the metric's HELP.
+        :param const_labels: labels added to every series of this metric.
+        :param registry: where to register; the default ``REGISTRY`` if None.
+        """
+        if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
+            raise ValueError(f"Invalid metric name: {name}")
+        checked = dict(const_labels) if const_labels else {}
+        _core.check_labels(checked, self.reserved_label)
+        self.name = name
+        self.doc = doc
+        self.const_labels = checked
+        if registry is None:
+            registry = get_registry()
+        registry.register(self)
+
+    @property
+    def values(self) -> MetricDict:
+        """A mutable mapping of label dicts to this metric's values."""
+        return MetricDict(self)
+
+    def get(self, labels: Optional[LabelsType]) -> Any:
+        """The value for `labels`; KeyError if that series does not exist."""
+        raise KeyError(labels)
+
+    def set(self, labels: Optional[LabelsType], value: Any) -> None:
+        raise TypeError(f"{type(self).__name__} values cannot be set directly")
+
+    def set_value(self, labels: Optional[LabelsType], value: Any) -> None:
+        """Set the value for `labels` (counters and gauges)."""
+        self.set(labels, value)
+
+    def get_value(self, labels: Optional[LabelsType]) -> Any:
+        """The value for `labels`; KeyError if that series does not exist."""
+        return self.get(labels)
+
+    def get_all(self) -> List[Tuple[LabelsType, Any]]:
+        """``[(labels, value), ...]`` for every series."""
+        return [(labels, self.get(labels)) for labels in self._label_sets()]
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, self.__class__)
+            and self.name == other.name
+            and self.doc == other.doc
+            and self.get_all() == other.get_all()
+        )
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} series={self._series_count()}>"
+
+
+class Counter(_core.CounterCore, Collector):
+    """A cumulative value that only goes up: requests served, errors seen.
+
+    ``inc(labels)``, ``add(labels, value)`` (``value >= 0``),
+    ``set(labels, value)`` and ``get(labels)``.
+    """
+
+    kind = MetricsTypes.counter
+
+
+class Gauge(_core.GaugeCore, Collector):
+    """A value that goes up and down: queue length, temperature, in-flight requests.
+
+    ``set``, ``inc``, ``dec``, ``add``, ``sub`` and ``get``, each taking labels first.
+    """
+
+    kind = MetricsTypes.gauge
+
+
+class Summary(_core.SummaryCore, Collector):
+    """Observations summarised by count, sum and streaming quantile estimates.
+
+    ``invariants`` are ``(quantile, allowed rank error)`` pairs; each reported
+    quantile's rank is within ``error * count`` of ``quantile * count``.
+    """
+
+    kind = MetricsTypes.summary
+
+    REPR_STR = "summary"
+    DEFAULT_INVARIANTS = ((0.50, 0.05), (0.90, 0.01), (0.99, 0.001))
+    SUM_KEY = "sum"
+    COUNT_KEY = "count"
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        const_labels: Optional[LabelsType] = None,
+        registry: Optional["Registry"] = None,
+        invariants: Sequence[Tuple[float, float]] = DEFAULT_INVARIANTS,
+    ) -> None:
+        self._set_invariants(invariants)
+        super().__init__(name, doc, const_labels=const_labels, registry=registry)
+
+    add = _core.SummaryCore.observe
+
+
+class Histogram(_core.HistogramCore, Collector):
+    """Observations counted into cumulative buckets, plus their count and sum.
+
+    Exposed as ``<name>_bucket{le="<bound>"}``, ``<name>_count`` and
+    ``<name>_sum``; a ``+Inf`` bucket is always present.
+    """
+
+    kind = MetricsTypes.histogram
+
+    REPR_STR = "histogram"
+    DEFAULT_BUCKETS = (
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+        POS_INF,
+    )
+    SUM_KEY = "sum"
+    COUNT_KEY = "count"
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        const_labels: Optional[LabelsType] = None,
+        registry: Optional["Registry"] = None,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        self._set_buckets(buckets)
+        super().__init__(name, doc, const_labels=const_labels, registry=registry)
+
+    add = _core.HistogramCore.observe
+
+
+class Registry:
+    """The set of collectors a scrape exposes, keyed by metric name."""
+
+    def __init__(self) -> None:
+        self.collectors: Dict[str, Collector] = {}
+
+    def register(self, collector: Collector) -> None:
+        """Add `collector`.
+
+        Registering the very same collector again does nothing; another
+        collector with a taken name raises ValueError.
+        """
+        if not isinstance(collector, Collector):
+            raise TypeError(f"Invalid collector type: {collector}")
+        existing = self.collectors.get(collector.name)
+        if existing is collector:
+            return
+        if existing is not None:
+            raise ValueError(f"A collector for {collector.name} is already registered")
+        self.collectors[collector.name] = collector
+
+    def deregister(self, name: str) -> None:
+        """Stop exposing the collector called `name`; KeyError if unknown."""
+        del self.collectors[name]
+
+    def get(self, name: str) -> Collector:
+        """The collector called `name`; KeyError if unknown."""
+        return self.collectors[name]
+
+    def get_all(self) -> List[Collector]:
+        """Every registered collector."""
+        return list(self.collectors.values())
+
+    def sorted_collectors(self) -> Iterable[Collector]:
+        """Every registered collector, by name: the order scrapes expose them in."""
+        return [self.collectors[name] for name in sorted(self.collectors)]
+
+    def clear(self) -> None:
+        """Deregister everything (handy between tests)."""
+        self.collectors.clear()
+
+
+REGISTRY = Registry()
+
+
+def get_registry() -> Registry:
+    """The default registry."""
+    return REGISTRY
