@@ -1,0 +1,250 @@
+"""Pick the exposition format for a scrape from its Accept header(s).
+
+Two formats are served:
+
+- text exposition format 0.0.4 (``text/plain; version=0.0.4``), the default;
+- Prometheus' protobuf format, a delimited stream of
+  ``io.prometheus.client.MetricFamily`` messages
+  (``application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+  encoding=delimited``), which Prometheus asks for first when native
+  histograms are enabled.
+
+Selection follows RFC 9110 section 12.5.1: every media range in the Accept
+field(s) carries a weight (``q``, default 1, ``q=0`` meaning "not
+acceptable"); for each format the most specific range that matches it decides
+its weight; the format with the highest weight wins, ties go to the format
+whose deciding range was listed first, and a tie on the very same range (such
+as ``*/*``) goes to text. If no header is given, nothing matches or the
+header cannot be parsed, the text format is used.
+"""
+
+import logging
+from typing import (
+    Callable,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Type,
+)
+
+from .formats.base import IFormatter
+from .formats.binary import BINARY_CONTENT_TYPE, BinaryFormatter
+from .formats.text import TextFormatter
+
+logger = logging.getLogger(__name__)
+
+# type aliases
+FormatterType = Type[IFormatter]
+
+PROTOBUF_MEDIA_TYPE = ("application", "vnd.google.protobuf")
+PROTOBUF_PARAMS = {
+    "proto": "io.prometheus.client.MetricFamily",
+    "encoding": "delimited",
+}
+TEXT_MEDIA_TYPE = ("text", "plain")
+TEXT_VERSIONS = ("0.0.4",)
+
+__all__ = [
+    "BINARY_CONTENT_TYPE",
+    "MediaRange",
+    "negotiate",
+    "parse_accepts",
+    "parse_accept_ranges",
+]
+
+
+class MediaRange(NamedTuple):
+    """One element of an Accept field, lower-cased type/subtype."""
+
+    type: str
+    subtype: str
+    params: Dict[str, str]
+    q: float
+    position: int
+
+
+def _split_quoted(text: str, sep: str) -> List[str]:
+    """Split on sep outside double-quoted strings."""
+    parts: List[str] = []
+    current: List[str] = []
+    quoted = False
+    escaped = False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif quoted and ch == "\\":
+            current.append(ch)
+            escaped = True
+        elif ch == '"':
+            current.append(ch)
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        out: List[str] = []
+        escaped = False
+        for ch in value[1:-1]:
+            if escaped:
+                out.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            else:
+                out.append(ch)
+        return "".join(out)
+    return value
+
+
+def _parse_q(value: str) -> Optional[float]:
+    # RFC 9110 qvalue: "0" [ "." 0*3DIGIT ] / "1" [ "." 0*3("0") ]
+    try:
+        q = float(value)
+    except ValueError:
+        return None
+    if not 0.0 <= q <= 1.0 or q != q:
+        return None
+    return q
+
+
+def parse_accept_ranges(accept_headers: Sequence[str]) -> List[MediaRange]:
+    """Parse Accept field values into media ranges, in the order given.
+
+    Several header values are treated as one comma-separated list. Elements
+    that are not ``type/subtype`` or carry an invalid ``q`` are skipped.
+    """
+    ranges: List[MediaRange] = []
+    position = 0
+    for header in accept_headers:
+        if not isinstance(header, str):
+            continue
+        for element in _split_quoted(header, ","):
+            pieces = _split_quoted(element, ";")
+            media = pieces[0].strip().lower()
+            if media.count("/") != 1:
+                continue
+            mtype, msubtype = (p.strip() for p in media.split("/"))
+            if not mtype or not msubtype or (mtype == "*" and msubtype != "*"):
+                continue
+            params: Dict[str, str] = {}
+            q: Optional[float] = 1.0
+            for piece in pieces[1:]:
+                if not piece.strip():
+                    continue
+                name, eq, value = piece.partition("=")
+                name = name.strip().lower()
+                if not eq or not name:
+                    continue
+                value = _unquote(value.strip())
+                if name == "q":
+                    # parameters after q are accept-extensions (RFC 7231);
+                    # RFC 9110 drops them, they never affect matching here.
+                    q = _parse_q(value)
+                    break
+                params[name] = value
+            if q is None:
+                continue
+            ranges.append(MediaRange(mtype, msubtype, params, q, position))
+            position += 1
+    return ranges
+
+
+def _match_protobuf(r: MediaRange) -> int:
+    """Specificity of r for the protobuf format (0: no match)."""
+    if r.type == "*":
+        return 1
+    if r.type != PROTOBUF_MEDIA_TYPE[0]:
+        return 0
+    if r.subtype == "*":
+        return 2
+    if r.subtype != PROTOBUF_MEDIA_TYPE[1]:
+        return 0
+    for name, value in r.params.items():
+        if name in PROTOBUF_PARAMS:
+            if value != PROTOBUF_PARAMS[name]:
+                return 0
+        # other parameters (e.g. charset) are not meaningful for this type
+    return 4 if r.params else 3
+
+
+def _match_text(r: MediaRange) -> int:
+    """Specificity of r for the text format (0: no match)."""
+    if r.type == "*":
+        return 1
+    if r.type != TEXT_MEDIA_TYPE[0]:
+        return 0
+    if r.subtype == "*":
+        return 2
+    if r.subtype != TEXT_MEDIA_TYPE[1]:
+        return 0
+    version = r.params.get("version")
+    if version is not None and version not in TEXT_VERSIONS:
+        return 0
+    charset = r.params.get("charset")
+    if charset is not None and charset.lower() != "utf-8":
+        return 0
+    return 4 if r.params else 3
+
+
+def _weigh(
+    ranges: Sequence[MediaRange], match: Callable[[MediaRange], int]
+) -> Tuple[float, int]:
+    """(q, position) of the most specific range matching a format."""
+    best_spec = 0
+    best: Tuple[float, int] = (0.0, -1)
+    for r in ranges:
+        spec = match(r)
+        if spec > best_spec:
+            best_spec = spec
+            best = (r.q, r.position)
+    return best
+
+
+def negotiate(accepts_headers: Sequence[str]) -> FormatterType:
+    """Negotiate a response format from a request's Accept header values.
+
+    :param accepts_headers: a list of Accept header field values extracted
+      from a request (several values are joined as one list).
+
+    :returns: a formatter class (TextFormatter or BinaryFormatter) used to
+      render the response.
+    """
+    ranges = parse_accept_ranges(accepts_headers or ())
+    text_q, text_pos = _weigh(ranges, _match_text)
+    proto_q, proto_pos = _weigh(ranges, _match_protobuf)
+    formatter: FormatterType = TextFormatter
+    if proto_q > 0.0 and (
+        proto_q > text_q or (proto_q == text_q and proto_pos < text_pos)
+    ):
+        formatter = BinaryFormatter
+    logger.debug(
+        "negotiating %r resulted in choosing %s", accepts_headers, formatter.__name__
+    )
+    return formatter
+
+
+def parse_accepts(accept_headers: Sequence[str]) -> Set[str]:
+    """Return the set of ';'-separated items of the Accept headers.
+
+    Kept for compatibility with aioprometheus 23.12; negotiation itself uses
+    :func:`parse_accept_ranges`.
+    """
+    accepts: Set[str] = set()
+    for accept_header in accept_headers:
+        if ";" in accept_header:
+            accepts.update(i.strip() for i in accept_header.split(";"))
+        else:
+            accepts.add(accept_header)
+    return accepts
