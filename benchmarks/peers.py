@@ -1,0 +1,177 @@
+"""The implementations compared, and isolated installs of the peers.
+
+aioprometheus 23.12.0 has our import name, so it (and prometheus_client, to pin
+its version) is installed with ``pip install --target`` into a cache folder
+outside the repository, by default ``~/.cache/aioprometheus-bench/<name>-<version>``
+(``$AIOPROMETHEUS_BENCH_CACHE`` or ``$XDG_CACHE_HOME`` move it).  Each
+implementation then runs in its own worker process whose ``PYTHONPATH`` holds
+exactly one of: the repository checkout (ours) or one peer folder.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKER_SCRIPT = Path(__file__).resolve().parent / "workloads.py"
+
+
+@dataclass
+class Impl:
+    """One implementation under test."""
+
+    key: str  # "ours", "aioprometheus", "prometheus_client"
+    label: str  # shown in the table
+    family: str  # import name / API family
+    path: Optional[Path]  # folder put on PYTHONPATH (None: the environment's)
+    expect: Optional[Path] = None  # the package must be imported from here
+    forbid: Optional[Path] = None  # ... and never from here
+    require_core: bool = False
+    problem: Optional[str] = None  # why it cannot run (install failed, ...)
+    info: Dict[str, object] = field(default_factory=dict)
+
+    def env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        if self.path is not None:
+            env["PYTHONPATH"] = str(self.path)
+        env["PYTHONHASHSEED"] = "0"  # same dict/set layouts every run
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+    def worker_args(self) -> List[str]:
+        return [
+            f"family={self.family}",
+            f"expect={self.expect or ''}",
+            f"forbid={self.forbid or ''}",
+            f"core={'1' if self.require_core else '0'}",
+        ]
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    key: str
+    dist: str
+    version: str
+    family: str
+    label: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.dist}=={self.version}"
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.dist}-{self.version}"
+
+
+PEERS = (
+    PeerSpec(
+        "aioprometheus",
+        "aioprometheus",
+        "23.12.0",
+        "aioprometheus",
+        "aioprometheus 23.12.0",
+    ),
+    PeerSpec(
+        "prometheus_client",
+        "prometheus_client",
+        "0.26.0",
+        "prometheus_client",
+        "prometheus_client 0.26.0",
+    ),
+)
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("AIOPROMETHEUS_BENCH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "aioprometheus-bench"
+
+
+def _log(msg: str) -> None:
+    print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_peer(spec: PeerSpec, root: Path, install: bool = True) -> Path:
+    """Return the peer's folder, installing it with pip on first use."""
+    folder = root / spec.folder_name
+    marker = folder / ".bench-installed"
+    if marker.exists() and marker.read_text().strip() == spec.requirement:
+        return folder
+    if not install:
+        raise RuntimeError(
+            f"{spec.requirement} is not installed in {folder} "
+            "(run without --no-install)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / (spec.folder_name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    _log(f"installing {spec.requirement} into {folder} (first run only)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "--target",
+        str(staging),
+        spec.requirement,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RuntimeError(
+            f"pip install {spec.requirement} failed: "
+            f"{(proc.stderr or proc.stdout).strip()[-800:]}"
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    marker.write_text(spec.requirement + "\n")
+    return folder
+
+
+def ours(root: Path) -> Impl:
+    """Our package: the repository checkout if it holds one, else the env's."""
+    has_checkout = (REPO_ROOT / "aioprometheus" / "__init__.py").exists()
+    path = REPO_ROOT if has_checkout else None
+    return Impl(
+        key="ours",
+        label="ours",
+        family="aioprometheus",
+        path=path,
+        expect=REPO_ROOT if has_checkout else None,
+        forbid=root,
+        require_core=True,
+    )
+
+
+def implementations(
+    selected: List[str], install: bool = True, root: Optional[Path] = None
+) -> List[Impl]:
+    """The implementations to run, in round order (ours first)."""
+    root = root or cache_root()
+    impls: List[Impl] = []
+    if "ours" in selected:
+        impls.append(ours(root))
+    for spec in PEERS:
+        if spec.key not in selected:
+            continue
+        impl = Impl(key=spec.key, label=spec.label, family=spec.family, path=None)
+        try:
+            folder = ensure_peer(spec, root, install=install)
+            impl.path = impl.expect = folder
+        except Exception as exc:  # no network, pip failure: run without it
+            impl.problem = str(exc)
+            _log(f"{spec.label} unavailable: {exc}")
+        impls.append(impl)
+    return impls

@@ -1,0 +1,757 @@
+"""Benchmark workloads and the worker process that runs them.
+
+This module is deliberately self-contained (standard library only) because the
+driver starts it as a *script* (``python benchmarks/workloads.py serve ...``) in
+one subprocess per implementation, with ``PYTHONPATH`` pointing at exactly one
+implementation.  ``sys.path[0]`` is then this folder, which holds no
+``aioprometheus`` package, so the implementation under test is the only one
+the worker can import.
+
+Two API families are measured with the same workloads:
+
+* ``aioprometheus``: ours and aioprometheus 23.12.0 (identical public API,
+  ``c.inc(labels_dict)``),
+* ``prometheus_client``: its idiomatic API (``c.labels(**labels).inc()``).
+
+Every workload is one function taking an :class:`Api` and returning what to
+time: a :class:`Micro` (a statement run in a tight loop), a :class:`Call` (a
+whole operation such as a render) or a special object for the scrape and the
+asyncio loop.  Timing uses ``time.perf_counter_ns`` with the garbage collector
+disabled; micro loops have the cost of the bare loop measured alongside with
+the same N and subtracted ("net" ns/op; "raw" is kept too).
+"""
+
+import asyncio
+import gc
+import importlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+AIO = "aioprometheus"
+PC = "prometheus_client"
+
+LABELS = {"method": "GET", "route": "/api/v1/items"}
+METHODS = ("GET", "POST", "PUT", "DELETE")
+
+clock = time.perf_counter_ns
+
+
+class Unavailable(Exception):
+    """The implementation does not offer this workload (or not yet)."""
+
+
+class Api:
+    """The implementation under test, imported by family name."""
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.mod = importlib.import_module(family)
+
+    def registry(self) -> Any:
+        if self.family == PC:
+            return self.mod.CollectorRegistry()
+        return self.mod.Registry()
+
+    def metric(self, kind: str, name: str, doc: str, reg: Any, labelnames=()) -> Any:
+        """Create a Counter/Gauge/Histogram/Summary with default settings."""
+        cls = getattr(self.mod, kind)
+        if self.family == PC:
+            return cls(name, doc, labelnames=list(labelnames), registry=reg)
+        return cls(name, doc, registry=reg)
+
+
+class Micro:
+    """A statement timed in ``for v in values: <stmt>`` (v: float values)."""
+
+    def __init__(self, stmt: str, **names: Any) -> None:
+        self.stmt = stmt
+        self.names = names
+
+
+class Call:
+    """A zero-argument callable timed as a whole (e.g. one render)."""
+
+    def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
+        self.fn = fn
+        self.note = note
+
+
+# ---------------------------------------------------------------------------
+# Micro workloads: one function each.  The statement is identical across
+# implementations of one family; prometheus_client uses its idiomatic API.
+# ---------------------------------------------------------------------------
+
+
+def floor(api: Api) -> Micro:
+    """One C call from Python: ``d.get(k)`` on a prebuilt key."""
+    return Micro("d.get(k)", d={"key": 1, "other": 2}, k="key")
+
+
+def counter_inc_labels(api: Api) -> Micro:
+    labels = dict(LABELS)
+    reg = api.registry()
+    if api.family == PC:
+        c = api.metric("Counter", "bench_requests", "Requests.", reg, labels)
+        c.labels(**labels).inc()
+        return Micro("c.labels(**labels).inc()", c=c, labels=labels)
+    c = api.metric("Counter", "bench_requests_total", "Requests.", reg)
+    c.inc(labels)
+    return Micro("c.inc(labels)", c=c, labels=labels)
+
+
+def counter_inc_nolabels(api: Api) -> Micro:
+    reg = api.registry()
+    if api.family == PC:
+        c = api.metric("Counter", "bench_events", "Events.", reg)
+        c.inc()
+        return Micro("c.inc()", c=c)
+    c = api.metric("Counter", "bench_events_total", "Events.", reg)
+    c.inc({})
+    return Micro("c.inc({})", c=c)
+
+
+def gauge_set(api: Api) -> Micro:
+    labels = dict(LABELS)
+    reg = api.registry()
+    g = api.metric("Gauge", "bench_in_flight", "In flight.", reg, labels)
+    if api.family == PC:
+        g.labels(**labels).set(1.0)
+        return Micro("g.labels(**labels).set(v)", g=g, labels=labels)
+    g.set(labels, 1.0)
+    return Micro("g.set(labels, v)", g=g, labels=labels)
+
+
+def histogram_observe(api: Api) -> Micro:
+    labels = dict(LABELS)
+    reg = api.registry()
+    h = api.metric("Histogram", "bench_latency_seconds", "Latency.", reg, labels)
+    if api.family == PC:
+        h.labels(**labels).observe(0.1)
+        return Micro("h.labels(**labels).observe(v)", h=h, labels=labels)
+    h.observe(labels, 0.1)
+    return Micro("h.observe(labels, v)", h=h, labels=labels)
+
+
+def summary_observe(api: Api) -> Micro:
+    labels = dict(LABELS)
+    reg = api.registry()
+    s = api.metric("Summary", "bench_size_bytes", "Size.", reg, labels)
+    if api.family == PC:
+        s.labels(**labels).observe(0.1)
+        return Micro("s.labels(**labels).observe(v)", s=s, labels=labels)
+    s.observe(labels, 0.1)
+    return Micro("s.observe(labels, v)", s=s, labels=labels)
+
+
+# ---------------------------------------------------------------------------
+# Render workloads: a registry with N series (2-label counters and gauges,
+# 500 series per metric, alternating kinds), rendered whole.
+# ---------------------------------------------------------------------------
+
+SERIES_PER_METRIC = 500
+
+
+def build_fixture(api: Api, n_series: int) -> Any:
+    """A registry holding ``n_series`` 2-label series, identical across impls."""
+    reg = api.registry()
+    n_metrics = max(1, math.ceil(n_series / SERIES_PER_METRIC))
+    made = 0
+    for m in range(n_metrics):
+        count = min(SERIES_PER_METRIC, n_series - made)
+        kind = "Counter" if m % 2 == 0 else "Gauge"
+        name = f"bench_fixture_{m}" + ("_total" if kind == "Counter" else "")
+        if api.family == PC and kind == "Counter":
+            name = f"bench_fixture_{m}"  # prometheus_client appends _total
+        metric = api.metric(
+            kind, name, f"Fixture metric {m}.", reg, ("method", "route")
+        )
+        for i in range(count):
+            method = METHODS[i % 4]
+            route = f"/api/v1/resource/{m}/{i}"
+            if kind == "Counter":
+                value: float = i + 1
+            else:
+                value = i * 0.25 + 0.1
+            if api.family == PC:
+                child = metric.labels(method=method, route=route)
+                if kind == "Counter":
+                    child.inc(value)
+                else:
+                    child.set(value)
+            elif kind == "Counter":
+                metric.add({"method": method, "route": route}, value)
+            else:
+                metric.set({"method": method, "route": route}, value)
+        made += count
+    return reg
+
+
+def text_formatter(api: Api) -> Callable[[Any], bytes]:
+    if api.family == PC:
+        generate_latest = api.mod.generate_latest
+        return lambda reg: generate_latest(reg)
+    from aioprometheus.formats.text import TextFormatter  # type: ignore
+
+    fmt = TextFormatter()
+    return lambda reg: fmt.marshall(reg)
+
+
+def binary_formatter(api: Api) -> Callable[[Any], bytes]:
+    if api.family == PC:
+        raise Unavailable("prometheus_client has no protobuf exposition")
+    try:
+        from aioprometheus.formats.binary import BinaryFormatter  # type: ignore
+
+        fmt = BinaryFormatter()
+    except Exception as exc:  # ImportError, or a missing extra package
+        raise Unavailable(f"{type(exc).__name__}: {exc}") from None
+    return lambda reg: fmt.marshall(reg)
+
+
+def text_render(api: Api, n_series: int) -> Call:
+    marshall = text_formatter(api)
+    reg = build_fixture(api, n_series)
+    size = len(marshall(reg))
+    return Call(lambda: marshall(reg), note=f"{size} bytes")
+
+
+def protobuf_render(api: Api, n_series: int) -> Call:
+    marshall = binary_formatter(api)
+    reg = build_fixture(api, n_series)
+    size = len(marshall(reg))
+    return Call(lambda: marshall(reg), note=f"{size} bytes")
+
+
+# ---------------------------------------------------------------------------
+# Scrape latency through an aiohttp exporter on 127.0.0.1 (loopback only).
+# aioprometheus (ours and 23.12): aioprometheus.service.Service.
+# prometheus_client: its own aiohttp handler (prometheus_client.aiohttp,
+# compression disabled) on an aiohttp AppRunner, i.e. the same HTTP stack.
+# ---------------------------------------------------------------------------
+
+SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
+
+
+class Scrape:
+    def __init__(self, api: Api, n_series: int) -> None:
+        self.api = api
+        try:
+            import aiohttp  # noqa: F401
+
+            if api.family == PC:
+                from prometheus_client.aiohttp import make_aiohttp_handler  # type: ignore
+
+                self.make_handler = make_aiohttp_handler
+            else:
+                from aioprometheus.service import Service  # type: ignore
+
+                self.Service = Service
+        except ImportError as exc:
+            raise Unavailable(f"ImportError: {exc}") from None
+        self.reg = build_fixture(api, n_series)
+
+    async def _start(self):
+        if self.api.family == PC:
+            from aiohttp import web
+
+            app = web.Application()
+            handler = self.make_handler(self.reg, disable_compression=True)
+            app.router.add_get("/metrics", handler)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+
+            async def stop() -> None:
+                await runner.cleanup()
+
+            return f"http://{host}:{port}/metrics", stop
+        svc = self.Service(registry=self.reg)
+        await svc.start(addr="127.0.0.1", port=0)
+        return svc.metrics_url, svc.stop
+
+    async def _round(self, n_requests: int) -> List[int]:
+        import aiohttp
+
+        url, stop = await self._start()
+        lat: List[int] = []
+        try:
+            async with aiohttp.ClientSession() as session:
+                for i in range(n_requests + 1):
+                    t0 = clock()
+                    async with session.get(url, headers=SCRAPE_HEADERS) as resp:
+                        body = await resp.read()
+                        status = resp.status
+                    t1 = clock()
+                    if status != 200 or not body:
+                        raise RuntimeError(f"scrape failed: HTTP {status}")
+                    if i:  # the first request warms the connection
+                        lat.append(t1 - t0)
+                    self.size = len(body)
+        finally:
+            await stop()
+        return lat
+
+    def run(self, n_requests: int) -> List[int]:
+        gc.collect()
+        gc.disable()
+        try:
+            return asyncio.run(self._round(n_requests))
+        finally:
+            gc.enable()
+
+
+# ---------------------------------------------------------------------------
+# High-frequency asyncio loop: TASKS tasks, each doing PER_ITER events per
+# loop iteration (each event = a little arithmetic + one 2-label counter
+# increment) and then yielding with ``await asyncio.sleep(0)``.  The same
+# program without the increment is the baseline.
+# ---------------------------------------------------------------------------
+
+LOOP_TASKS = 8
+LOOP_PER_ITER = 100
+
+_LOOP_TEMPLATE = """
+async def _task(iters, c, pool):
+    acc = 0
+    for _it in range(iters):
+        for j in range({per_iter}):
+            acc += j * 3
+            labels = pool[j & 3]
+            {stmt}
+        await _sleep(0)
+    return acc
+"""
+
+
+class AsyncLoop:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        reg = api.registry()
+        self.pool = [{"method": m, "route": "/api/v1/items"} for m in METHODS]
+        if api.family == PC:
+            self.c = api.metric(
+                "Counter", "bench_loop_events", "Events.", reg, ("method", "route")
+            )
+            stmt = "c.labels(**labels).inc()"
+        else:
+            self.c = api.metric("Counter", "bench_loop_events_total", "Events.", reg)
+            stmt = "c.inc(labels)"
+        self.instrumented = _compile_loop(stmt)
+        self.baseline = _compile_loop("pass")
+        self.iters = 0
+
+    async def _main(self, task: Callable, iters: int) -> int:
+        t0 = clock()
+        await asyncio.gather(
+            *(task(iters, self.c, self.pool) for _ in range(LOOP_TASKS))
+        )
+        return clock() - t0
+
+    def time_once(self, task: Callable, iters: int) -> int:
+        return asyncio.run(self._main(task, iters))
+
+    def events(self, iters: int) -> int:
+        return iters * LOOP_TASKS * LOOP_PER_ITER
+
+
+def _compile_loop(stmt: str) -> Callable:
+    ns: Dict[str, Any] = {"_sleep": asyncio.sleep}
+    exec(_LOOP_TEMPLATE.format(per_iter=LOOP_PER_ITER, stmt=stmt), ns)
+    return ns["_task"]
+
+
+# ---------------------------------------------------------------------------
+# Memory per series: run in a fresh process (``workloads.py memory ...``).
+# Unique label value strings are created inside the measured region.
+# ---------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: peak RSS is the best we have
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def memory_per_series(api: Api, kind: str, n: int) -> Dict[str, Any]:
+    """RSS growth per series for ``n`` new 2-label series of ``kind``."""
+    reg = api.registry()
+    if kind == "counter":
+        metric = api.metric(
+            "Counter",
+            "bench_mem_total" if api.family == AIO else "bench_mem",
+            "Memory.",
+            reg,
+            ("method", "route"),
+        )
+    elif kind == "histogram":
+        metric = api.metric(
+            "Histogram", "bench_mem_seconds", "Memory.", reg, ("method", "route")
+        )
+    else:
+        raise ValueError(kind)
+
+    def add(i: int, route: str) -> None:
+        v = 0.001 * (i % 2000)
+        if api.family == PC:
+            child = metric.labels(method="GET", route=route)
+            if kind == "counter":
+                child.inc()
+            else:
+                child.observe(v)
+        elif kind == "counter":
+            metric.inc({"method": "GET", "route": route})
+        else:
+            metric.observe({"method": "GET", "route": route}, v)
+
+    add(0, "/warmup")  # the metric's first series and code paths are not counted
+    gc.collect()
+    gc.disable()
+    before = rss_bytes()
+    for i in range(n):
+        add(i, f"/api/v1/items/{i}")
+    gc.collect()
+    after = rss_bytes()
+    gc.enable()
+    return {
+        "series": n,
+        "rss_before": before,
+        "rss_after": after,
+        "bytes_per_series": (after - before) / n,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Worker machinery: calibrated, warmed-up timing of the objects above.
+# ---------------------------------------------------------------------------
+
+_MICRO_TEMPLATE = """
+def _timed(_values, _clock{params}):
+    _t0 = _clock()
+    for v in _values:
+        {stmt}
+    return _clock() - _t0
+"""
+
+_VALUES_CACHE: Dict[int, List[float]] = {}
+
+
+def values(n: int) -> List[float]:
+    """``n`` deterministic observation values spread across default buckets."""
+    cached = _VALUES_CACHE.get(n)
+    if cached is None:
+        rng = random.Random(20231200)
+        cached = [rng.lognormvariate(-2.0, 1.5) for _ in range(n)]
+        _VALUES_CACHE.clear()
+        _VALUES_CACHE[n] = cached
+    return cached
+
+
+def _compile_micro(stmt: str, names: Dict[str, Any]) -> Callable[..., int]:
+    params = "".join(f", {k}" for k in names)
+    ns: Dict[str, Any] = {}
+    exec(_MICRO_TEMPLATE.format(params=params, stmt=stmt), ns)
+    return ns["_timed"]
+
+
+class MicroRunner:
+    """Times a :class:`Micro`: net = (stmt loop - empty loop) / N.
+
+    One sample is the best of ``REPEATS`` passes of each loop (alternating),
+    which keeps a preempted pass on a busy machine from polluting the sample;
+    the driver then takes the median over rounds.
+    """
+
+    REPEATS = 3
+
+    def __init__(self, micro: Micro, target_ns: int) -> None:
+        self.names = micro.names
+        self.timed = _compile_micro(micro.stmt, micro.names)
+        self.empty = _compile_micro("pass", micro.names)
+        self.stmt = micro.stmt
+        pass_ns = target_ns / self.REPEATS
+        # calibrate N so that one timed pass takes about pass_ns
+        n = 1000
+        while True:
+            t = self._pass(self.timed, n)
+            if t >= pass_ns / 4 or n >= 4_000_000:
+                break
+            n *= 4
+        per_op = max(t / n, 1.0)
+        self.n = int(min(max(pass_ns / per_op, 1000), 4_000_000))
+        self._pass(self.timed, self.n)  # warmup at the final size
+        self._pass(self.empty, self.n)
+
+    def _pass(self, fn: Callable[..., int], n: int) -> int:
+        vals = values(n)
+        gc.collect()
+        gc.disable()
+        try:
+            return fn(vals, clock, *self.names.values())
+        finally:
+            gc.enable()
+
+    def sample(self) -> Dict[str, Any]:
+        empties, stmts = [], []
+        for _ in range(self.REPEATS):
+            empties.append(self._pass(self.empty, self.n))
+            stmts.append(self._pass(self.timed, self.n))
+        t_empty, t_stmt = min(empties), min(stmts)
+        return {
+            "value": (t_stmt - t_empty) / self.n,
+            "raw": t_stmt / self.n,
+            "loop": t_empty / self.n,
+            "n": self.n,
+        }
+
+
+class CallRunner:
+    """Times a :class:`Call`: one sample = median of k timed calls.
+
+    k is calibrated so that a sample takes about target_ns (at least 1 call).
+    """
+
+    def __init__(self, call: Call, target_ns: int) -> None:
+        self.fn = call.fn
+        self.note = call.note
+        t = min(self._times(1)[0], self._times(1)[0])  # warmup and estimate
+        self.k = int(max(1, min(target_ns // max(t, 1), 200)))
+
+    def _times(self, k: int) -> List[int]:
+        fn = self.fn
+        out = []
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(k):
+                t0 = clock()
+                fn()
+                out.append(clock() - t0)
+            return out
+        finally:
+            gc.enable()
+
+    def sample(self) -> Dict[str, Any]:
+        times = sorted(self._times(self.k))
+        mid = (
+            times[len(times) // 2]
+            if len(times) % 2
+            else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
+        )
+        return {"value": mid / 1e6, "k": self.k, "note": self.note}
+
+
+class ScrapeRunner:
+    def __init__(self, scrape: Scrape, requests: int) -> None:
+        self.scrape = scrape
+        self.requests = requests
+        scrape.run(2)  # warmup
+
+    def sample(self) -> Dict[str, Any]:
+        lat = self.scrape.run(self.requests)
+        return {
+            "latencies_ms": [x / 1e6 for x in lat],
+            "value": _percentile([x / 1e6 for x in lat], 50),
+            "note": f"{self.scrape.size} bytes",
+        }
+
+
+class LoopRunner:
+    def __init__(self, loop: AsyncLoop, target_ns: int) -> None:
+        self.loop = loop
+        iters = 10
+        t = loop.time_once(loop.instrumented, iters)
+        self.iters = int(max(10, min(iters * target_ns / max(t, 1), 100_000)))
+        loop.time_once(loop.instrumented, self.iters)  # warmup
+        loop.time_once(loop.baseline, self.iters)
+
+    def sample(self) -> Dict[str, Any]:
+        loop = self.loop
+        gc.collect()
+        gc.disable()
+        try:
+            t_base = loop.time_once(loop.baseline, self.iters)
+            t_instr = loop.time_once(loop.instrumented, self.iters)
+        finally:
+            gc.enable()
+        events = loop.events(self.iters)
+        return {
+            "value": (t_instr - t_base) / events,
+            "instrumented_ns_per_event": t_instr / events,
+            "baseline_ns_per_event": t_base / events,
+            "instrumented_events_per_s": events * 1e9 / t_instr,
+            "baseline_events_per_s": events * 1e9 / t_base,
+            "events": events,
+        }
+
+
+def _percentile(xs: List[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100.0 * len(s)))
+    return s[rank - 1]
+
+
+MICRO = {
+    "floor": floor,
+    "counter_inc_labels": counter_inc_labels,
+    "counter_inc_nolabels": counter_inc_nolabels,
+    "gauge_set": gauge_set,
+    "histogram_observe": histogram_observe,
+    "summary_observe": summary_observe,
+}
+
+
+def prepare(api: Api, workload: str, params: Dict[str, Any]) -> Any:
+    """Build the runner for one workload (setup, calibration, warmup)."""
+    target_ns = int(params.get("target_ms", 20) * 1e6)
+    if workload in MICRO:
+        return MicroRunner(MICRO[workload](api), target_ns)
+    if workload == "text_render":
+        return CallRunner(text_render(api, params["series"]), target_ns)
+    if workload == "protobuf_render":
+        return CallRunner(protobuf_render(api, params["series"]), target_ns)
+    if workload == "scrape":
+        return ScrapeRunner(Scrape(api, params["series"]), params["requests"])
+    if workload == "asyncio_loop":
+        return LoopRunner(AsyncLoop(api), target_ns)
+    raise ValueError(f"unknown workload {workload!r}")
+
+
+def identify(
+    family: str,
+    expect_dir: Optional[str],
+    forbid_dir: Optional[str],
+    require_core: bool,
+) -> Dict[str, Any]:
+    """Import the implementation and check it is the one we were meant to get."""
+    info: Dict[str, Any] = {
+        "family": family,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+    }
+    try:
+        mod = importlib.import_module(family)
+    except Exception as exc:
+        return {**info, "ok": False, "reason": f"import {family}: {exc!r}"}
+    path = os.path.realpath(getattr(mod, "__file__", "") or "")
+    info["module_file"] = path
+    info["version"] = getattr(mod, "__version__", None)
+    if info["version"] is None:
+        try:
+            from importlib.metadata import version
+
+            info["version"] = version(family)
+        except Exception:
+            pass
+    if expect_dir and not path.startswith(os.path.realpath(expect_dir) + os.sep):
+        return {
+            **info,
+            "ok": False,
+            "reason": f"{family} imported from {path}, expected under {expect_dir}",
+        }
+    if forbid_dir and path.startswith(os.path.realpath(forbid_dir) + os.sep):
+        return {
+            **info,
+            "ok": False,
+            "reason": f"{family} imported from {path}, inside {forbid_dir}",
+        }
+    if require_core:
+        try:
+            core = importlib.import_module(f"{family}._core")
+            info["core_file"] = os.path.realpath(core.__file__ or "")
+        except Exception as exc:
+            return {**info, "ok": False, "reason": f"no compiled core: {exc!r}"}
+    info["ok"] = True
+    return info
+
+
+def serve(args: List[str]) -> int:
+    """Worker loop: JSON commands on stdin, one JSON answer per line."""
+    opts = dict(a.split("=", 1) for a in args)
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything the libraries print goes to stderr
+    sys.stdout = sys.stderr
+    info = identify(
+        opts["family"],
+        opts.get("expect") or None,
+        opts.get("forbid") or None,
+        opts.get("core") == "1",
+    )
+    proto.write(json.dumps(info) + "\n")
+    if not info["ok"]:
+        return 1
+    api = Api(opts["family"])
+    runners: Dict[str, Any] = {}
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        key = cmd.get("key", "")
+        try:
+            if cmd["cmd"] == "quit":
+                break
+            if cmd["cmd"] == "drop":
+                runners.pop(key, None)
+                gc.collect()
+                answer: Dict[str, Any] = {"status": "ok"}
+            elif cmd["cmd"] == "sample":
+                runner = runners.get(key)
+                if runner is None:
+                    runner = runners[key] = prepare(
+                        api, cmd["workload"], cmd.get("params", {})
+                    )
+                if isinstance(runner, Unavailable):
+                    raise runner
+                answer = {"status": "ok", **runner.sample()}
+            else:
+                raise ValueError(f"unknown command {cmd['cmd']!r}")
+        except Unavailable as exc:
+            runners[key] = exc
+            answer = {"status": "unavailable", "reason": str(exc)}
+        except Exception as exc:
+            runners[key] = Unavailable(f"{type(exc).__name__}: {exc}")
+            answer = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        proto.write(json.dumps(answer) + "\n")
+    return 0
+
+
+def memory_main(args: List[str]) -> int:
+    opts = dict(a.split("=", 1) for a in args)
+    info = identify(
+        opts["family"],
+        opts.get("expect") or None,
+        opts.get("forbid") or None,
+        opts.get("core") == "1",
+    )
+    if not info["ok"]:
+        print(json.dumps({"status": "error", "reason": info["reason"]}))
+        return 1
+    try:
+        result = memory_per_series(Api(opts["family"]), opts["kind"], int(opts["n"]))
+        print(
+            json.dumps({"status": "ok", "value": result["bytes_per_series"], **result})
+        )
+    except Exception as exc:
+        print(json.dumps({"status": "error", "reason": f"{type(exc).__name__}: {exc}"}))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "memory"):
+        print("usage: workloads.py serve|memory key=value ...", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(
+        serve(sys.argv[2:]) if sys.argv[1] == "serve" else memory_main(sys.argv[2:])
+    )
