@@ -1,0 +1,31 @@
+"""A Starlette / FastAPI route handler serving Prometheus metrics.
+
+.. code-block:: python
+
+    app = Starlette()
+    app.add_middleware(MetricsMiddleware)
+    app.add_route("/metrics", metrics)
+
+The registry served is ``app.state.registry`` if the application sets one,
+else the default registry.
+"""
+
+from __future__ import annotations
+
+try:
+    from starlette.requests import Request
+    from starlette.responses import Response
+except ImportError as exc:  # pragma: no cover - depends on the optional extra
+    raise ImportError(
+        "aioprometheus.asgi.starlette needs starlette (pip install starlette)"
+    ) from exc
+
+from ..collectors import REGISTRY
+from ..renderer import render
+
+
+async def metrics(request: Request) -> Response:
+    """Render the metrics in the format negotiated from the Accept headers."""
+    registry = getattr(request.app.state, "registry", REGISTRY)
+    content, http_headers = render(registry, request.headers.getlist("accept"))
+    return Response(content=content, headers=dict(http_headers))

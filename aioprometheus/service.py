@@ -1,0 +1,284 @@
+"""
+An asyncio HTTP(S) exporter that lets Prometheus scrape the metrics of an
+application.
+
+.. code-block:: python
+
+    svc = Service()
+    await svc.start(addr="127.0.0.1", port=8000)
+    ...
+    await svc.stop()
+
+or, as an async context manager that starts on enter (with the ``start``
+defaults unless already started) and stops on exit:
+
+.. code-block:: python
+
+    async with Service() as svc:
+        print(svc.metrics_url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import inspect
+import logging
+import warnings
+from ssl import SSLContext
+from typing import Any, Dict, Iterable, List, Optional
+
+try:
+    import aiohttp.web
+    from aiohttp import hdrs
+except ImportError as exc:  # pragma: no cover - aiohttp is a dependency
+    raise ImportError(
+        "`aiohttp` could not be imported: the aioprometheus Service needs it "
+        "(pip install aiohttp)"
+    ) from exc
+
+from .collectors import REGISTRY, Registry
+from .renderer import render
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PATH = "/metrics"
+
+# Bodies at least this large are gzip-compressed in a worker thread so that a
+# scrape of a big registry does not hold the event loop while zlib runs.
+_GZIP_IN_EXECUTOR_THRESHOLD = 64 * 1024
+_GZIP_LEVEL = 6
+
+_ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
+
+_RUNNER_TAKES_SHUTDOWN_TIMEOUT = (
+    "shutdown_timeout" in inspect.signature(aiohttp.web.AppRunner.__init__).parameters
+)
+
+
+def accepts_gzip(accept_encoding_headers: Iterable[str]) -> bool:
+    """Return True if the ``Accept-Encoding`` header values allow gzip.
+
+    ``gzip`` (or ``x-gzip``) with a non-zero quality, or ``*`` with a non-zero
+    quality when gzip is not explicitly refused, allows it.
+    """
+    gzip_q: Optional[float] = None
+    star_q: Optional[float] = None
+    for header in accept_encoding_headers:
+        for item in header.split(","):
+            parts = [p.strip() for p in item.split(";")]
+            coding = parts[0].lower()
+            if not coding:
+                continue
+            q = 1.0
+            for param in parts[1:]:
+                key, _, value = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        q = float(value.strip())
+                    except ValueError:
+                        q = 0.0
+            if coding in ("gzip", "x-gzip"):
+                gzip_q = q if gzip_q is None else max(gzip_q, q)
+            elif coding == "*":
+                star_q = q if star_q is None else max(star_q, q)
+    if gzip_q is not None:
+        return gzip_q > 0.0
+    return star_q is not None and star_q > 0.0
+
+
+class Service:
+    """A Prometheus metrics exporter (an aiohttp web server) that can be
+    embedded in an asyncio application so that Prometheus can scrape it.
+
+    Routes: the metrics URL (``/metrics`` by default; GET and HEAD), ``/``
+    (a small page linking to the metrics, handy for health checks) and
+    ``/robots.txt``. Everything else is answered with 404.
+
+    The response format is negotiated from the request's ``Accept`` headers
+    (text exposition format unless protobuf is asked for and available) and
+    the body is gzip-compressed when the scraper sends
+    ``Accept-Encoding: gzip``, as Prometheus does.
+
+    :param registry: the :class:`Registry` whose metrics are exposed; the
+      default registry if not given.
+    :param loop: deprecated and ignored (accepted for code written against
+      aioprometheus 17.x).
+
+    :raises: TypeError if ``registry`` is not a :class:`Registry`.
+    """
+
+    def __init__(
+        self,
+        registry: Registry = REGISTRY,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> None:
+        if loop is not None:
+            warnings.warn(
+                "The 'loop' argument of Service is deprecated and ignored; "
+                "the running event loop is used",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if not isinstance(registry, Registry):
+            raise TypeError(f"registry must be a Registry, got: {registry!r}")
+        self.registry = registry
+        self._app: Optional[aiohttp.web.Application] = None
+        self._runner: Optional[aiohttp.web.AppRunner] = None
+        self._site: Optional[aiohttp.web.TCPSite] = None
+        self._https = False
+        self._root_url = "/"
+        self._metrics_url: str = DEFAULT_METRICS_PATH
+
+    # ------------------------------------------------------------------ urls
+
+    @property
+    def running(self) -> bool:
+        """True while the server is started."""
+        return self._site is not None
+
+    @property
+    def base_url(self) -> str:
+        """The base URL of the running service, e.g. ``http://127.0.0.1:8000``.
+
+        :raises: RuntimeError if the server is not running.
+        """
+        if self._site is None or self._runner is None or not self._runner.addresses:
+            raise RuntimeError(
+                "No URL available, Prometheus metrics server is not running"
+            )
+        # IPv4 addresses are 2-tuples, IPv6 addresses 4-tuples.
+        host, port, *_ = self._runner.addresses[0]
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self._https else "http"
+        return f"{scheme}://{host}:{port}"
+
+    @property
+    def root_url(self) -> str:
+        """The URL of the root page. :raises: RuntimeError if not running."""
+        return f"{self.base_url}{self._root_url}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The URL of the metrics. :raises: RuntimeError if not running."""
+        return f"{self.base_url}{self._metrics_url}"
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(
+        self,
+        addr: str = "",
+        port: int = 0,
+        ssl: Optional[SSLContext] = None,
+        metrics_url: str = DEFAULT_METRICS_PATH,
+    ) -> None:
+        """Start the HTTP(S) server.
+
+        :param addr: the address to bind; the default ``""`` binds on all
+          interfaces.
+        :param port: the port to bind; the default 0 picks a free ephemeral
+          port (see :attr:`base_url` for the one chosen).
+        :param ssl: an SSLContext to serve HTTPS.
+        :param metrics_url: the path the metrics are served on.
+
+        :raises: ValueError for a bad ``metrics_url``; OSError if the address
+          cannot be bound (the service is then left stopped).
+        """
+        if not isinstance(metrics_url, str) or not metrics_url.startswith("/"):
+            raise ValueError(
+                f"metrics_url must be a path starting with '/', got: {metrics_url!r}"
+            )
+        if self._site is not None:
+            logger.warning("Prometheus metrics server is already running")
+            return
+
+        logger.debug("Prometheus metrics server starting on %s:%s%s",
+                     addr, port, metrics_url)
+        app = aiohttp.web.Application()
+        # GET routes also answer HEAD. The metrics route is added first so
+        # that it wins should it be "/" or "/robots.txt".
+        app.router.add_get(metrics_url, self.handle_metrics)
+        for path, handler in (
+            (self._root_url, self.handle_root),
+            ("/robots.txt", self.handle_robots),
+        ):
+            if path != metrics_url:
+                app.router.add_get(path, handler)
+
+        runner_kwargs: Dict[str, Any] = {}
+        if _RUNNER_TAKES_SHUTDOWN_TIMEOUT:
+            runner_kwargs["shutdown_timeout"] = 2.0
+        runner = aiohttp.web.AppRunner(app, **runner_kwargs)
+        await runner.setup()
+        try:
+            site = aiohttp.web.TCPSite(runner, addr, port, ssl_context=ssl)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+
+        self._app = app
+        self._runner = runner
+        self._site = site
+        self._https = ssl is not None
+        self._metrics_url = metrics_url
+        logger.debug("Prometheus metrics server started on %s", self.metrics_url)
+
+    async def stop(self) -> None:
+        """Stop the server and free its port. Stopping a stopped service only
+        logs a warning."""
+        if self._site is None or self._runner is None:
+            logger.warning("Prometheus metrics server is already stopped")
+            return
+        runner = self._runner
+        self._site = None
+        self._runner = None
+        self._app = None
+        await runner.cleanup()
+        logger.debug("Prometheus metrics server stopped")
+
+    async def __aenter__(self) -> Service:
+        if self._site is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._site is not None:
+            await self.stop()
+
+    # -------------------------------------------------------------- handlers
+
+    async def handle_metrics(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """Serve the registry, in the format negotiated from ``Accept``,
+        gzip-compressed if the client accepts it."""
+        accepts: List[str] = request.headers.getall(hdrs.ACCEPT, [])
+        body, render_headers = render(self.registry, accepts)
+        headers = dict(render_headers)
+        headers[hdrs.VARY] = "Accept, Accept-Encoding"
+        if body and accepts_gzip(request.headers.getall(hdrs.ACCEPT_ENCODING, [])):
+            if len(body) >= _GZIP_IN_EXECUTOR_THRESHOLD:
+                loop = asyncio.get_running_loop()
+                body = await loop.run_in_executor(None, _gzip, body)
+            else:
+                body = _gzip(body)
+            headers[hdrs.CONTENT_ENCODING] = "gzip"
+        return aiohttp.web.Response(body=body, headers=headers)
+
+    async def handle_root(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """A small HTML page linking to the metrics (usable as a health check)."""
+        return aiohttp.web.Response(
+            content_type="text/html",
+            text=(
+                "<html><head><title>Metrics</title></head><body>"
+                f"<a href='{self._metrics_url}'>metrics</a></body></html>"
+            ),
+        )
+
+    async def handle_robots(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """Ask robots not to index the service."""
+        return aiohttp.web.Response(content_type="text/plain", text=_ROBOTS_TXT)
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)

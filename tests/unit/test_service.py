@@ -1,0 +1,269 @@
+"""Unit tests of aioprometheus.service.Service (served on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import socket
+import warnings
+
+import aiohttp
+import pytest
+
+from aioprometheus.collectors import REGISTRY, Counter, Gauge, Registry
+from aioprometheus.service import Service, accepts_gzip
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def fetch(url, method="GET", headers=None, decompress=False):
+    async with aiohttp.ClientSession(auto_decompress=decompress) as session:
+        async with session.request(method, url, headers=headers or {}) as resp:
+            return resp.status, resp.headers.copy(), await resp.read()
+
+
+def make_registry():
+    registry = Registry()
+    Counter("svc_hits_total", "Hits.", registry=registry).add({"path": "/x"}, 4)
+    Gauge("svc_temp", "Temp.", registry=registry).set({}, -1.5)
+    return registry
+
+
+def test_metrics_root_robots_head_404():
+    async def scenario():
+        svc = Service(registry=make_registry())
+        await svc.start(addr="127.0.0.1")
+        try:
+            assert svc.base_url.startswith("http://127.0.0.1:")
+            assert svc.root_url == svc.base_url + "/"
+            assert svc.metrics_url == svc.base_url + "/metrics"
+            out = {
+                "metrics": await fetch(svc.metrics_url),
+                "head": await fetch(svc.metrics_url, method="HEAD"),
+                "root": await fetch(svc.root_url),
+                "robots": await fetch(svc.base_url + "/robots.txt"),
+                "missing": await fetch(svc.base_url + "/nope"),
+                "post": await fetch(svc.metrics_url, method="POST"),
+            }
+        finally:
+            await svc.stop()
+        return out
+
+    out = run(scenario())
+    status, headers, body = out["metrics"]
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert "version=0.0.4" in headers["Content-Type"]
+    assert "Content-Encoding" not in headers
+    text = body.decode()
+    assert 'svc_hits_total{path="/x"} 4' in text
+    assert "svc_temp -1.5" in text
+
+    status, headers, body = out["head"]
+    assert status == 200 and body == b""
+    assert headers["Content-Type"] == out["metrics"][1]["Content-Type"]
+    assert int(headers["Content-Length"]) == len(out["metrics"][2])
+
+    status, headers, body = out["root"]
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"href='/metrics'" in body
+
+    status, headers, body = out["robots"]
+    assert status == 200 and body == b"User-agent: *\nDisallow: /\n"
+
+    assert out["missing"][0] == 404
+    assert out["post"][0] == 405
+
+
+def test_gzip_when_accepted():
+    async def scenario():
+        svc = Service(registry=make_registry())
+        await svc.start(addr="127.0.0.1")
+        try:
+            plain = await fetch(svc.metrics_url, headers={"Accept-Encoding": "identity"})
+            zipped = await fetch(svc.metrics_url, headers={"Accept-Encoding": "gzip"})
+            refused = await fetch(svc.metrics_url,
+                                  headers={"Accept-Encoding": "gzip;q=0, deflate"})
+        finally:
+            await svc.stop()
+        return plain, zipped, refused
+
+    plain, zipped, refused = run(scenario())
+    assert zipped[1]["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped[1]["Vary"]
+    assert gzip.decompress(zipped[2]) == plain[2]
+    assert "Content-Encoding" not in refused[1]
+    assert refused[2] == plain[2]
+
+
+def test_large_body_is_gzipped_correctly():
+    registry = Registry()
+    c = Counter("svc_big_total", "Many series.", registry=registry)
+    for i in range(5000):
+        c.inc({"id": str(i)})
+
+    async def scenario():
+        svc = Service(registry=registry)
+        await svc.start(addr="127.0.0.1")
+        try:
+            plain = await fetch(svc.metrics_url)
+            zipped = await fetch(svc.metrics_url, headers={"Accept-Encoding": "gzip"})
+        finally:
+            await svc.stop()
+        return plain, zipped
+
+    plain, zipped = run(scenario())
+    assert len(plain[2]) > 64 * 1024
+    assert zipped[1]["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped[2]) == plain[2]
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ([], False),
+        (["gzip"], True),
+        (["GZIP"], True),
+        (["deflate, gzip;q=1.0, *;q=0.5"], True),
+        (["gzip;q=0"], False),
+        (["gzip; q=0.000"], False),
+        (["*"], True),
+        (["*;q=0"], False),
+        (["gzip;q=0, *"], False),
+        (["identity"], False),
+        (["br", "x-gzip"], True),
+        (["gzip;q=bad"], False),
+        ([",,;"], False),
+    ],
+)
+def test_accepts_gzip(headers, expected):
+    assert accepts_gzip(headers) is expected
+
+
+def test_custom_metrics_url_and_root_link():
+    async def scenario():
+        svc = Service(registry=make_registry())
+        await svc.start(addr="127.0.0.1", metrics_url="/custom/path")
+        try:
+            assert svc.metrics_url.endswith("/custom/path")
+            custom = await fetch(svc.metrics_url)
+            default = await fetch(svc.base_url + "/metrics")
+            root = await fetch(svc.root_url)
+        finally:
+            await svc.stop()
+        return custom, default, root
+
+    custom, default, root = run(scenario())
+    assert custom[0] == 200 and b"svc_hits_total" in custom[2]
+    assert default[0] == 404
+    assert b"href='/custom/path'" in root[2]
+
+
+def test_bad_metrics_url_rejected():
+    svc = Service(registry=Registry())
+    with pytest.raises(ValueError):
+        run(svc.start(addr="127.0.0.1", metrics_url="metrics"))
+    assert not svc.running
+
+
+def test_urls_raise_when_not_running():
+    svc = Service(registry=Registry())
+    for attr in ("base_url", "root_url", "metrics_url"):
+        with pytest.raises(RuntimeError):
+            getattr(svc, attr)
+
+
+def test_registry_type_checked():
+    with pytest.raises(TypeError):
+        Service(registry={})
+    assert Service().registry is REGISTRY
+
+
+def test_loop_argument_is_deprecated():
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.warns(DeprecationWarning, match="loop"):
+            svc = Service(loop=loop)
+    finally:
+        loop.close()
+    assert svc.registry is REGISTRY
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Service(registry=Registry())
+
+
+def test_async_with_starts_and_stops():
+    async def scenario():
+        async with Service(registry=make_registry()) as svc:
+            assert svc.running
+            port = int(svc.base_url.rsplit(":", 1)[1])
+            status, _, body = await fetch(f"http://127.0.0.1:{port}/metrics")
+        assert not svc.running
+        return status, body
+
+    status, body = run(scenario())
+    assert status == 200 and b"svc_temp" in body
+
+
+def test_start_twice_and_stop_twice_warn(caplog):
+    async def scenario():
+        svc = Service(registry=Registry())
+        await svc.start(addr="127.0.0.1")
+        first = svc.base_url
+        with caplog.at_level(logging.WARNING, logger="aioprometheus.service"):
+            await svc.start(addr="127.0.0.1")
+            assert svc.base_url == first
+            await svc.stop()
+            await svc.stop()
+        return first
+
+    run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("already running" in m for m in messages)
+    assert any("already stopped" in m for m in messages)
+
+
+def test_port_in_use_raises_and_leaves_service_stopped():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+
+        async def scenario():
+            svc = Service(registry=Registry())
+            with pytest.raises(OSError):
+                await svc.start(addr="127.0.0.1", port=port)
+            assert not svc.running
+            with pytest.raises(RuntimeError):
+                svc.base_url
+            # It can still be started elsewhere afterwards.
+            await svc.start(addr="127.0.0.1")
+            assert svc.running
+            await svc.stop()
+
+        run(scenario())
+
+
+def test_serves_registry_changes_live():
+    registry = Registry()
+    g = Gauge("svc_live", "Live.", registry=registry)
+
+    async def scenario():
+        svc = Service(registry=registry)
+        await svc.start(addr="127.0.0.1")
+        try:
+            g.set({}, 1)
+            first = (await fetch(svc.metrics_url))[2]
+            g.set({}, 2)
+            Counter("svc_added_later_total", "Later.", registry=registry).inc({})
+            second = (await fetch(svc.metrics_url))[2]
+        finally:
+            await svc.stop()
+        return first, second
+
+    first, second = run(scenario())
+    assert b"svc_live 1\n" in first and b"svc_added_later_total" not in first
+    assert b"svc_live 2\n" in second and b"svc_added_later_total 1\n" in second
