@@ -262,6 +262,13 @@ def _git_rev() -> Optional[str]:
         return None
 
 
+def _loadavg() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -319,6 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(f"unknown implementation(s): {', '.join(sorted(unknown))}")
 
     started = time.time()
+    load_start = _loadavg()
     t0 = time.perf_counter()
     impls = peers.implementations(selected, install=not args.no_install)
     t_install = time.perf_counter() - t0
@@ -340,6 +348,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "cpus": os.cpu_count(),
         "git_rev": _git_rev(),
         "cache_dir": str(peers.cache_root()),
+        "loadavg_start": load_start,
+        "loadavg_end": _loadavg(),
         "plan": [
             {
                 "key": s.key,

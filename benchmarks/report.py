@@ -427,9 +427,29 @@ def table(results: Dict[str, Any]) -> str:
         doc = impls[key]
         if doc.get("problem"):
             text.append(f"{doc['label']}: not run: {doc['problem']}")
+    load = meta.get("loadavg_start")
+    if load is not None and load > 0.5:
+        text.append(
+            f"note: 1-min load average was {load:.2f} at the start "
+            f"({meta.get('loadavg_end', 0):.2f} at the end): other processes "
+            "competed for the 2 cores, expect wider min-max ranges"
+        )
     reasons = _reasons(results)
     for r in reasons:
         text.append(r)
+    for key in (
+        "summary_observe",
+        "text_render_10k",
+        "protobuf_render_10k",
+        "scrape_p50_10k",
+    ):
+        doc = results["rows"].get(key)
+        if not doc:
+            continue
+        for impl in order:
+            note = doc["values"].get(impl, {}).get("note")
+            if note:
+                text.append(f"{doc['title']}, {impls[impl]['label']}: {note}")
     text.append("")
     for note in results.get("notes", []):
         text.append("* " + note)
@@ -545,7 +565,8 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         "instrumentation cost per call (lower is better, log scale)",
         "ns/op",
     )
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(order), fontsize=9)
 
     ax = axes[0][1]
     for impl in order:
@@ -586,7 +607,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         "memory per series, RSS (lower is better)",
         "bytes/series",
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -22,6 +22,7 @@ the same N and subtracted ("net" ns/op; "raw" is kept too).
 """
 
 import asyncio
+import bisect
 import gc
 import importlib
 import json
@@ -68,8 +69,9 @@ class Api:
 class Micro:
     """A statement timed in ``for v in values: <stmt>`` (v: float values)."""
 
-    def __init__(self, stmt: str, **names: Any) -> None:
+    def __init__(self, stmt: str, note: str = "", **names: Any) -> None:
         self.stmt = stmt
+        self.note = note
         self.names = names
 
 
@@ -145,7 +147,33 @@ def summary_observe(api: Api) -> Micro:
         s.labels(**labels).observe(0.1)
         return Micro("s.labels(**labels).observe(v)", s=s, labels=labels)
     s.observe(labels, 0.1)
-    return Micro("s.observe(labels, v)", s=s, labels=labels)
+    note = summary_accuracy(api)
+    return Micro("s.observe(labels, v)", note=note, s=s, labels=labels)
+
+
+def summary_accuracy(api: Api, n: int = 20_000) -> str:
+    """Rank error of the reported quantiles on a fresh summary (not timed)."""
+    s = api.metric("Summary", "bench_accuracy", "Accuracy.", api.registry())
+    obs = values(n)
+    for v in obs:
+        s.observe({}, v)
+    got = s.get({})
+    ordered = sorted(obs)
+    parts = []
+    for q, eps in getattr(s, "invariants", ()) or (
+        (0.5, 0.05),
+        (0.9, 0.01),
+        (0.99, 0.001),
+    ):
+        est = got.get(q)
+        if est is None:
+            continue
+        # the estimate's rank range among the observations, as a fraction
+        lo = bisect.bisect_left(ordered, est) / n
+        hi = bisect.bisect_right(ordered, est) / n
+        err = 0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q))
+        parts.append(f"q{q:g} rank err {err:.4f} (eps {eps:g})")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------
@@ -480,6 +508,7 @@ class MicroRunner:
         self.timed = _compile_micro(micro.stmt, micro.names)
         self.empty = _compile_micro("pass", micro.names)
         self.stmt = micro.stmt
+        self.note = micro.note
         pass_ns = target_ns / self.REPEATS
         # calibrate N so that one timed pass takes about pass_ns
         n = 1000
@@ -513,6 +542,7 @@ class MicroRunner:
             "raw": t_stmt / self.n,
             "loop": t_empty / self.n,
             "n": self.n,
+            "note": self.note,
         }
 
 
