@@ -1,0 +1,425 @@
+# Quantile estimator kernel for Summary metrics (included by _core.pyx).
+#
+# Greenwald-Khanna (GK) summary at the smallest eps of the invariants, fed in
+# sorted batches.  See the QuantileEstimator docstring for the algorithm, the
+# error bound and its proof.  Everything on the observe path is plain C: a
+# double buffer, a tuple array, malloc/realloc/free, an LSD radix sort.
+
+cimport cython
+from libc.math cimport NAN, floor
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcpy, memmove, memset
+
+
+ctypedef struct _QTuple:
+    double v      # a stored observation
+    int64_t g     # rmin(this) - rmin(previous stored tuple)
+    int64_t d     # rmax(this) - rmin(this)
+
+
+cdef enum:
+    _Q_BUF_FIRST = 16       # first buffer allocation (doubles), on first insert
+    _Q_BUF_MAX = 2048       # buffer size at which a batch is merged ...
+    _Q_BUF_LIMIT = 16384    # ... unless the summary is larger (tiny eps)
+    _Q_SMALL_SORT = 32      # insertion sort below this batch size
+
+
+cdef inline uint64_t _q_key(double x) noexcept nogil:
+    # Map a non-NaN double to an unsigned key with the same order
+    # (-inf < negatives < -0.0 < +0.0 < positives < +inf).
+    cdef uint64_t u
+    memcpy(&u, &x, 8)
+    if u >> 63:
+        return ~u
+    return u | (<uint64_t>1 << 63)
+
+
+cdef inline double _q_unkey(uint64_t u) noexcept nogil:
+    cdef double x
+    if u >> 63:
+        u &= ~(<uint64_t>1 << 63)
+    else:
+        u = ~u
+    memcpy(&x, &u, 8)
+    return x
+
+
+cdef int _q_cmp_double(const void* a, const void* b) noexcept nogil:
+    cdef double x = (<const double*>a)[0]
+    cdef double y = (<const double*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef void _q_sort(double* a, Py_ssize_t m) noexcept nogil:
+    """Sort m non-NaN doubles ascending, in place."""
+    cdef Py_ssize_t i, j, b, c, off
+    cdef double x
+    cdef uint64_t key
+    cdef uint64_t* src
+    cdef uint64_t* dst
+    cdef uint64_t* tmp
+    cdef uint32_t* cnt
+    cdef uint32_t counts[8 * 256]
+    cdef int shift
+    if m < _Q_SMALL_SORT:
+        for i in range(1, m):
+            x = a[i]
+            j = i - 1
+            while j >= 0 and a[j] > x:
+                a[j + 1] = a[j]
+                j -= 1
+            a[j + 1] = x
+        return
+    src = <uint64_t*>malloc(2 * m * sizeof(uint64_t))
+    if src == NULL:
+        qsort(a, m, sizeof(double), _q_cmp_double)
+        return
+    dst = src + m
+    # LSD radix sort, 8 passes of 8 bits; one counting pass for all digits,
+    # passes whose digit is the same for every key are skipped.
+    memset(counts, 0, sizeof(counts))
+    for i in range(m):
+        key = _q_key(a[i])
+        src[i] = key
+        for b in range(8):
+            counts[b * 256 + <Py_ssize_t>((key >> (8 * b)) & 255)] += 1
+    for b in range(8):
+        shift = 8 * b
+        cnt = counts + b * 256
+        if cnt[(src[0] >> shift) & 255] == <uint32_t>m:
+            continue
+        off = 0
+        for j in range(256):
+            c = cnt[j]
+            cnt[j] = <uint32_t>off
+            off += c
+        for i in range(m):
+            key = src[i]
+            j = <Py_ssize_t>((key >> shift) & 255)
+            dst[cnt[j]] = key
+            cnt[j] += 1
+        tmp = src
+        src = dst
+        dst = tmp
+    for i in range(m):
+        a[i] = _q_unkey(src[i])
+    # the allocation starts at whichever of src/dst is lower
+    free(src if src < dst else dst)
+
+
+cdef inline int64_t _q_threshold(double eps, int64_t n) noexcept nogil:
+    # floor(2 * eps * n), nudged down so floating-point rounding can only
+    # make the summary stricter, never looser than the proven bound.
+    cdef double t = 2.0 * eps * <double>n
+    t -= t * 1e-12
+    if t < 0.0:
+        return 0
+    return <int64_t>floor(t)
+
+
+DEFAULT_QUANTILE_INVARIANTS = ((0.50, 0.05), (0.90, 0.01), (0.99, 0.001))
+
+
+@cython.final
+cdef class QuantileEstimator:
+    """Streaming quantile estimator with a proven rank-error bound.
+
+    Algorithm: a Greenwald-Khanna (GK) summary run at ``eps = min(eps_i)``
+    over the invariants ``((phi_i, eps_i), ...)``.  Observations are appended
+    to a C buffer of doubles (grown lazily: 16, 64, 256, 1024, 2048); when the
+    buffer is full, or on ``query``, it is sorted (radix sort) and merged into
+    the summary in one right-to-left pass that also compresses.
+
+    The summary is a sorted list of stored observations ``v_i`` with integers
+    ``g_i, d_i``; ``rmin_i = g_1 + ... + g_i`` and ``rmax_i = rmin_i + d_i``.
+    Equal values are ordered by arrival, so every observation has one rank.
+
+    Guarantee (deterministic, any input order): for any ``phi`` in [0, 1],
+    ``query(phi)`` returns an observation whose rank ``r`` in the sorted
+    stream of the ``n`` inserted values satisfies ``|r - phi*n| <= eps*n``
+    whenever some rank in 1..n does; otherwise (tiny ``n``) it returns the
+    observation whose rank is nearest to ``phi*n``.  Since the bound is
+    ``eps_min*n`` for every phi, each invariant ``(phi_i, eps_i)`` holds.
+
+    Proof sketch.  (I1) ``rmin_i <= rank(v_i) <= rmax_i``; (I2) the minimum
+    and the maximum are stored exactly; (I3) ``g_i + d_i <= max(1, 2*eps*n)``.
+    A batch value x placed before the stored tuple s (first with
+    ``v_s > x``) gets ``g = 1, d = g_s + d_s - 1`` (``d = 0`` past the
+    maximum): every old value <= x precedes s, so I1 holds, and
+    ``g + d = g_s + d_s`` keeps I3 (n only grows).  Compression removes
+    tuple i and adds g_i to g_(i+1) only if ``g_i + g_(i+1) + d_(i+1) <=
+    2*eps*n``: bounds of the kept tuples do not change, so I1-I3 hold.  Query
+    returns the tuple minimising ``max(r - rmin_i, rmax_i - r)`` for
+    ``r = phi*n``.  Let i be the first tuple with ``rmax_i > r + eps*n``: if
+    none, the maximum (rank n) is within eps*n; if i is the minimum, rank 1
+    is the nearest rank; otherwise tuple i-1 has ``rmax_(i-1) <= r + eps*n``
+    and ``rmin_(i-1) >= rmax_i - 2*eps*n > r - eps*n``.  If ``2*eps*n < 1``,
+    I3 forces ``g = 1, d = 0``: the summary is exact and the nearest rank is
+    returned.  Space: O((1/eps) * log(eps*n)) tuples (measured counts are in
+    tests/property/test_quantiles.py).
+
+    NaN observations are ignored by the estimator (they have no rank); the
+    Summary still counts them in its count and sum.  +Inf and -Inf are
+    ordinary values that sort below/above every finite value.  ``query`` on
+    an estimator that has seen no (non-NaN) value returns NaN.
+    """
+
+    cdef double* _buf
+    cdef Py_ssize_t _buf_len
+    cdef Py_ssize_t _buf_cap
+    cdef _QTuple* _tup
+    cdef Py_ssize_t _ntup
+    cdef Py_ssize_t _tup_cap
+    cdef int64_t _n            # values merged into the summary
+    cdef double _eps           # smallest eps of the invariants
+    cdef tuple _invariants
+
+    def __cinit__(self, invariants=DEFAULT_QUANTILE_INVARIANTS):
+        cdef list checked = []
+        cdef double phi, eps, min_eps = 1.0
+        try:
+            items = list(invariants)
+        except TypeError:
+            raise ValueError(
+                f"invariants must be a sequence of (phi, eps) pairs, "
+                f"got {invariants!r}"
+            ) from None
+        if not items:
+            raise ValueError("invariants must contain at least one (phi, eps) pair")
+        seen = set()
+        for item in items:
+            try:
+                p, e = item
+                phi = float(p)
+                eps = float(e)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"each invariant must be a (phi, eps) pair of numbers, "
+                    f"got {item!r}"
+                ) from None
+            if isinstance(p, bool) or isinstance(e, bool):
+                raise ValueError(
+                    f"each invariant must be a (phi, eps) pair of numbers, "
+                    f"got {item!r}"
+                )
+            if not (0.0 <= phi <= 1.0):
+                raise ValueError(f"invariant quantile phi must be in [0, 1], got {p!r}")
+            if not (0.0 < eps < 1.0):
+                raise ValueError(
+                    f"invariant error eps must be in the open interval (0, 1), "
+                    f"got {e!r}"
+                )
+            if phi in seen:
+                raise ValueError(f"duplicate invariant quantile phi={p!r}")
+            seen.add(phi)
+            checked.append((phi, eps))
+            if eps < min_eps:
+                min_eps = eps
+        self._invariants = tuple(checked)
+        self._eps = min_eps
+        self._buf = NULL
+        self._buf_len = 0
+        self._buf_cap = 0
+        self._tup = NULL
+        self._ntup = 0
+        self._tup_cap = 0
+        self._n = 0
+
+    def __dealloc__(self):
+        free(self._buf)
+        free(self._tup)
+
+    # ---------------------------------------------------------------- hot path
+
+    cdef inline void insert(self, double value) noexcept:
+        """Add one observation; NaN is ignored.  Amortised O(log) C work."""
+        if value != value:
+            return
+        if self._buf_len >= self._buf_cap:
+            if not self._make_room():
+                return  # out of memory: the observation is dropped
+        self._buf[self._buf_len] = value
+        self._buf_len += 1
+
+    cdef int _make_room(self) noexcept:
+        # Grow the buffer (x4) up to _Q_BUF_MAX, further (x2, up to
+        # _Q_BUF_LIMIT) while the summary holds more tuples than the buffer
+        # (so a merge costs O(1) per inserted value); else merge.
+        cdef Py_ssize_t cap = self._buf_cap
+        cdef double* nb
+        if cap < _Q_BUF_MAX or (cap < self._ntup and cap < _Q_BUF_LIMIT):
+            if cap == 0:
+                cap = _Q_BUF_FIRST
+            elif cap < _Q_BUF_MAX:
+                cap = cap * 4
+                if cap > _Q_BUF_MAX:
+                    cap = _Q_BUF_MAX
+            else:
+                cap = cap * 2
+            nb = <double*>realloc(self._buf, cap * sizeof(double))
+            if nb != NULL:
+                self._buf = nb
+                self._buf_cap = cap
+                return 1
+            if self._buf_len == 0:
+                return 0
+        return self._flush()
+
+    cdef int _flush(self) noexcept:
+        """Sort the buffer and merge it into the summary, compressing.
+
+        Returns 1 on success, 0 if memory ran out (summary and buffer are
+        then left unchanged)."""
+        cdef Py_ssize_t m = self._buf_len
+        cdef Py_ssize_t k = self._ntup
+        cdef Py_ssize_t need, cap, i, j, w, end
+        cdef _QTuple* tup
+        cdef double* buf
+        cdef double v
+        cdef int64_t g, d, nd, T, n_new
+        if m == 0:
+            return 1
+        need = k + m
+        if need > self._tup_cap:
+            cap = self._tup_cap + self._tup_cap // 2
+            if cap < need:
+                cap = need
+            tup = <_QTuple*>realloc(self._tup, cap * sizeof(_QTuple))
+            if tup == NULL:
+                return 0
+            self._tup = tup
+            self._tup_cap = cap
+        buf = self._buf
+        _q_sort(buf, m)
+        n_new = self._n + m
+        T = _q_threshold(self._eps, n_new)
+        tup = self._tup
+        # Merge from the back, in place: the output position w never reaches
+        # an unread old tuple (w - 1 >= number of items still to emit).
+        # A batch value sorts after old tuples with an equal value (it
+        # arrived later).  nd = g_s + d_s - 1 for the nearest old tuple s
+        # to the right (0 while there is none: values past the max are exact).
+        end = k + m
+        w = end
+        i = k - 1
+        j = m - 1
+        nd = 0
+        while i >= 0 or j >= 0:
+            if j >= 0 and (i < 0 or buf[j] >= tup[i].v):
+                v = buf[j]
+                g = 1
+                d = nd
+                j -= 1
+            else:
+                v = tup[i].v
+                g = tup[i].g
+                d = tup[i].d
+                nd = g + d - 1
+                i -= 1
+            # Right-to-left compression: fold this tuple into the kept tuple
+            # to its right when the GK condition allows; never fold the
+            # minimum (the last one emitted).
+            if w < end and (i >= 0 or j >= 0) and g + tup[w].g + tup[w].d <= T:
+                tup[w].g += g
+            else:
+                w -= 1
+                tup[w].v = v
+                tup[w].g = g
+                tup[w].d = d
+        k = end - w
+        if w > 0:
+            memmove(tup, tup + w, k * sizeof(_QTuple))
+        self._ntup = k
+        # Give back the merge room when it is most of the array, so an idle
+        # series keeps about k tuples (the next merge reallocs again).
+        if self._tup_cap > 2 * k + 64:
+            cap = k + k // 2 + 16
+            tup = <_QTuple*>realloc(self._tup, cap * sizeof(_QTuple))
+            if tup != NULL:
+                self._tup = tup
+                self._tup_cap = cap
+        self._n = n_new
+        self._buf_len = 0
+        return 1
+
+    # ------------------------------------------------------------------ query
+
+    cpdef double query(self, double phi) except? -1.0:
+        """Estimate the phi-quantile (0 <= phi <= 1); NaN if nothing observed.
+
+        Merges buffered observations first.  The returned observation's rank
+        is within ``eps*n`` of ``phi*n`` (eps = smallest invariant eps)."""
+        cdef Py_ssize_t t
+        cdef double r, rmin, rmax, err, best, result
+        cdef _QTuple* tup
+        if not (0.0 <= phi <= 1.0):
+            raise ValueError(f"quantile phi must be in [0, 1], got {phi!r}")
+        self._flush()
+        if self._ntup == 0:
+            return NAN
+        tup = self._tup
+        r = phi * <double>self._n
+        rmin = 0.0
+        best = <double>self._n + 1.0
+        result = tup[0].v
+        for t in range(self._ntup):
+            rmin += <double>tup[t].g
+            if rmin - r > best:
+                break  # every later tuple has max(.) >= rmax - r >= rmin - r
+            rmax = rmin + <double>tup[t].d
+            err = r - rmin
+            if rmax - r > err:
+                err = rmax - r
+            if err <= best:  # ties go to the higher rank (n=3: median is #2)
+                best = err
+                result = tup[t].v
+        return result
+
+    # ------------------------------------------------------- Python interface
+
+    def observe(self, double value):
+        """Add one observation (Python wrapper of the C ``insert``)."""
+        self.insert(value)
+
+    def reset(self):
+        """Forget every observation (keeps the invariants)."""
+        free(self._buf)
+        free(self._tup)
+        self._buf = NULL
+        self._tup = NULL
+        self._buf_len = self._buf_cap = 0
+        self._ntup = self._tup_cap = 0
+        self._n = 0
+
+    @property
+    def invariants(self):
+        """The validated invariants as a tuple of (phi, eps) float tuples."""
+        return self._invariants
+
+    @property
+    def eps(self):
+        """The rank error bound actually guaranteed (smallest invariant eps)."""
+        return self._eps
+
+    @property
+    def inserted(self):
+        """Number of (non-NaN) values inserted so far."""
+        return self._n + self._buf_len
+
+    def _debug_summary(self):
+        """For tests: the summary as a list of (value, rmin, rmax)."""
+        cdef Py_ssize_t t
+        cdef int64_t rmin = 0
+        self._flush()
+        out = []
+        for t in range(self._ntup):
+            rmin += self._tup[t].g
+            out.append((self._tup[t].v, rmin, rmin + self._tup[t].d))
+        return out
+
+    @property
+    def stored_samples(self):
+        """Number of tuples kept in the summary, after merging the buffer."""
+        self._flush()
+        return self._ntup
