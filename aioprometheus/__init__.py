@@ -1,7 +1,15 @@
 """aioprometheus: Prometheus metrics for asyncio applications, with a compiled core."""
 
 from . import formats
-from .collectors import REGISTRY, Collector, Counter, Gauge, Histogram, Registry, Summary
+from .collectors import (
+    REGISTRY,
+    Collector,
+    Counter,
+    Gauge,
+    Histogram,
+    Registry,
+    Summary,
+)
 from .decorators import count_exceptions, inprogress, timer
 from .negotiator import negotiate
 from .renderer import render

@@ -1,4 +1,4 @@
-"""Decorators that instrument a function with a metric: timer, inprogress, count_exceptions.
+"""Decorators that instrument a function: timer, inprogress, count_exceptions.
 
 Each works on plain and on coroutine functions; for a coroutine function the
 wrapper is itself a coroutine function, so the metric sees the time until the
@@ -17,7 +17,7 @@ Labels = Optional[Dict[str, Any]]
 
 
 def _wrap(func: F, before: Callable[[], Any], after: Callable[[Any, bool], None]) -> F:
-    """Wrap `func` so `before()` runs first and `after(token, raised)` always runs last."""
+    """Wrap `func`: `before()` runs first, `after(token, raised)` always runs last."""
     if asyncio.iscoroutinefunction(func):
 
         @functools.wraps(func)
@@ -50,7 +50,9 @@ def _wrap(func: F, before: Callable[[], Any], after: Callable[[Any, bool], None]
 def timer(metric: Union[Histogram, Summary], labels: Labels = None) -> Callable[[F], F]:
     """Observe how long each call takes (seconds) into a Histogram or Summary."""
     if not isinstance(metric, (Histogram, Summary)):
-        raise TypeError(f"timer decorator expects a Histogram or Summary metric but got: {metric}")
+        raise TypeError(
+            f"timer decorator expects a Histogram or Summary metric but got: {metric}"
+        )
 
     def decorate(func: F) -> F:
         def after(start: float, raised: bool) -> None:
@@ -64,18 +66,24 @@ def timer(metric: Union[Histogram, Summary], labels: Labels = None) -> Callable[
 def inprogress(metric: Gauge, labels: Labels = None) -> Callable[[F], F]:
     """Keep a Gauge at the number of calls currently running."""
     if not isinstance(metric, Gauge):
-        raise TypeError(f"inprogress decorator expects a Gauge metric but got: {metric}")
+        raise TypeError(
+            f"inprogress decorator expects a Gauge metric but got: {metric}"
+        )
 
     def decorate(func: F) -> F:
-        return _wrap(func, lambda: metric.inc(labels), lambda _token, _raised: metric.dec(labels))
+        return _wrap(
+            func, lambda: metric.inc(labels), lambda _token, _raised: metric.dec(labels)
+        )
 
     return decorate
 
 
 def count_exceptions(metric: Counter, labels: Labels = None) -> Callable[[F], F]:
-    """Count the calls that raise an exception in a Counter (the exception still propagates)."""
+    """Count the calls that raise in a Counter (the exception still propagates)."""
     if not isinstance(metric, Counter):
-        raise TypeError(f"count_exceptions decorator expects a Counter metric but got: {metric}")
+        raise TypeError(
+            f"count_exceptions decorator expects a Counter metric but got: {metric}"
+        )
 
     def decorate(func: F) -> F:
         def after(_token: None, raised: bool) -> None:

@@ -14,7 +14,9 @@ NEG_INF = float("-inf")
 BucketType = float
 
 
-def linearBuckets(start: Union[float, int], width: Union[float, int], count: int) -> List[float]:
+def linearBuckets(
+    start: Union[float, int], width: Union[float, int], count: int
+) -> List[float]:
     """`count` bounds, `width` apart, the lowest at `start` (no +Inf)."""
     if count < 1:
         raise ValueError("Invalid count, must be a positive number")
@@ -24,7 +26,7 @@ def linearBuckets(start: Union[float, int], width: Union[float, int], count: int
 def exponentialBuckets(
     start: Union[float, int], factor: Union[float, int], count: int
 ) -> List[float]:
-    """`count` bounds, each `factor` times the previous, the lowest at `start` (no +Inf)."""
+    """`count` bounds, each `factor` times the previous, from `start` (no +Inf)."""
     if count < 1:
         raise ValueError("Invalid count, must be a positive number")
     if start <= 0:
@@ -35,7 +37,7 @@ def exponentialBuckets(
 
 
 class Histogram:
-    """A single, unlabelled bucket counter with cumulative ``buckets``, ``observations`` and ``sum``."""
+    """An unlabelled bucket counter: ``buckets``, ``observations`` and ``sum``."""
 
     def __init__(self, *buckets: BucketType) -> None:
         bounds = [float(b) for b in buckets]

@@ -8,7 +8,9 @@ if TYPE_CHECKING:
     from .collectors import Registry
 
 
-def render(registry: "Registry", accepts_headers: Sequence[str]) -> Tuple[bytes, Dict[str, str]]:
+def render(
+    registry: "Registry", accepts_headers: Sequence[str]
+) -> Tuple[bytes, Dict[str, str]]:
     """Encode `registry` in the format the Accept headers prefer (text by default).
 
     :param accepts_headers: the request's Accept header values (a list,
@@ -20,6 +22,8 @@ def render(registry: "Registry", accepts_headers: Sequence[str]) -> Tuple[bytes,
     if not isinstance(registry, Registry):
         raise TypeError(f"registry must be a Registry, got: {type(registry)}")
     if not isinstance(accepts_headers, (set, list, tuple)):
-        raise TypeError(f"accepts_headers must be a sequence, got: {type(accepts_headers)}")
+        raise TypeError(
+            f"accepts_headers must be a sequence, got: {type(accepts_headers)}"
+        )
     formatter = negotiate(accepts_headers)()
     return formatter.marshall(registry), formatter.get_headers()

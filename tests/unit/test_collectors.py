@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from aioprometheus import REGISTRY, Collector, Counter, Gauge, Histogram, Registry, Summary
+from aioprometheus import (
+    REGISTRY,
+    Collector,
+    Counter,
+    Gauge,
+    Histogram,
+    Registry,
+    Summary,
+)
 from aioprometheus.collectors import MetricsTypes
 
 
@@ -226,7 +234,12 @@ def test_removal_keeps_other_series_intact(registry):
     for i in range(5):
         s.observe({"i": str(i)}, float(i))
     del s.values[{"i": "1"}]
-    assert {k["i"]: v[0.5] for k, v in s.get_all()} == {"0": 0.0, "2": 2.0, "3": 3.0, "4": 4.0}
+    assert {k["i"]: v[0.5] for k, v in s.get_all()} == {
+        "0": 0.0,
+        "2": 2.0,
+        "3": 3.0,
+        "4": 4.0,
+    }
 
 
 def test_kinds_and_equality(registry):

@@ -4,7 +4,15 @@ import asyncio
 
 import pytest
 
-from aioprometheus import Counter, Gauge, Histogram, Summary, count_exceptions, inprogress, timer
+from aioprometheus import (
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    count_exceptions,
+    inprogress,
+    timer,
+)
 
 
 def test_timer_sync_and_async_with_labels(registry):

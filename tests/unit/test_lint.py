@@ -22,7 +22,9 @@ def test_ruff_check():
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
 def test_ruff_format():
-    result = run("ruff", "format", "--check", "aioprometheus", "tests", "benchmarks", "examples")
+    result = run(
+        "ruff", "format", "--check", "aioprometheus", "tests", "benchmarks", "examples"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

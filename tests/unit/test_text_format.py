@@ -19,7 +19,12 @@ def text_of(registry: Registry) -> str:
 
 
 def test_exact_counter_and_gauge_output(registry):
-    c = Counter("requests_total", "Requests\nserved \\ here", const_labels={"app": "a"}, registry=registry)
+    c = Counter(
+        "requests_total",
+        "Requests\nserved \\ here",
+        const_labels={"app": "a"},
+        registry=registry,
+    )
     c.inc({"path": '/q"x\n\\'})
     g = Gauge("temperature", "Temp", registry=registry)
     g.set({}, 21.5)
@@ -38,7 +43,11 @@ def test_exact_counter_and_gauge_output(registry):
 def test_collectors_are_sorted_by_name(registry):
     for name in ("zeta", "alpha", "mid"):
         Gauge(name, "doc", registry=registry).set({}, 1)
-    names = [line.split()[2] for line in text_of(registry).splitlines() if line.startswith("# TYPE")]
+    names = [
+        line.split()[2]
+        for line in text_of(registry).splitlines()
+        if line.startswith("# TYPE")
+    ]
     assert names == ["alpha", "mid", "zeta"]
 
 
@@ -51,8 +60,17 @@ def test_integral_values_without_loss(registry):
     text = text_of(registry)
     assert 'g{v="big"} 4611686018427387904\n' in text
     assert 'g{v="neg"} -12345678901234\n' in text
-    values = {s.labels["v"]: s.value for f in text_string_to_metric_families(text) for s in f.samples}
-    assert values == {"big": 2.0**62, "neg": -12345678901234.0, "huge": 1e300, "tiny": 1e-300}
+    values = {
+        s.labels["v"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert values == {
+        "big": 2.0**62,
+        "neg": -12345678901234.0,
+        "huge": 1e300,
+        "tiny": 1e-300,
+    }
 
 
 def test_histogram_output_order(registry):
@@ -72,7 +90,12 @@ def test_summary_quantiles_in_increasing_order(registry):
     s = Summary("s", "doc", invariants=((0.9, 0.01), (0.1, 0.01)), registry=registry)
     s.observe({}, 1)
     lines = text_of(registry).splitlines()[2:]
-    assert lines == ['s{quantile="0.1"} 1', 's{quantile="0.9"} 1', "s_count 1", "s_sum 1"]
+    assert lines == [
+        's{quantile="0.1"} 1',
+        's{quantile="0.9"} 1',
+        "s_count 1",
+        "s_sum 1",
+    ]
 
 
 def test_series_label_overrides_const_label(registry):
@@ -110,10 +133,11 @@ def same(a: float, b: float) -> bool:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    # prometheus_client's parser strips whitespace around HELP, so none is generated there
+    # prometheus_client's parser strips whitespace around HELP: generate none there
     doc=label_text.filter(lambda d: d == d.strip()),
     series=st.lists(
-        st.tuples(st.dictionaries(label_names, label_text, max_size=3), numbers), max_size=6
+        st.tuples(st.dictionaries(label_names, label_text, max_size=3), numbers),
+        max_size=6,
     ),
     observations=st.lists(st.floats(-1e6, 1e6), max_size=20),
 )
@@ -147,16 +171,28 @@ def test_round_trip_through_prometheus_client_parser(doc, series, observations):
         assert counts[1] == sum(1 for v in observations if v <= 0)
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="promtool (Debian package prometheus) not installed",
+)
 def test_promtool_accepts_output(registry):
-    c = Counter("app_requests_total", 'Requests with "quotes" and \\ and\nnewline', registry=registry)
+    c = Counter(
+        "app_requests_total",
+        'Requests with "quotes" and \\ and\nnewline',
+        registry=registry,
+    )
     c.inc({"path": 'a"b\\c\nd', "user": "ü漢字"})
-    Gauge("app_temperature_celsius", "Temperature", registry=registry).set({"room": "x"}, float("nan"))
+    Gauge("app_temperature_celsius", "Temperature", registry=registry).set(
+        {"room": "x"}, float("nan")
+    )
     h = Histogram("app_latency_seconds", "Latency", registry=registry)
     h.observe({"route": "/"}, 0.3)
     s = Summary("app_size_bytes", "Sizes", registry=registry)
     s.observe({"route": "/"}, 3)
     result = subprocess.run(
-        ["promtool", "check", "metrics"], input=text_of(registry).encode(), capture_output=True, timeout=30
+        ["promtool", "check", "metrics"],
+        input=text_of(registry).encode(),
+        capture_output=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
