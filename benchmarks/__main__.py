@@ -68,8 +68,12 @@ def make_plan(
         Step(
             "scrape_10k",
             "scrape",
-            3 if quick else 10,
-            {"series": 10_000, "requests": 12 if quick else 30},
+            4 if quick else 10,
+            {
+                "series": 10_000,
+                "requests": 30 if quick else 100,
+                "budget_ms": 600 if quick else 3000,
+            },
         )
     )
     plan.append(

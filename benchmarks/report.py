@@ -20,10 +20,11 @@ class Row:
     field: str = "value"  # "value", or a derived statistic (see _values)
     lower_is_better: bool = True
     micro: bool = False  # ns/op loop: gets a ratio to the floor
+    control: bool = False  # a reference row: no ratios (they would mean nothing)
 
 
 ROWS: Tuple[Row, ...] = (
-    Row("floor", "floor: d.get(k)", "ns/op", "floor", micro=True),
+    Row("floor", "floor: d.get(k)", "ns/op", "floor", micro=True, control=True),
     Row(
         "counter_inc_labels",
         "counter inc, 2-label dict",
@@ -101,6 +102,7 @@ ROWS: Tuple[Row, ...] = (
         "asyncio_loop",
         field="baseline_events_per_s",
         lower_is_better=False,
+        control=True,
     ),
     Row(
         "memory_counter", "memory, 2-label counter series", "B/series", "memory_counter"
@@ -276,7 +278,7 @@ def _compare(row: Row, rows: Dict[str, Any]) -> Dict[str, Optional[float]]:
     out: Dict[str, Optional[float]] = {}
     for peer in PEER_KEYS:
         other = _median(rows, row.key, peer)
-        if ours is None or other is None or ours <= 0 or other <= 0:
+        if row.control or ours is None or other is None or ours <= 0 or other <= 0:
             out[f"vs_{peer}"] = None
         elif row.lower_is_better:
             out[f"vs_{peer}"] = other / ours
@@ -427,6 +429,15 @@ def table(results: Dict[str, Any]) -> str:
         doc = impls[key]
         if doc.get("problem"):
             text.append(f"{doc['label']}: not run: {doc['problem']}")
+    scrape = results["rows"].get("scrape_p99_10k")
+    if scrape:
+        counts = [
+            f"{SHORT[k]} {scrape['values'][k]['requests']}"
+            for k in order
+            if scrape["values"].get(k, {}).get("status") == "ok"
+        ]
+        if counts:
+            text.append("scrape requests timed: " + ", ".join(counts))
     load = meta.get("loadavg_start")
     if load is not None and load > 0.5:
         text.append(
