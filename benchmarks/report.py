@@ -527,10 +527,17 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         f"0.26.0 | {meta.get('command')} | {meta.get('started_utc')} | "
         f"{meta.get('cpus')} cpus",
         fontsize=10,
+        y=0.995,
     )
 
     def bars(
-        ax, keys: List[str], labels: List[str], title: str, unit: str, log: bool = True
+        ax,
+        keys: List[str],
+        labels: List[str],
+        title: str,
+        unit: str,
+        log: bool = True,
+        targets: Optional[Dict[int, float]] = None,
     ) -> None:
         keys_present = [(k, lab) for k, lab in zip(keys, labels) if k in rows]
         width = 0.8 / max(1, len(order))
@@ -552,6 +559,17 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         if log:
             ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
+        for i, bound in (targets or {}).items():
+            ax.hlines(bound, i - 0.45, i + 0.45, colors="red", linestyles="dashed")
+            ax.text(
+                i + 0.45,
+                bound,
+                "target",
+                color="red",
+                fontsize=7,
+                va="bottom",
+                ha="right",
+            )
 
     bars(
         axes[0][0],
@@ -577,7 +595,14 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         "ns/op",
     )
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=len(order), fontsize=9)
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.965),
+        ncol=len(order),
+        fontsize=9,
+    )
 
     ax = axes[0][1]
     for impl in order:
@@ -610,6 +635,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         ["p50", "p99"],
         "scrape latency through the aiohttp exporter, 10k series",
         "ms",
+        targets={1: 5.0},
     )
     bars(
         axes[1][1],
@@ -617,6 +643,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         ["2-label counter", "histogram (default buckets)"],
         "memory per series, RSS (lower is better)",
         "bytes/series",
+        targets={0: 250.0, 1: 500.0},
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     path = Path(path)
