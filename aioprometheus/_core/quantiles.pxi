@@ -82,8 +82,14 @@ cdef void _q_sort(double* a, Py_ssize_t m) noexcept nogil:
     for i in range(m):
         key = _q_key(a[i])
         src[i] = key
-        for b in range(8):
-            counts[b * 256 + <Py_ssize_t>((key >> (8 * b)) & 255)] += 1
+        counts[key & 255] += 1
+        counts[256 + ((key >> 8) & 255)] += 1
+        counts[512 + ((key >> 16) & 255)] += 1
+        counts[768 + ((key >> 24) & 255)] += 1
+        counts[1024 + ((key >> 32) & 255)] += 1
+        counts[1280 + ((key >> 40) & 255)] += 1
+        counts[1536 + ((key >> 48) & 255)] += 1
+        counts[1792 + (key >> 56)] += 1
     for b in range(8):
         shift = 8 * b
         cnt = counts + b * 256
@@ -156,8 +162,14 @@ cdef class QuantileEstimator:
     is the nearest rank; otherwise tuple i-1 has ``rmax_(i-1) <= r + eps*n``
     and ``rmin_(i-1) >= rmax_i - 2*eps*n > r - eps*n``.  If ``2*eps*n < 1``,
     I3 forces ``g = 1, d = 0``: the summary is exact and the nearest rank is
-    returned.  Space: O((1/eps) * log(eps*n)) tuples (measured counts are in
-    tests/property/test_quantiles.py).
+    returned.
+
+    Space: each merge compresses greedily (right to left, whenever the GK
+    condition above allows).  GK prove O((1/eps) * log(eps*n)) tuples for
+    their band-restricted variant; for this one the counts are measured (see
+    tests/property/test_quantiles.py): about 1/eps tuples on random and
+    sorted input, growing with log(n) on adversarial "converging" input
+    (3.8/eps at n = 10**6).  Never more than n.
 
     NaN observations are ignored by the estimator (they have no rank); the
     Summary still counts them in its count and sum.  +Inf and -Inf are
