@@ -419,6 +419,14 @@ cdef class QuantileEstimator:
         """Number of (non-NaN) values inserted so far."""
         return self._n + self._buf_len
 
+    def __sizeof__(self):
+        """Bytes held: the object plus its C buffer and tuple array."""
+        return (
+            object.__sizeof__(self)
+            + self._buf_cap * sizeof(double)
+            + self._tup_cap * sizeof(_QTuple)
+        )
+
     def _debug_summary(self):
         """For tests: the summary as a list of (value, rmin, rmax)."""
         cdef Py_ssize_t t

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import sys
 from typing import Iterable, List, Sequence, Tuple
 
 import pytest
@@ -248,9 +249,19 @@ def test_stored_samples_do_not_grow_with_n():
 
 
 def test_few_values_small_summary():
+    empty = QuantileEstimator()
     est = fed([1.0, 2.0, 3.0])
     assert est.stored_samples == 3
     assert est.inserted == 3
+    # the buffer starts small and grows lazily (16 doubles, then x4)
+    assert sys.getsizeof(est) - sys.getsizeof(empty) < 512
+
+
+def test_memory_after_many_values_is_modest():
+    rng = random.Random(8)
+    est = fed(rng.random() for _ in range(100_000))
+    # ~720 tuples of 24 bytes + a 2048-double buffer (+ merge room)
+    assert sys.getsizeof(est) < 128 * 1024
 
 
 # ----------------------------------------------------- hypothesis properties
