@@ -7,8 +7,6 @@ metrics (a counter, a gauge, a histogram and a summary) at
 it. Stop it with Ctrl-C (or SIGTERM).
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import contextlib
@@ -17,10 +15,10 @@ import signal
 import sys
 from typing import List, Optional
 
-_package = "aioprometheus"
 from .collectors import Counter, Gauge, Histogram, Registry, Summary
 from .service import Service
 
+_package = "aioprometheus"
 ROUTES = ("/", "/users", "/users/{user_id}", "/orders")
 
 
@@ -29,21 +27,29 @@ class DemoApp:
 
     def __init__(self, registry: Registry) -> None:
         self.requests = Counter(
-            "demo_requests_total", "Requests handled.",
-            const_labels={"app": "demo"}, registry=registry,
+            "demo_requests_total",
+            "Requests handled.",
+            const_labels={"app": "demo"},
+            registry=registry,
         )
         self.in_progress = Gauge(
-            "demo_requests_in_progress", "Requests being handled now.",
-            const_labels={"app": "demo"}, registry=registry,
+            "demo_requests_in_progress",
+            "Requests being handled now.",
+            const_labels={"app": "demo"},
+            registry=registry,
         )
         self.latency = Histogram(
-            "demo_request_duration_seconds", "Time spent handling a request.",
-            const_labels={"app": "demo"}, registry=registry,
+            "demo_request_duration_seconds",
+            "Time spent handling a request.",
+            const_labels={"app": "demo"},
+            registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
         )
         self.payload = Summary(
-            "demo_response_size_bytes", "Size of the responses sent.",
-            const_labels={"app": "demo"}, registry=registry,
+            "demo_response_size_bytes",
+            "Size of the responses sent.",
+            const_labels={"app": "demo"},
+            registry=registry,
         )
         self.rng = random.Random()
 
@@ -75,8 +81,10 @@ async def serve(host: str, port: int, metrics_path: str) -> None:
     app = DemoApp(registry)
     service = Service(registry=registry)
     await service.start(addr=host, port=port, metrics_url=metrics_path)
-    print(f"{_package} demo: metrics at {service.metrics_url} (Ctrl-C to stop)",
-          flush=True)
+    print(
+        f"{_package} demo: metrics at {service.metrics_url} (Ctrl-C to stop)",
+        flush=True,
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,12 +108,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         prog=f"python -m {_package}",
         description="Run a small demo application instrumented with aioprometheus.",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000,
-                        help="port to listen on, 0 for any free one (default: %(default)s)")
-    parser.add_argument("--metrics-path", default="/metrics",
-                        help="path of the metrics (default: %(default)s)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-path",
+        default="/metrics",
+        help="path of the metrics (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, got {args.port}")
@@ -114,8 +132,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:  # platforms without loop signal handlers
         pass
     except OSError as exc:
-        print(f"{_package} demo: cannot listen on {args.host}:{args.port}: {exc}",
-              file=sys.stderr)
+        print(
+            f"{_package} demo: cannot listen on {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

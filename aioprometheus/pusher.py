@@ -11,8 +11,6 @@ A client for the Prometheus Pushgateway, for jobs that cannot be scraped
     await p.delete(REGISTRY)    # DELETE: remove the group
 """
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import re
@@ -126,8 +124,9 @@ class Pusher:
             if not isinstance(name, str) or not _LABEL_NAME_RE.match(name):
                 raise ValueError(f"invalid grouping key label name: {name!r}")
             if name == "job":
-                raise ValueError("the grouping key may not contain 'job'; "
-                                 "it is given by job_name")
+                raise ValueError(
+                    "the grouping key may not contain 'job'; it is given by job_name"
+                )
             grouping[name] = str(value)
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"path must start with '/', got: {path!r}")

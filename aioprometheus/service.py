@@ -18,8 +18,6 @@ defaults unless already started) and stops on exit:
         print(svc.metrics_url)
 """
 
-from __future__ import annotations
-
 import asyncio
 import gzip
 import inspect
@@ -147,8 +145,12 @@ class Service:
             raise RuntimeError(
                 "No URL available, Prometheus metrics server is not running"
             )
-        # IPv4 addresses are 2-tuples, IPv6 addresses 4-tuples.
-        host, port, *_ = self._runner.addresses[0]
+        # IPv4 addresses are 2-tuples, IPv6 addresses 4-tuples. Binding all
+        # interfaces on port 0 gives IPv4 and IPv6 sockets different ports:
+        # report the IPv4 one if there is one.
+        addresses = self._runner.addresses
+        ipv4 = [a for a in addresses if len(a) == 2]
+        host, port, *_ = (ipv4 or addresses)[0]
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self._https else "http"
@@ -193,8 +195,9 @@ class Service:
             logger.warning("Prometheus metrics server is already running")
             return
 
-        logger.debug("Prometheus metrics server starting on %s:%s%s",
-                     addr, port, metrics_url)
+        logger.debug(
+            "Prometheus metrics server starting on %s:%s%s", addr, port, metrics_url
+        )
         app = aiohttp.web.Application()
         # GET routes also answer HEAD. The metrics route is added first so
         # that it wins should it be "/" or "/robots.txt".
@@ -238,7 +241,7 @@ class Service:
         await runner.cleanup()
         logger.debug("Prometheus metrics server stopped")
 
-    async def __aenter__(self) -> Service:
+    async def __aenter__(self) -> "Service":
         if self._site is None:
             await self.start()
         return self
@@ -249,7 +252,9 @@ class Service:
 
     # -------------------------------------------------------------- handlers
 
-    async def handle_metrics(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+    async def handle_metrics(
+        self, request: aiohttp.web.Request
+    ) -> aiohttp.web.Response:
         """Serve the registry, in the format negotiated from ``Accept``,
         gzip-compressed if the client accepts it."""
         accepts: List[str] = request.headers.getall(hdrs.ACCEPT, [])

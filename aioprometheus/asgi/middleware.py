@@ -12,8 +12,6 @@ Metric names and labels are those of aioprometheus 23.12:
 This module imports no web framework.
 """
 
-from __future__ import annotations
-
 from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..collectors import REGISTRY, Counter, Registry
@@ -32,17 +30,6 @@ EXCLUDE_PATHS: Tuple[str, ...] = (
     "/docs/oauth2-redirect",
     "/redoc",
     "/favicon.ico",
-)
-
-_METRICS = (
-    ("requests_counter", "requests_total_counter", "Total number of requests received"),
-    ("responses_counter", "responses_total_counter", "Total number of responses sent"),
-    (
-        "exceptions_counter",
-        "exceptions_total_counter",
-        "Total number of requested which generated an exception",
-    ),
-    ("status_codes_counter", "status_codes_counter", "Total number of response status codes"),
 )
 
 # starlette.routing.Match.FULL
@@ -91,10 +78,26 @@ class MetricsMiddleware:
         self.starlette_app: Any = None
         self.metrics_created = False
 
+    requests_counter: Counter
+    responses_counter: Counter
+    exceptions_counter: Counter
+    status_codes_counter: Counter
+
     def create_metrics(self) -> None:
         """Create (or find in the registry) the middleware's counters."""
-        for attr, name, doc in _METRICS:
-            setattr(self, attr, self._counter(name, doc))
+        self.requests_counter = self._counter(
+            "requests_total_counter", "Total number of requests received"
+        )
+        self.responses_counter = self._counter(
+            "responses_total_counter", "Total number of responses sent"
+        )
+        self.exceptions_counter = self._counter(
+            "exceptions_total_counter",
+            "Total number of requested which generated an exception",
+        )
+        self.status_codes_counter = self._counter(
+            "status_codes_counter", "Total number of response status codes"
+        )
         self.metrics_created = True
 
     def _counter(self, name: str, doc: str) -> Counter:
@@ -106,7 +109,9 @@ class MetricsMiddleware:
             self.const_labels or None
         ):
             return existing
-        return Counter(name, doc, const_labels=self.const_labels, registry=self.registry)
+        return Counter(
+            name, doc, const_labels=self.const_labels, registry=self.registry
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.metrics_created:
@@ -125,7 +130,9 @@ class MetricsMiddleware:
             await self.asgi_callable(scope, receive, send)
             return
 
-        method = scope.get("method") or ("WEBSOCKET" if scope_type == "websocket" else "")
+        method = scope.get("method") or (
+            "WEBSOCKET" if scope_type == "websocket" else ""
+        )
         labels = {"method": str(method), "path": path}
         self.requests_counter.inc(labels)
         responded = False

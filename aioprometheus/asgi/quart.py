@@ -10,14 +10,14 @@ The registry served is ``app.registry`` if the application sets one, else the
 default registry.
 """
 
-from __future__ import annotations
-
 from typing import Dict, Tuple
 
 try:
     from quart import current_app, request
 except ImportError as exc:  # pragma: no cover - depends on the optional extra
-    raise ImportError("aioprometheus.asgi.quart needs quart (pip install quart)") from exc
+    raise ImportError(
+        "aioprometheus.asgi.quart needs quart (pip install quart)"
+    ) from exc
 
 from ..collectors import REGISTRY
 from ..renderer import render

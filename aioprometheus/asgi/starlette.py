@@ -10,8 +10,6 @@ The registry served is ``app.state.registry`` if the application sets one,
 else the default registry.
 """
 
-from __future__ import annotations
-
 try:
     from starlette.requests import Request
     from starlette.responses import Response

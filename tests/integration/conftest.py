@@ -13,8 +13,6 @@ Missing server binaries skip the tests, or fail them when
 AIOPROMETHEUS_REQUIRE_SERVERS=1.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

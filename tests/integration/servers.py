@@ -18,8 +18,6 @@ Reusable pieces (also through the fixtures in conftest.py):
 - ``http_get(url, headers)``: a loopback-only GET that ignores proxy settings.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import os
@@ -113,13 +111,18 @@ def http_request(
         return HTTPResult(exc.code, dict(exc.headers.items()), exc.read())
 
 
-def http_get(url: str, headers: Optional[Dict[str, str]] = None,
-             timeout: float = 10.0) -> HTTPResult:
+def http_get(
+    url: str, headers: Optional[Dict[str, str]] = None, timeout: float = 10.0
+) -> HTTPResult:
     return http_request(url, headers=headers, timeout=timeout)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> Any:
     """Call ``predicate`` until it returns something truthy (returned) or the
     timeout expires (AssertionError). Exceptions count as 'not yet'."""
     deadline = time.monotonic() + timeout
@@ -207,7 +210,10 @@ def _launch(
             if proc.poll() is not None:
                 break
             try:
-                if http_get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status == 200:
+                if (
+                    http_get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status
+                    == 200
+                ):
                     return proc, port, log_path
             except OSError:
                 pass
@@ -311,7 +317,9 @@ class PushgatewayServer(ServerProcess):
         return list(payload["data"])
 
 
-def start_pushgateway(workdir: Path, extra_flags: Iterable[str] = ()) -> PushgatewayServer:
+def start_pushgateway(
+    workdir: Path, extra_flags: Iterable[str] = ()
+) -> PushgatewayServer:
     """Start the Pushgateway on a free 127.0.0.1 port, in-memory only."""
     binary = require_binary(PUSHGATEWAY_BIN)
     workdir = Path(workdir)
@@ -364,8 +372,9 @@ def series_by_labels(
     dropped = {"__name__", *drop}
     out = {}
     for item in result:
-        labels = tuple(sorted((k, v) for k, v in item["metric"].items()
-                              if k not in dropped))
+        labels = tuple(
+            sorted((k, v) for k, v in item["metric"].items() if k not in dropped)
+        )
         out[labels] = item["value"][1]
     return out
 
@@ -429,7 +438,9 @@ class ServiceThread:
         self._thread.start()
         self.service = RecordingService(registry=self.registry)
         fut = asyncio.run_coroutine_threadsafe(
-            self.service.start(addr="127.0.0.1", port=0, metrics_url=self.metrics_url_path),
+            self.service.start(
+                addr="127.0.0.1", port=0, metrics_url=self.metrics_url_path
+            ),
             loop,
         )
         try:

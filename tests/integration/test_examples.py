@@ -1,8 +1,6 @@
 """The seed README example (unchanged) and ``python -m aioprometheus`` run as
 real subprocesses, serve their metrics and exit cleanly on SIGINT/SIGTERM."""
 
-from __future__ import annotations
-
 import os
 import re
 import signal
@@ -70,10 +68,15 @@ def test_seed_readme_example_runs_and_exits_cleanly_on_sigint():
     if not servers.port_is_free(8000) or not servers.port_is_free(8000, "0.0.0.0"):
         pytest.skip("port 8000 (fixed by the example) is busy")
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE)], cwd=str(REPO), env=_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(EXAMPLE)],
+        cwd=str(REPO),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
+
         def ready():
             if proc.poll() is not None:
                 raise AssertionError(f"example exited early: {proc.communicate()}")
@@ -88,14 +91,20 @@ def test_seed_readme_example_runs_and_exits_cleanly_on_sigint():
 
         fam = servers.wait_until(ready, timeout=20, what="the example's metrics")
         assert fam.type == "summary"
-        quantiles = {s.labels.get("quantile") for s in fam.samples
-                     if s.name == "request_processing_seconds"}
+        quantiles = {
+            s.labels.get("quantile")
+            for s in fam.samples
+            if s.name == "request_processing_seconds"
+        }
         assert quantiles == {"0.5", "0.9", "0.99"}
         by_name = {s.name: s.value for s in fam.samples if not s.labels}
         assert by_name["request_processing_seconds_count"] >= 1
         # random.random() durations lie in [0, 1).
-        assert 0 <= by_name["request_processing_seconds_sum"] < by_name[
-            "request_processing_seconds_count"]
+        assert (
+            0
+            <= by_name["request_processing_seconds_sum"]
+            < by_name["request_processing_seconds_count"]
+        )
     except BaseException:
         proc.kill()
         proc.communicate(timeout=10)
@@ -110,13 +119,17 @@ def test_seed_readme_example_runs_and_exits_cleanly_on_sigint():
 def test_python_m_aioprometheus_demo(sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "aioprometheus", "--host", "127.0.0.1", "--port", "0"],
-        cwd=str(REPO), env=_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(REPO),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first_line = []
         reader = threading.Thread(
-            target=lambda: first_line.append(proc.stdout.readline()), daemon=True)
+            target=lambda: first_line.append(proc.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(timeout=20)
         assert first_line, "the demo printed nothing within 20s"

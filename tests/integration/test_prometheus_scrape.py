@@ -1,8 +1,6 @@
 """A real Prometheus scrapes the aioprometheus Service; its HTTP API must give
 back exactly the values and label values that were set."""
 
-from __future__ import annotations
-
 import math
 
 import pytest
@@ -22,20 +20,30 @@ TRICKY_VALUES = [
 
 
 def _protobuf_available() -> bool:
+    """True once the binary formatter and its compiled encoder are wired in."""
     try:
+        from aioprometheus import _core
         from aioprometheus.formats.binary import BinaryFormatter  # noqa: F401
     except ImportError:
         return False
-    return True
+    return hasattr(_core, "encode_protobuf")
 
 
 def build_registry():
     registry = Registry()
-    counter = Counter("it_events_total", "Events with tricky labels.",
-                      const_labels={"app": "itest"}, registry=registry)
+    counter = Counter(
+        "it_events_total",
+        "Events with tricky labels.",
+        const_labels={"app": "itest"},
+        registry=registry,
+    )
     gauge = Gauge("it_temperature", "A gauge.", registry=registry)
-    hist = Histogram("it_latency_seconds", "A histogram.", registry=registry,
-                     buckets=(0.01, 0.1, 1.0, 10.0))
+    hist = Histogram(
+        "it_latency_seconds",
+        "A histogram.",
+        registry=registry,
+        buckets=(0.01, 0.1, 1.0, 10.0),
+    )
     summ = Summary("it_payload_bytes", "A summary.", registry=registry)
 
     expected_counter = {}
@@ -56,8 +64,12 @@ def build_registry():
         summ.observe({"route": "/a"}, float(v))
 
     return registry, {
-        "counter": counter, "gauge": gauge, "hist": hist, "summ": summ,
-        "expected_counter": expected_counter, "expected_gauge": expected_gauge,
+        "counter": counter,
+        "gauge": gauge,
+        "hist": hist,
+        "summ": summ,
+        "expected_counter": expected_counter,
+        "expected_gauge": expected_gauge,
     }
 
 
@@ -89,11 +101,15 @@ def check_values(prom, m):
     assert _values(result, "sensor") == m["expected_gauge"]
 
     hist_expected = m["hist"].get({"route": "/a"})
-    result = servers.wait_for_query(prom, "it_latency_seconds_bucket",
-                                    lambda r: len(r) == 5)
+    result = servers.wait_for_query(
+        prom, "it_latency_seconds_bucket", lambda r: len(r) == 5
+    )
     got = {float(x["metric"]["le"]): float(x["value"][1]) for x in result}
-    want = {float(k): float(v) for k, v in hist_expected.items()
-            if k not in ("count", "sum")}
+    want = {
+        float(k): float(v)
+        for k, v in hist_expected.items()
+        if k not in ("count", "sum")
+    }
     assert got == want
     assert got[math.inf] == 6
     count = prom.query("it_latency_seconds_count")
@@ -104,8 +120,9 @@ def check_values(prom, m):
     summ_expected = m["summ"].get({"route": "/a"})
     result = servers.wait_for_query(prom, "it_payload_bytes", lambda r: len(r) == 3)
     got = {float(x["metric"]["quantile"]): float(x["value"][1]) for x in result}
-    assert got == {q: float(v) for q, v in summ_expected.items()
-                   if q not in ("count", "sum")}
+    assert got == {
+        q: float(v) for q, v in summ_expected.items() if q not in ("count", "sum")
+    }
     assert set(got) == {0.5, 0.9, 0.99}
     count = prom.query("it_payload_bytes_count")
     total = prom.query("it_payload_bytes_sum")
@@ -134,8 +151,9 @@ def test_prometheus_scrapes_with_native_histograms(
     service answers protobuf if the binary formatter exists, else text."""
     registry, m = build_registry()
     svc = service_thread_factory(registry)
-    prom = prometheus_factory([svc.address],
-                              extra_flags=["--enable-feature=native-histograms"])
+    prom = prometheus_factory(
+        [svc.address], extra_flags=["--enable-feature=native-histograms"]
+    )
     check_values(prom, m)
     last = svc.scrapes[-1]
     assert "application/vnd.google.protobuf" in last.accept, last
@@ -153,11 +171,13 @@ def test_prometheus_sees_updates(prometheus_factory, service_thread_factory):
     gauge.set({}, 1)
     svc = service_thread_factory(registry)
     prom = prometheus_factory([svc.address])
-    servers.wait_for_query(prom, "it_changing",
-                           lambda r: bool(r) and r[0]["value"][1] == "1")
+    servers.wait_for_query(
+        prom, "it_changing", lambda r: bool(r) and r[0]["value"][1] == "1"
+    )
     svc.call(gauge.set, {}, 42.25)
-    result = servers.wait_for_query(prom, "it_changing",
-                                    lambda r: bool(r) and r[0]["value"][1] != "1")
+    result = servers.wait_for_query(
+        prom, "it_changing", lambda r: bool(r) and r[0]["value"][1] != "1"
+    )
     assert float(result[0]["value"][1]) == 42.25
 
 

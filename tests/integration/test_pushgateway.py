@@ -2,8 +2,6 @@
 (DELETE), grouping keys needing the @base64 form, text and protobuf bodies,
 failures."""
 
-from __future__ import annotations
-
 import asyncio
 import itertools
 
@@ -16,17 +14,23 @@ from aioprometheus.pusher import Pusher, PushError
 
 
 def _protobuf_available() -> bool:
+    """True once the binary formatter and its compiled encoder are wired in."""
     try:
+        from aioprometheus import _core
         from aioprometheus.formats.binary import BinaryFormatter  # noqa: F401
     except ImportError:
         return False
-    return True
+    return hasattr(_core, "encode_protobuf")
 
 
 FORMATS = [
     "text",
-    pytest.param("protobuf", marks=pytest.mark.skipif(
-        not _protobuf_available(), reason="formats.binary not available yet")),
+    pytest.param(
+        "protobuf",
+        marks=pytest.mark.skipif(
+            not _protobuf_available(), reason="formats.binary not available yet"
+        ),
+    ),
 ]
 
 _jobs = itertools.count()
@@ -82,16 +86,26 @@ def test_replace_add_delete(pushgateway, body_format):
     assert 200 <= resp.status < 300
     samples = gateway_samples(pushgateway, "pg_jobs_total")
     assert samples[frozenset({**group_labels, "kind": "full"}.items())] == 3
-    assert gateway_samples(pushgateway, "pg_last_duration_seconds")[
-        frozenset(group_labels.items())] == 12.5
-    assert gateway_samples(pushgateway, "pg_sizes_count")[
-        frozenset(group_labels.items())] == 3
-    buckets = {float(dict(k)["le"]): v
-               for k, v in gateway_samples(pushgateway, "pg_sizes_bucket").items()
-               if dict(k)["job"] == job}
+    assert (
+        gateway_samples(pushgateway, "pg_last_duration_seconds")[
+            frozenset(group_labels.items())
+        ]
+        == 12.5
+    )
+    assert (
+        gateway_samples(pushgateway, "pg_sizes_count")[frozenset(group_labels.items())]
+        == 3
+    )
+    buckets = {
+        float(dict(k)["le"]): v
+        for k, v in gateway_samples(pushgateway, "pg_sizes_bucket").items()
+        if dict(k)["job"] == job
+    }
     assert buckets == {1.0: 1, 10.0: 2, float("inf"): 3}
-    assert gateway_samples(pushgateway, "pg_latency_sum")[
-        frozenset(group_labels.items())] == 6
+    assert (
+        gateway_samples(pushgateway, "pg_latency_sum")[frozenset(group_labels.items())]
+        == 6
+    )
     group = find_group(pushgateway, group_labels)
     assert group is not None
     assert "pg_jobs_total" in group and "pg_latency" in group
@@ -101,24 +115,34 @@ def test_replace_add_delete(pushgateway, body_format):
     Gauge("pg_last_duration_seconds", "Duration.", registry=second).set({}, 99)
     Gauge("pg_extra", "Only in the second push.", registry=second).set({}, 1)
     run(pusher.add(second, timeout=10))
-    assert gateway_samples(pushgateway, "pg_jobs_total")[
-        frozenset({**group_labels, "kind": "full"}.items())] == 3
-    assert gateway_samples(pushgateway, "pg_last_duration_seconds")[
-        frozenset(group_labels.items())] == 99
+    assert (
+        gateway_samples(pushgateway, "pg_jobs_total")[
+            frozenset({**group_labels, "kind": "full"}.items())
+        ]
+        == 3
+    )
+    assert (
+        gateway_samples(pushgateway, "pg_last_duration_seconds")[
+            frozenset(group_labels.items())
+        ]
+        == 99
+    )
     assert frozenset(group_labels.items()) in gateway_samples(pushgateway, "pg_extra")
 
     # PUT with the second registry drops what it does not contain.
     run(pusher.replace(second, timeout=10))
-    assert not any(dict(k).get("job") == job
-                   for k in gateway_samples(pushgateway, "pg_jobs_total"))
+    assert not any(
+        dict(k).get("job") == job for k in gateway_samples(pushgateway, "pg_jobs_total")
+    )
     group = find_group(pushgateway, group_labels)
     assert group is not None and "pg_jobs_total" not in group and "pg_extra" in group
 
     # DELETE removes the group.
     run(pusher.delete(second, timeout=10))
     assert find_group(pushgateway, group_labels) is None
-    assert not any(dict(k).get("job") == job
-                   for k in gateway_samples(pushgateway, "pg_extra"))
+    assert not any(
+        dict(k).get("job") == job for k in gateway_samples(pushgateway, "pg_extra")
+    )
 
 
 @pytest.mark.parametrize("body_format", FORMATS)
@@ -128,8 +152,9 @@ def test_replace_add_delete(pushgateway, body_format):
 )
 def test_grouping_key_values_arrive_exactly(pushgateway, body_format, value):
     job = unique_job("gk")
-    pusher = Pusher(job, pushgateway.base_url, grouping_key={"path": value},
-                    body_format=body_format)
+    pusher = Pusher(
+        job, pushgateway.base_url, grouping_key={"path": value}, body_format=body_format
+    )
     registry = Registry()
     Gauge("pg_grouped", "Grouped.", registry=registry).set({}, 5)
     run(pusher.replace(registry, timeout=10))

@@ -1,7 +1,5 @@
 """Load and faults for the Service over real loopback HTTP."""
 
-from __future__ import annotations
-
 import asyncio
 import gzip
 import random
@@ -30,8 +28,9 @@ def parse_samples(body: bytes, name: str):
 def test_concurrent_scrapes_while_updating():
     async def scenario():
         registry = Registry()
-        counter = Counter("load_updates_total", "Updated during scrapes.",
-                          registry=registry)
+        counter = Counter(
+            "load_updates_total", "Updated during scrapes.", registry=registry
+        )
         label_sets = [{"id": str(i), "shard": str(i % 7)} for i in range(N_SERIES)]
         for labels in label_sets:
             counter.inc(labels)
@@ -56,11 +55,17 @@ def test_concurrent_scrapes_while_updating():
             async with aiohttp.ClientSession(connector=connector) as session:
 
                 async def scrape(i):
-                    headers = {"Accept-Encoding": "gzip"} if i % 2 else {
-                        "Accept-Encoding": "identity"}
+                    headers = (
+                        {"Accept-Encoding": "gzip"}
+                        if i % 2
+                        else {"Accept-Encoding": "identity"}
+                    )
                     async with session.get(svc.metrics_url, headers=headers) as resp:
-                        return (resp.status, resp.headers.get("Content-Encoding"),
-                                await resp.read())
+                        return (
+                            resp.status,
+                            resp.headers.get("Content-Encoding"),
+                            await resp.read(),
+                        )
 
                 results = await asyncio.gather(*(scrape(i) for i in range(N_SCRAPES)))
             stop.set()
@@ -85,10 +90,17 @@ def test_concurrent_scrapes_while_updating():
     assert all(N_SERIES <= t <= final_total for t in totals)
 
 
-@pytest.mark.parametrize("accept", [
-    "garbage", "application/x-nonsense;;;q=abc", "*/*", "", ";;,,;",
-    "text/html, image/png",
-])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "garbage",
+        "application/x-nonsense;;;q=abc",
+        "*/*",
+        "",
+        ";;,,;",
+        "text/html, image/png",
+    ],
+)
 def test_garbage_accept_gets_text(accept):
     async def scenario():
         registry = Registry()
@@ -97,8 +109,10 @@ def test_garbage_accept_gets_text(accept):
         await svc.start(addr="127.0.0.1")
         try:
             async with aiohttp.ClientSession(auto_decompress=False) as session:
-                async with session.get(svc.metrics_url, headers={
-                    "Accept": accept, "Accept-Encoding": "gzip"}) as resp:
+                async with session.get(
+                    svc.metrics_url,
+                    headers={"Accept": accept, "Accept-Encoding": "gzip"},
+                ) as resp:
                     return resp.status, dict(resp.headers), await resp.read()
         finally:
             await svc.stop()
@@ -109,7 +123,9 @@ def test_garbage_accept_gets_text(accept):
     assert headers["Content-Encoding"] == "gzip"
     text = gzip.decompress(body).decode()
     families = list(text_string_to_metric_families(text))
-    assert [s.value for f in families for s in f.samples if s.name == "fault_gauge"] == [3]
+    assert [
+        s.value for f in families for s in f.samples if s.name == "fault_gauge"
+    ] == [3]
 
 
 def test_stop_frees_the_port():

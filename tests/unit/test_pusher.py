@@ -1,8 +1,6 @@
 """Unit tests of aioprometheus.pusher against a small capturing aiohttp server
 on 127.0.0.1 (what is sent: method, path, headers, body)."""
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import warnings
@@ -17,11 +15,13 @@ from aioprometheus.pusher import Pusher, PushError, encode_grouping_key
 
 
 def _protobuf_available() -> bool:
+    """True once the binary formatter and its compiled encoder are wired in."""
     try:
+        from aioprometheus import _core
         from aioprometheus.formats.binary import BinaryFormatter  # noqa: F401
     except ImportError:
         return False
-    return True
+    return hasattr(_core, "encode_protobuf")
 
 
 class Capture:
@@ -35,12 +35,14 @@ class Capture:
         self.port = None
 
     async def handler(self, request):
-        self.requests.append({
-            "method": request.method,
-            "raw_path": request.raw_path,
-            "headers": dict(request.headers),
-            "body": await request.read(),
-        })
+        self.requests.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": dict(request.headers),
+                "body": await request.read(),
+            }
+        )
         if self.delay:
             await asyncio.sleep(self.delay)
         return aiohttp.web.Response(status=self.status, text="captured")
@@ -75,6 +77,7 @@ def run(coro):
 
 
 # ---------------------------------------------------------------- grouping key
+
 
 def b64(value):
     return base64.urlsafe_b64encode(value.encode()).decode()
@@ -111,8 +114,12 @@ def test_b64_decodes_back():
 def test_addr_path_and_custom_path():
     p = Pusher("j", "http://127.0.0.1:9091/prefix/")
     assert p.path == "http://127.0.0.1:9091/prefix/metrics/job/j"
-    vm = Pusher("j", "http://127.0.0.1:8428", grouping_key={"a": "b"},
-                path="/api/v1/import/prometheus")
+    vm = Pusher(
+        "j",
+        "http://127.0.0.1:8428",
+        grouping_key={"a": "b"},
+        path="/api/v1/import/prometheus",
+    )
     assert vm.path == "http://127.0.0.1:8428/api/v1/import/prometheus"
 
 
@@ -149,6 +156,7 @@ def test_loop_argument_is_deprecated():
 
 # ---------------------------------------------------------------- requests
 
+
 def test_methods_paths_and_text_body():
     registry = make_registry()
 
@@ -168,8 +176,11 @@ def test_methods_paths_and_text_body():
     assert {r["raw_path"] for r in requests} == {path}
     for r in requests[:2]:
         assert r["headers"]["Content-Type"].startswith("text/plain")
-        samples = {s.name: s.value for f in text_string_to_metric_families(
-            r["body"].decode()) for s in f.samples}
+        samples = {
+            s.name: s.value
+            for f in text_string_to_metric_families(r["body"].decode())
+            for s in f.samples
+        }
         assert samples == {"push_total": 3, "push_gauge": 2.5}
     assert requests[2]["body"] == b""
 
@@ -197,8 +208,12 @@ def test_client_kwargs_auth_and_headers():
 
     async def scenario():
         async with Capture() as cap:
-            p = Pusher("j", cap.url, auth=aiohttp.BasicAuth("user", "pw"),
-                       headers={"X-Tenant": "t1"})
+            p = Pusher(
+                "j",
+                cap.url,
+                auth=aiohttp.BasicAuth("user", "pw"),
+                headers={"X-Tenant": "t1"},
+            )
             await p.replace(registry)
             await p.add(registry, headers={"X-Call": "c1"})
             return cap.requests

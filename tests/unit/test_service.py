@@ -1,7 +1,5 @@
 """Unit tests of aioprometheus.service.Service (served on 127.0.0.1)."""
 
-from __future__ import annotations
-
 import asyncio
 import gzip
 import logging
@@ -21,7 +19,9 @@ def run(coro):
 
 async def fetch(url, method="GET", headers=None, decompress=False):
     async with aiohttp.ClientSession(auto_decompress=decompress) as session:
-        async with session.request(method, url, headers=headers or {}) as resp:
+        # aiohttp asks for gzip by default; ask for identity unless told.
+        headers = {"Accept-Encoding": "identity", **(headers or {})}
+        async with session.request(method, url, headers=headers) as resp:
             return resp.status, resp.headers.copy(), await resp.read()
 
 
@@ -83,10 +83,13 @@ def test_gzip_when_accepted():
         svc = Service(registry=make_registry())
         await svc.start(addr="127.0.0.1")
         try:
-            plain = await fetch(svc.metrics_url, headers={"Accept-Encoding": "identity"})
+            plain = await fetch(
+                svc.metrics_url, headers={"Accept-Encoding": "identity"}
+            )
             zipped = await fetch(svc.metrics_url, headers={"Accept-Encoding": "gzip"})
-            refused = await fetch(svc.metrics_url,
-                                  headers={"Accept-Encoding": "gzip;q=0, deflate"})
+            refused = await fetch(
+                svc.metrics_url, headers={"Accept-Encoding": "gzip;q=0, deflate"}
+            )
         finally:
             await svc.stop()
         return plain, zipped, refused
@@ -199,6 +202,8 @@ def test_async_with_starts_and_stops():
     async def scenario():
         async with Service(registry=make_registry()) as svc:
             assert svc.running
+            # Bound on all interfaces: the URL names the IPv4 wildcard.
+            assert svc.base_url.startswith("http://0.0.0.0:")
             port = int(svc.base_url.rsplit(":", 1)[1])
             status, _, body = await fetch(f"http://127.0.0.1:{port}/metrics")
         assert not svc.running
@@ -238,7 +243,7 @@ def test_port_in_use_raises_and_leaves_service_stopped():
                 await svc.start(addr="127.0.0.1", port=port)
             assert not svc.running
             with pytest.raises(RuntimeError):
-                svc.base_url
+                _ = svc.base_url
             # It can still be started elsewhere afterwards.
             await svc.start(addr="127.0.0.1")
             assert svc.running
