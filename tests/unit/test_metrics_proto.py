@@ -7,24 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from google.protobuf import descriptor
+from google.protobuf import descriptor_pb2
 
 from aioprometheus import metrics_pb2
 
 PROTO = Path(metrics_pb2.__file__).with_name("metrics.proto")
 
-LABELS = {
-    "optional": descriptor.FieldDescriptor.LABEL_OPTIONAL,
-    "repeated": descriptor.FieldDescriptor.LABEL_REPEATED,
-}
+FDP = descriptor_pb2.FieldDescriptorProto
+LABELS = {"optional": FDP.LABEL_OPTIONAL, "repeated": FDP.LABEL_REPEATED}
 SCALARS = {
-    "double": descriptor.FieldDescriptor.TYPE_DOUBLE,
-    "uint64": descriptor.FieldDescriptor.TYPE_UINT64,
-    "int64": descriptor.FieldDescriptor.TYPE_INT64,
-    "sint32": descriptor.FieldDescriptor.TYPE_SINT32,
-    "sint64": descriptor.FieldDescriptor.TYPE_SINT64,
-    "uint32": descriptor.FieldDescriptor.TYPE_UINT32,
-    "string": descriptor.FieldDescriptor.TYPE_STRING,
+    "double": FDP.TYPE_DOUBLE,
+    "uint64": FDP.TYPE_UINT64,
+    "int64": FDP.TYPE_INT64,
+    "sint32": FDP.TYPE_SINT32,
+    "sint64": FDP.TYPE_SINT64,
+    "uint32": FDP.TYPE_UINT32,
+    "string": FDP.TYPE_STRING,
 }
 
 
@@ -53,32 +51,36 @@ def parse_proto(text):
 def test_descriptor_matches_proto_file():
     header, messages, enums = parse_proto(PROTO.read_text())
     assert header == {"syntax": "proto2", "package": "io.prometheus.client"}
-    file = metrics_pb2.DESCRIPTOR
+    # compare through a FileDescriptorProto: the same API on every runtime
+    file = descriptor_pb2.FileDescriptorProto()
+    metrics_pb2.DESCRIPTOR.CopyToProto(file)
     assert file.package == header["package"]
-    assert set(file.message_types_by_name) == set(messages)
-    assert set(file.enum_types_by_name) == set(enums)
-    for name, values in enums.items():
-        got = [(v.name, v.number) for v in file.enum_types_by_name[name].values]
-        assert got == values
-    for name, fields in messages.items():
-        desc = file.message_types_by_name[name]
-        assert desc.full_name == f"io.prometheus.client.{name}"
-        assert [f.name for f in desc.fields] == [f[2] for f in fields]
-        for label, type_name, field_name, number in fields:
-            field = desc.fields_by_name[field_name]
-            assert field.number == int(number), (name, field_name)
-            assert field.label == LABELS[label], (name, field_name)
+    assert file.syntax in ("proto2", "")  # proto2 is the default
+    assert list(file.dependency) == ["google/protobuf/timestamp.proto"]
+    assert [m.name for m in file.message_type] == list(messages)
+    assert [e.name for e in file.enum_type] == list(enums)
+    for enum in file.enum_type:
+        assert [(v.name, v.number) for v in enum.value] == enums[enum.name]
+    for message in file.message_type:
+        fields = messages[message.name]
+        assert [f.name for f in message.field] == [f[2] for f in fields]
+        for field, (label, type_name, field_name, number) in zip(message.field, fields):
+            where = (message.name, field_name)
+            assert field.number == int(number), where
+            assert field.label == LABELS[label], where
             if type_name in SCALARS:
-                assert field.type == SCALARS[type_name], (name, field_name)
+                assert field.type == SCALARS[type_name], where
             elif type_name in enums:
-                assert field.enum_type.full_name == f"io.prometheus.client.{type_name}"
+                assert field.type == FDP.TYPE_ENUM, where
+                assert field.type_name == f".io.prometheus.client.{type_name}", where
             else:
                 full = (
                     type_name
                     if "." in type_name
                     else f"io.prometheus.client.{type_name}"
                 )
-                assert field.message_type.full_name == full, (name, field_name)
+                assert field.type == FDP.TYPE_MESSAGE, where
+                assert field.type_name == "." + full, where
 
 
 def test_current_client_model_fields_present():
