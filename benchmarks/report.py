@@ -144,9 +144,10 @@ TARGETS: Dict[str, List[Tuple[str, Optional[str], float]]] = {
 }
 
 NOTES = (
-    "ns/op is net: the cost of the bare `for v in values:` loop (same N, measured "
-    "right before) is subtracted; JSON keeps raw ns/op too. 'x floor' is net/net "
-    "(raw/raw in brackets) against the same process's `d.get(k)` loop.",
+    "ns/op is net: the cost of the bare `for v in values:` loop (same N, same "
+    "sample) is subtracted; JSON keeps raw ns/op too. A micro sample is the best "
+    "of 3 passes of each loop. 'x floor': median over rounds of net/net (raw/raw "
+    "in brackets) against a `d.get(k)` loop timed within the same sample.",
     "Cells: median [min-max] over interleaved rounds (ours, aio, pc, ours, ...). "
     "'vs aio'/'vs pc': how many times faster ours is (peer median / our median).",
     "prometheus_client uses its idiomatic API: c.labels(**labels).inc(), .set(v), "
@@ -217,6 +218,13 @@ def _cell(
             raws = [float(a["raw"]) for a in ok]
             cell["raw"] = _stats(raws)
             cell["n"] = ok[0].get("n")
+            paired = [a for a in ok if a.get("floor", 0) > 0 and a.get("floor_raw")]
+            if paired:  # the floor timed within the same sample
+                cell["x_floor"] = _stats([a["value"] / a["floor"] for a in paired])
+                cell["x_floor_raw"] = _stats(
+                    [a["raw"] / a["floor_raw"] for a in paired]
+                )
+                cell["paired_floor"] = _stats([a["floor"] for a in paired])
     note = ok[0].get("note")
     if note:
         cell["note"] = note
@@ -286,10 +294,14 @@ def _compare(row: Row, rows: Dict[str, Any]) -> Dict[str, Optional[float]]:
             out[f"vs_{peer}"] = ours / other
     if row.micro:
         for impl in ("ours", *PEER_KEYS):
+            cell = rows[row.key]["values"].get(impl, {})
+            if "x_floor" in cell:  # paired within samples: median of ratios
+                out[f"x_floor_{impl}"] = cell["x_floor"]["median"]
+                out[f"x_floor_raw_{impl}"] = cell["x_floor_raw"]["median"]
+                continue
             mine = _median(rows, row.key, impl)
             fl = _median(rows, "floor", impl)
             out[f"x_floor_{impl}"] = mine / fl if mine and fl and fl > 0 else None
-            cell = rows[row.key]["values"].get(impl, {})
             fcell = rows.get("floor", {}).get("values", {}).get(impl, {})
             if cell.get("status") == "ok" and fcell.get("status") == "ok":
                 out[f"x_floor_raw_{impl}"] = (

@@ -510,15 +510,24 @@ class MicroRunner:
 
     One sample is the best of ``REPEATS`` passes of each loop (alternating),
     which keeps a preempted pass on a busy machine from polluting the sample;
-    the driver then takes the median over rounds.
+    the driver then takes the median over rounds.  With ``paired_floor`` the
+    floor loop (``d.get(k)``) is timed in the same sample too, so the ratio to
+    the floor is taken within one sample, immune to load drifting between
+    steps.
     """
 
     REPEATS = 3
 
-    def __init__(self, micro: Micro, target_ns: int) -> None:
+    def __init__(self, micro: Micro, target_ns: int, paired_floor: bool = True) -> None:
         self.names = micro.names
         self.timed = _compile_micro(micro.stmt, micro.names)
         self.empty = _compile_micro("pass", micro.names)
+        self.floor_names: Dict[str, Any] = {}
+        self.floor_fn: Optional[Callable[..., int]] = None
+        if paired_floor:
+            fl = floor(None)  # type: ignore[arg-type]
+            self.floor_names = fl.names
+            self.floor_fn = _compile_micro(fl.stmt, fl.names)
         self.stmt = micro.stmt
         self.note = micro.note
         pass_ns = target_ns / self.REPEATS
@@ -534,28 +543,36 @@ class MicroRunner:
         self._pass(self.timed, self.n)  # warmup at the final size
         self._pass(self.empty, self.n)
 
-    def _pass(self, fn: Callable[..., int], n: int) -> int:
+    def _pass(self, fn: Callable[..., int], n: int, names=None) -> int:
         vals = values(n)
+        args = (names if names is not None else self.names).values()
         gc.collect()
         gc.disable()
         try:
-            return fn(vals, clock, *self.names.values())
+            return fn(vals, clock, *args)
         finally:
             gc.enable()
 
     def sample(self) -> Dict[str, Any]:
-        empties, stmts = [], []
+        empties, stmts, floors = [], [], []
         for _ in range(self.REPEATS):
             empties.append(self._pass(self.empty, self.n))
             stmts.append(self._pass(self.timed, self.n))
+            if self.floor_fn is not None:
+                floors.append(self._pass(self.floor_fn, self.n, self.floor_names))
         t_empty, t_stmt = min(empties), min(stmts)
-        return {
+        out = {
             "value": (t_stmt - t_empty) / self.n,
             "raw": t_stmt / self.n,
             "loop": t_empty / self.n,
             "n": self.n,
             "note": self.note,
         }
+        if floors:
+            t_floor = min(floors)
+            out["floor"] = (t_floor - t_empty) / self.n
+            out["floor_raw"] = t_floor / self.n
+        return out
 
 
 class CallRunner:
@@ -662,7 +679,9 @@ def prepare(api: Api, workload: str, params: Dict[str, Any]) -> Any:
     """Build the runner for one workload (setup, calibration, warmup)."""
     target_ns = int(params.get("target_ms", 20) * 1e6)
     if workload in MICRO:
-        return MicroRunner(MICRO[workload](api), target_ns)
+        return MicroRunner(
+            MICRO[workload](api), target_ns, paired_floor=workload != "floor"
+        )
     if workload == "text_render":
         return CallRunner(text_render(api, params["series"]), target_ns)
     if workload == "protobuf_render":

@@ -46,12 +46,15 @@ def test_floor_sample_structure():
     assert math.isfinite(s["value"])
     # net = raw - loop by construction
     assert s["value"] == pytest.approx(s["raw"] - s["loop"])
+    assert "floor" not in s  # the floor is not paired with itself
 
 
 @pytest.mark.parametrize("name", ["counter_inc_labels", "counter_inc_nolabels"])
 def test_counter_workload_counts_every_call(name):
     runner, s = _micro(name)
     assert s["raw"] > 0 and math.isfinite(s["value"])
+    # the floor is timed within the same sample, for a drift-free ratio
+    assert s["floor_raw"] > 0 and math.isfinite(s["floor"])
     c = runner.names["c"]
     labels = runner.names.get("labels", {})
     # setup inc (1) + calibration passes + warmup + REPEATS timed passes:
@@ -105,6 +108,7 @@ def test_report_from_inprocess_samples(tmp_path):
     cmp_ = rows["counter_inc_labels"]["compare"]
     assert cmp_["vs_aioprometheus"] is None  # no peer in this run
     assert cmp_["x_floor_raw_ours"] > 0
+    assert cmp_["x_floor_raw_ours"] == cell["x_floor_raw"]["median"]  # paired
     assert rows["summary_observe"]["values"]["ours"]["status"] == "pending"
     targets = rows["counter_inc_labels"]["targets"]
     assert [t["kind"] for t in targets] == ["floor", "speedup", "speedup"]
