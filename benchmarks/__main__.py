@@ -107,11 +107,12 @@ class Worker:
 
     TIMEOUT_S = 600
 
-    def __init__(self, impl: peers.Impl, workdir: Path) -> None:
+    def __init__(self, impl: peers.Impl, workdir: Path, clock: str = "wall") -> None:
         self.impl = impl
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        args = [*impl.worker_args(), f"clock={clock}"]
         self.proc = subprocess.Popen(
-            [sys.executable, str(peers.WORKER_SCRIPT), "serve", *impl.worker_args()],
+            [sys.executable, str(peers.WORKER_SCRIPT), "serve", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -198,7 +199,9 @@ def _progress(msg: str) -> None:
     print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
 
 
-def run(plan: List[Step], impls: List[peers.Impl]) -> Dict[str, Dict[str, List[Dict]]]:
+def run(
+    plan: List[Step], impls: List[peers.Impl], clock: str = "wall"
+) -> Dict[str, Dict[str, List[Dict]]]:
     """Run the plan; returns {step key: {impl key: [sample answers]}}."""
     samples: Dict[str, Dict[str, List[Dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="aioprom-bench-") as tmp:
@@ -206,7 +209,7 @@ def run(plan: List[Step], impls: List[peers.Impl]) -> Dict[str, Dict[str, List[D
         workers: Dict[str, Worker] = {}
         for impl in impls:
             if impl.problem is None:
-                workers[impl.key] = Worker(impl, workdir)
+                workers[impl.key] = Worker(impl, workdir, clock)
             if impl.problem:
                 _progress(f"{impl.label}: not run ({impl.problem})")
         try:
@@ -318,6 +321,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: time.perf_counter_ns (default); cpu: process CPU time, "
+        "steadier on a machine busy with other work (scrape stays wall time)",
+    )
+    ap.add_argument(
         "--no-install",
         action="store_true",
         help="do not pip-install missing peers (skip them)",
@@ -336,13 +346,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     t_install = time.perf_counter() - t0
     plan = make_plan(args.quick, args.only, args.rounds)
     t1 = time.perf_counter()
-    samples = run(plan, impls)
+    samples = run(plan, impls, args.clock)
     wall = time.perf_counter() - t1
 
     meta = {
-        "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
+        "command": "python -m benchmarks"
+        + (" --quick" if args.quick else "")
+        + (" --clock cpu" if args.clock == "cpu" else ""),
         "argv": sys.argv[1:] if argv is None else argv,
         "quick": args.quick,
+        "clock": args.clock,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(wall, 1),
         "install_s": round(t_install, 1),

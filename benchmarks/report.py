@@ -455,7 +455,8 @@ def table(results: Dict[str, Any]) -> str:
         text.append(
             f"note: 1-min load average was {load:.2f} at the start "
             f"({meta.get('loadavg_end', 0):.2f} at the end): other processes "
-            "competed for the 2 cores, expect wider min-max ranges"
+            "competed for the cores, expect wider min-max ranges"
+            + ("" if meta.get("clock") == "cpu" else " (--clock cpu is steadier)")
         )
     reasons = _reasons(results)
     for r in reasons:

@@ -39,7 +39,11 @@ PC = "prometheus_client"
 LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 
-clock = time.perf_counter_ns
+# The clock of every timed loop; ``clock=cpu`` on the worker command line
+# switches it to the process CPU time (ignores time spent descheduled on a busy
+# machine).  Scrape latency is always wall time.
+wall_clock = time.perf_counter_ns
+clock = wall_clock
 
 
 class Unavailable(Exception):
@@ -320,15 +324,18 @@ class Scrape:
         lat: List[int] = []
         try:
             async with aiohttp.ClientSession() as session:
-                start = clock()
+                start = wall_clock()
                 for i in range(max_requests + 1):
-                    if len(lat) >= self.MIN_REQUESTS and clock() - start > budget_ns:
+                    if (
+                        len(lat) >= self.MIN_REQUESTS
+                        and wall_clock() - start > budget_ns
+                    ):
                         break
-                    t0 = clock()
+                    t0 = wall_clock()
                     async with session.get(url, headers=SCRAPE_HEADERS) as resp:
                         body = await resp.read()
                         status = resp.status
-                    t1 = clock()
+                    t1 = wall_clock()
                     if status != 200 or not body:
                         raise RuntimeError(f"scrape failed: HTTP {status}")
                     if i:  # the first request warms the connection
@@ -747,7 +754,10 @@ def identify(
 
 def serve(args: List[str]) -> int:
     """Worker loop: JSON commands on stdin, one JSON answer per line."""
+    global clock
     opts = dict(a.split("=", 1) for a in args)
+    if opts.get("clock") == "cpu":
+        clock = time.process_time_ns
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything the libraries print goes to stderr
     sys.stdout = sys.stderr
