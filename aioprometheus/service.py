@@ -22,8 +22,11 @@ import asyncio
 import gzip
 import inspect
 import logging
+import signal
+import threading
 import warnings
 from ssl import SSLContext
+from types import FrameType
 from typing import Any, Dict, Iterable, List, Optional
 
 try:
@@ -52,6 +55,67 @@ _ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
 _RUNNER_TAKES_SHUTDOWN_TIMEOUT = (
     "shutdown_timeout" in inspect.signature(aiohttp.web.AppRunner.__init__).parameters
 )
+
+
+class _DeferredInterrupt:
+    """A SIGINT handler that raises KeyboardInterrupt between event-loop
+    callbacks rather than in the middle of whatever task is running.
+
+    With Python's default handler, a Ctrl-C that lands while an aiohttp
+    request task runs is stored in that task and raised again from the next
+    ``loop.run_until_complete(...)`` -- typically the application's cleanup
+    call ``loop.run_until_complete(svc.stop())`` -- ending the program with a
+    traceback. Scheduling the interrupt as a loop callback makes it leave
+    ``run_until_complete``/``run_forever`` cleanly, with every task intact.
+
+    It is installed by :meth:`Service.start` only in the main thread and only
+    while the default handler is in place (so never over a handler set by the
+    application or by ``asyncio.run``), and restored when the last running
+    Service stops. Outside a running loop, or on a second Ctrl-C before the
+    first was delivered, it raises at once like the default handler.
+    """
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.pending = False
+
+    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self.pending or loop.is_closed():
+            self.pending = False
+            raise KeyboardInterrupt
+        self.pending = True
+        loop.call_soon_threadsafe(self._interrupt)
+
+    def _interrupt(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def acquire(self) -> bool:
+        """Install (or keep) the handler; True if the caller must release."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        current = signal.getsignal(signal.SIGINT)
+        if current is not self:
+            if current is not signal.default_int_handler:
+                return False
+            signal.signal(signal.SIGINT, self)
+            self.users = 0
+        self.users += 1
+        return True
+
+    def release(self) -> None:
+        self.users = max(0, self.users - 1)
+        if self.users == 0 and signal.getsignal(signal.SIGINT) is self:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_deferred_interrupt = _DeferredInterrupt()
 
 
 def accepts_gzip(accept_encoding_headers: Iterable[str]) -> bool:
@@ -127,6 +191,7 @@ class Service:
         self._https = False
         self._root_url = "/"
         self._metrics_url: str = DEFAULT_METRICS_PATH
+        self._owns_sigint = False
 
     # ------------------------------------------------------------------ urls
 
@@ -225,6 +290,7 @@ class Service:
         self._runner = runner
         self._site = site
         self._https = ssl is not None
+        self._owns_sigint = _deferred_interrupt.acquire()
         self._metrics_url = metrics_url
         logger.debug("Prometheus metrics server started on %s", self.metrics_url)
 
@@ -238,7 +304,12 @@ class Service:
         self._site = None
         self._runner = None
         self._app = None
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        finally:
+            if self._owns_sigint:
+                self._owns_sigint = False
+                _deferred_interrupt.release()
         logger.debug("Prometheus metrics server stopped")
 
     async def __aenter__(self) -> "Service":

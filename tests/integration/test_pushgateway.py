@@ -158,7 +158,8 @@ def test_grouping_key_values_arrive_exactly(pushgateway, body_format, value):
     registry = Registry()
     Gauge("pg_grouped", "Grouped.", registry=registry).set({}, 5)
     run(pusher.replace(registry, timeout=10))
-    expected = {"job": job, "path": value} if value else {"job": job}
+    # The gateway keeps an empty grouping label as a label with value "".
+    expected = {"job": job, "path": value}
     group = find_group(pushgateway, expected)
     assert group is not None, [g["labels"] for g in pushgateway.api_metrics()]
     run(pusher.delete(registry, timeout=10))
@@ -175,14 +176,21 @@ def test_job_name_with_slash(pushgateway):
     run(pusher.delete(registry, timeout=10))
 
 
-def test_label_values_survive_push(pushgateway):
-    job = unique_job("labels")
+@pytest.mark.parametrize("body_format", FORMATS)
+def test_label_values_survive_push(pushgateway, body_format):
+    job = unique_job(f"labels_{body_format}")
     tricky = 'q"uote back\\slash new\nline ünï ✓'
     registry = Registry()
     Counter("pg_tricky_total", "x", registry=registry).add({"v": tricky}, 2)
-    run(Pusher(job, pushgateway.base_url).replace(registry, timeout=10))
+    pusher = Pusher(job, pushgateway.base_url, body_format=body_format)
+    run(pusher.replace(registry, timeout=10))
+    # The gateway adds instance="" to groups pushed without an instance.
+    labels = {"job": job, "instance": "", "v": tricky}
     samples = gateway_samples(pushgateway, "pg_tricky_total")
-    assert samples[frozenset({"job": job, "v": tricky}.items())] == 2
+    assert samples[frozenset(labels.items())] == 2
+    group = find_group(pushgateway, {"job": job})
+    assert group["pg_tricky_total"]["metrics"] == [{"labels": labels, "value": "2"}]
+    run(pusher.delete(registry, timeout=10))
 
 
 def test_rejected_push_raises(pushgateway):
