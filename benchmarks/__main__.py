@@ -78,6 +78,19 @@ def make_plan(
     )
     plan.append(
         Step(
+            "scrape_static_10k",
+            "scrape",
+            3 if quick else 5,
+            {
+                "series": 10_000,
+                "static": True,
+                "requests": 30 if quick else 100,
+                "budget_ms": 250 if quick else 1000,
+            },
+        )
+    )
+    plan.append(
+        Step(
             "asyncio_loop",
             "asyncio_loop",
             5 if quick else 11,

@@ -264,24 +264,31 @@ def protobuf_render(api: Api, n_series: int) -> Call:
 
 
 # ---------------------------------------------------------------------------
-# Scrape latency through an aiohttp exporter on 127.0.0.1 (loopback only).
+# Scrape latency through an aiohttp exporter on 127.0.0.1 (loopback only),
+# measured by a separate scraper process (stdlib http.client, keep-alive).
 # aioprometheus (ours and 23.12): aioprometheus.service.Service.
 # prometheus_client: its own aiohttp handler (prometheus_client.aiohttp,
 # compression disabled) on an aiohttp AppRunner, i.e. the same HTTP stack.
 # ---------------------------------------------------------------------------
 
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
 
 
 class Scrape:
     MIN_REQUESTS = 3
 
-    def __init__(self, api: Api, n_series: int) -> None:
+    def __init__(self, api: Api, n_series: int, static: bool = False) -> None:
+        """``static``: serve the pre-rendered text body from a bare aiohttp
+        handler instead (the HTTP floor: same bytes, no render)."""
         self.api = api
+        self.static_body: Optional[bytes] = None
         try:
             import aiohttp  # noqa: F401
 
-            if api.family == PC:
+            if static:
+                pass
+            elif api.family == PC:
                 from prometheus_client.aiohttp import make_aiohttp_handler  # type: ignore
 
                 self.make_handler = make_aiohttp_handler
@@ -292,13 +299,24 @@ class Scrape:
         except ImportError as exc:
             raise Unavailable(f"ImportError: {exc}") from None
         self.reg = build_fixture(api, n_series)
+        if static:
+            self.static_body = text_formatter(api)(self.reg)
 
     async def _start(self):
-        if self.api.family == PC:
+        if self.api.family == PC or self.static_body is not None:
             from aiohttp import web
 
             app = web.Application()
-            handler = self.make_handler(self.reg, disable_compression=True)
+            if self.static_body is not None:
+                body = self.static_body
+
+                async def handler(request: Any) -> Any:
+                    return web.Response(
+                        body=body, headers={"Content-Type": TEXT_CONTENT_TYPE}
+                    )
+
+            else:
+                handler = self.make_handler(self.reg, disable_compression=True)
             app.router.add_get("/metrics", handler)
             runner = web.AppRunner(app)
             await runner.setup()
@@ -317,33 +335,36 @@ class Scrape:
     async def _round(self, max_requests: int, budget_ns: float) -> List[int]:
         """Up to ``max_requests`` timed GETs, stopping early (after at least
         ``MIN_REQUESTS``) once ``budget_ns`` is spent, so slow peers do not
-        dominate the run; fast implementations get more samples."""
-        import aiohttp
+        dominate the run; fast implementations get more samples.
 
+        The scraper is a separate process (as Prometheus is), a keep-alive
+        ``http.client`` connection, so the client's own work does not run in
+        the exporter's event loop.
+        """
         url, stop = await self._start()
-        lat: List[int] = []
         try:
-            async with aiohttp.ClientSession() as session:
-                start = wall_clock()
-                for i in range(max_requests + 1):
-                    if (
-                        len(lat) >= self.MIN_REQUESTS
-                        and wall_clock() - start > budget_ns
-                    ):
-                        break
-                    t0 = wall_clock()
-                    async with session.get(url, headers=SCRAPE_HEADERS) as resp:
-                        body = await resp.read()
-                        status = resp.status
-                    t1 = wall_clock()
-                    if status != 200 or not body:
-                        raise RuntimeError(f"scrape failed: HTTP {status}")
-                    if i:  # the first request warms the connection
-                        lat.append(t1 - t0)
-                    self.size = len(body)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                os.path.abspath(__file__),
+                "client",
+                f"url={url}",
+                f"max={max_requests}",
+                f"min={self.MIN_REQUESTS}",
+                f"budget_ns={budget_ns}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await proc.communicate()
         finally:
             await stop()
-        return lat
+        try:
+            got = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError(f"scrape client failed: {err.decode()[-500:]}") from None
+        if "error" in got:
+            raise RuntimeError(f"scrape failed: {got['error']}")
+        self.size = got["size"]
+        return list(got["latencies"])
 
     def run(self, max_requests: int, budget_ns: float = math.inf) -> List[int]:
         gc.collect()
@@ -695,7 +716,7 @@ def prepare(api: Api, workload: str, params: Dict[str, Any]) -> Any:
         return CallRunner(protobuf_render(api, params["series"]), target_ns)
     if workload == "scrape":
         return ScrapeRunner(
-            Scrape(api, params["series"]),
+            Scrape(api, params["series"], static=params.get("static", False)),
             params["requests"],
             params.get("budget_ms", math.inf) * 1e6,
         )
@@ -824,10 +845,43 @@ def memory_main(args: List[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "memory"):
-        print("usage: workloads.py serve|memory key=value ...", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(
-        serve(sys.argv[2:]) if sys.argv[1] == "serve" else memory_main(sys.argv[2:])
+def scrape_client(args: List[str]) -> int:
+    """The scraper process: sequential GETs over one keep-alive connection."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    opts = dict(a.split("=", 1) for a in args)
+    url = urlsplit(opts["url"])
+    max_requests, min_requests = int(opts["max"]), int(opts["min"])
+    budget_ns = float(opts["budget_ns"])
+    conn = http.client.HTTPConnection(
+        url.hostname or "127.0.0.1", url.port, timeout=120
     )
+    lat: List[int] = []
+    size = 0
+    start = wall_clock()
+    for i in range(max_requests + 1):
+        if len(lat) >= min_requests and wall_clock() - start > budget_ns:
+            break
+        t0 = wall_clock()
+        conn.request("GET", url.path, headers=SCRAPE_HEADERS)
+        resp = conn.getresponse()
+        body = resp.read()
+        t1 = wall_clock()
+        if resp.status != 200 or not body:
+            print(json.dumps({"error": f"HTTP {resp.status}"}))
+            return 1
+        if i:  # the first request opens and warms the connection
+            lat.append(t1 - t0)
+        size = len(body)
+    conn.close()
+    print(json.dumps({"latencies": lat, "size": size}))
+    return 0
+
+
+if __name__ == "__main__":
+    modes = {"serve": serve, "memory": memory_main, "client": scrape_client}
+    if len(sys.argv) < 2 or sys.argv[1] not in modes:
+        print("usage: workloads.py serve|memory|client key=value ...", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(modes[sys.argv[1]](sys.argv[2:]))
