@@ -124,17 +124,28 @@ cdef int pb_label(Writer w, str name, str value) except -1:
 
 
 cdef class ProtoFamily:
-    """Per-family state encoded once per scrape: the family header and const labels."""
+    """Per-family state encoded once per scrape: the const labels, sorted by
+    name, each already encoded as a complete Metric.label field."""
 
     cdef list const_names        # sorted
-    cdef list const_values       # label text, same order
+    cdef list const_fields       # bytes of each LabelPair field, same order
     cdef Py_ssize_t nconst
 
     def __cinit__(self, Metric metric):
+        cdef Writer scratch
         pairs = sorted((k, label_text(v)) for k, v in (metric.const_labels or {}).items())
-        self.const_names = [k for k, _ in pairs]
-        self.const_values = [v for _, v in pairs]
+        self.const_names = []
+        self.const_fields = []
+        for name, value in pairs:
+            scratch = Writer(64)
+            pb_label(scratch, name, value)
+            self.const_names.append(name)
+            self.const_fields.append(scratch.getvalue())
         self.nconst = len(pairs)
+
+    cdef inline int write_const(self, Writer w, Py_ssize_t c) except -1:
+        cdef bytes field = <bytes>self.const_fields[c]
+        return w.write(field, len(field))
 
 
 cdef int pb_labels(Writer w, ProtoFamily fam, tuple flat) except -1:
@@ -143,22 +154,27 @@ cdef int pb_labels(Writer w, ProtoFamily fam, tuple flat) except -1:
     cdef Py_ssize_t i = 0
     cdef Py_ssize_t c = 0
     cdef str sname, cname
+    if fam.nconst == 0:
+        while i < nflat:
+            pb_label(w, <str>flat[i], label_text(flat[i + 1]))
+            i += 2
+        return 0
     while i < nflat or c < fam.nconst:
         if c >= fam.nconst:
             pb_label(w, <str>flat[i], label_text(flat[i + 1]))
             i += 2
             continue
-        cname = <str>fam.const_names[c]
         if i >= nflat:
-            pb_label(w, cname, <str>fam.const_values[c])
+            fam.write_const(w, c)
             c += 1
             continue
         sname = <str>flat[i]
+        cname = <str>fam.const_names[c]
         if sname < cname:
             pb_label(w, sname, label_text(flat[i + 1]))
             i += 2
         elif cname < sname:
-            pb_label(w, cname, <str>fam.const_values[c])
+            fam.write_const(w, c)
             c += 1
         else:                    # same name: the series label overrides
             pb_label(w, sname, label_text(flat[i + 1]))
