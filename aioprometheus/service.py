@@ -192,6 +192,7 @@ class Service:
         self._root_url = "/"
         self._metrics_url: str = DEFAULT_METRICS_PATH
         self._owns_sigint = False
+        self._render_lock: Optional[asyncio.Lock] = None
 
     # ------------------------------------------------------------------ urls
 
@@ -290,6 +291,7 @@ class Service:
         self._runner = runner
         self._site = site
         self._https = ssl is not None
+        self._render_lock = asyncio.Lock()
         self._owns_sigint = _deferred_interrupt.acquire()
         self._metrics_url = metrics_url
         logger.debug("Prometheus metrics server started on %s", self.metrics_url)
@@ -329,7 +331,17 @@ class Service:
         """Serve the registry, in the format negotiated from ``Accept``,
         gzip-compressed if the client accepts it."""
         accepts: List[str] = request.headers.getall(hdrs.ACCEPT, [])
-        body, render_headers = render(self.registry, accepts)
+        # Concurrent scrapes render one per event-loop iteration: the lock is
+        # held across one yield, so the other scrapes of a burst wait for
+        # later iterations and other tasks run in between. A burst of scrapes
+        # of a big registry then delays the loop by about one render at a
+        # time instead of all of them back to back.
+        lock = self._render_lock
+        if lock is None:
+            lock = self._render_lock = asyncio.Lock()
+        async with lock:
+            body, render_headers = render(self.registry, accepts)
+            await asyncio.sleep(0)
         headers = dict(render_headers)
         headers[hdrs.VARY] = "Accept, Accept-Encoding"
         if body and accepts_gzip(request.headers.getall(hdrs.ACCEPT_ENCODING, [])):

@@ -272,3 +272,60 @@ def test_serves_registry_changes_live():
     first, second = run(scenario())
     assert b"svc_live 1\n" in first and b"svc_added_later_total" not in first
     assert b"svc_live 2\n" in second and b"svc_added_later_total 1\n" in second
+
+
+def test_ctrl_c_inside_a_task_leaves_the_task_intact():
+    """While a Service runs, a SIGINT that lands inside a task surfaces as
+    KeyboardInterrupt from run_until_complete without being stored in the
+    task (so a later run_until_complete(svc.stop()) does not re-raise it)."""
+    import os
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT handler is not Python's default here")
+    loop = asyncio.new_event_loop()
+    try:
+        svc = Service(registry=Registry())
+        loop.run_until_complete(svc.start(addr="127.0.0.1"))
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        reached = []
+
+        async def worker():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the default handler would raise in here
+                pass
+            reached.append(True)
+            await asyncio.sleep(30)
+
+        task = loop.create_task(worker())
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(task)
+        assert reached and not task.done()
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        loop.run_until_complete(svc.stop())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        loop.close()
+
+
+def test_custom_sigint_handler_is_left_alone():
+    import signal
+
+    def custom(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGINT, custom)
+    try:
+
+        async def scenario():
+            svc = Service(registry=Registry())
+            await svc.start(addr="127.0.0.1")
+            assert signal.getsignal(signal.SIGINT) is custom
+            await svc.stop()
+
+        run(scenario())
+        assert signal.getsignal(signal.SIGINT) is custom
+    finally:
+        signal.signal(signal.SIGINT, previous)
