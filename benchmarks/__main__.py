@@ -53,8 +53,9 @@ def make_plan(
         "summary_observe",
     ):
         plan.append(Step(name, name, micro_rounds, {"target_ms": micro_ms}))
-    for fmt in ("text_render", "protobuf_render"):
-        for n in sizes:
+    # grouped by size so each worker builds each fixture registry once
+    for n in sizes:
+        for fmt in ("text_render", "protobuf_render"):
             r = (5 if quick else 11) if n < 100_000 else 5
             plan.append(
                 Step(
@@ -64,31 +65,32 @@ def make_plan(
                     {"series": n, "target_ms": 40 if quick else 100},
                 )
             )
-    plan.append(
-        Step(
-            "scrape_10k",
-            "scrape",
-            4 if quick else 10,
-            {
-                "series": 10_000,
-                "requests": 30 if quick else 100,
-                "budget_ms": 600 if quick else 3000,
-            },
-        )
-    )
-    plan.append(
-        Step(
-            "scrape_static_10k",
-            "scrape",
-            3 if quick else 5,
-            {
-                "series": 10_000,
-                "static": True,
-                "requests": 30 if quick else 100,
-                "budget_ms": 250 if quick else 1000,
-            },
-        )
-    )
+        if n == 10_000:
+            plan.append(
+                Step(
+                    "scrape_10k",
+                    "scrape",
+                    3 if quick else 10,
+                    {
+                        "series": 10_000,
+                        "requests": 40 if quick else 100,
+                        "budget_ms": 500 if quick else 3000,
+                    },
+                )
+            )
+            plan.append(
+                Step(
+                    "scrape_static_10k",
+                    "scrape",
+                    2 if quick else 5,
+                    {
+                        "series": 10_000,
+                        "static": True,
+                        "requests": 30 if quick else 100,
+                        "budget_ms": 200 if quick else 1000,
+                    },
+                )
+            )
     plan.append(
         Step(
             "asyncio_loop",
