@@ -115,7 +115,9 @@ def test_seed_readme_example_runs_and_exits_cleanly_on_sigint():
     assert servers.port_is_free(8000)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
+)
 def test_python_m_aioprometheus_demo(sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "aioprometheus", "--host", "127.0.0.1", "--port", "0"],
