@@ -281,11 +281,11 @@ def start_prometheus(
     """Write a config scraping ``targets`` (``host:port`` strings, loopback),
     start Prometheus on a free 127.0.0.1 port with its data in ``workdir``
     and wait until /-/ready answers. Stop it with ``.stop()``."""
-    binary = require_binary(PROMETHEUS_BIN)
     for target in targets:
         host = target.rsplit(":", 1)[0].strip("[]")
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise AssertionError(f"scrape targets must be on loopback, not {target!r}")
+    binary = require_binary(PROMETHEUS_BIN)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"

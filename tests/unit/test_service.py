@@ -329,3 +329,54 @@ def test_custom_sigint_handler_is_left_alone():
         assert signal.getsignal(signal.SIGINT) is custom
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_https_with_ssl_context(tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def scenario():
+        svc = Service(registry=make_registry())
+        await svc.start(addr="127.0.0.1", ssl=server_ctx)
+        try:
+            url = svc.metrics_url
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url, ssl=client_ctx) as resp:
+                    return url, resp.status, await resp.read()
+        finally:
+            await svc.stop()
+
+    url, status, body = run(scenario())
+    assert url.startswith("https://127.0.0.1:")
+    assert status == 200 and b"svc_hits_total" in body
