@@ -20,6 +20,7 @@ setup(
             "wraparound": False,
             "cdivision": True,
             "embedsignature": True,
+            "binding": False,
         },
     )
 )

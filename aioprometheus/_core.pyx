@@ -9,6 +9,7 @@ these; hot methods such as ``Counter.inc`` are these classes' own methods.
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free
 from cpython.object cimport Py_EQ, PyObject
 from libc.math cimport INFINITY, floor, isinf, isnan
@@ -23,3 +24,4 @@ include "_core/buckets.pxi"
 include "_core/quantiles.pxi"
 include "_core/summary.pxi"
 include "_core/text.pxi"
+include "_core/protobuf.pxi"

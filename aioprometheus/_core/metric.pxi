@@ -98,12 +98,16 @@ cdef class Metric:
         self.series.clear()
 
 
-cdef double to_number(object value, str what) except? -1.0:
+cdef inline double to_number(object value, str what) except? -1.0:
     """Convert an observation to a double, or raise a TypeError that names it."""
     if type(value) is float:
+        return PyFloat_AS_DOUBLE(value)
+    if type(value) is int:
         return <double>value
-    if type(value) is int or isinstance(value, (int, float)):
-        return <double>value
+    return to_number_slow(value, what)
+
+
+cdef double to_number_slow(object value, str what) except? -1.0:
     try:
         return <double>value
     except TypeError:

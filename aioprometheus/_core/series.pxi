@@ -16,6 +16,21 @@ cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object d)
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
 
+cdef extern from *:
+    """
+    /* The str hash is cached in the object; read it without a call. */
+    static inline Py_hash_t aiop_hash(PyObject *o) {
+    #if PY_VERSION_HEX < 0x030E0000
+        if (PyUnicode_CheckExact(o)) {
+            Py_hash_t h = ((PyASCIIObject *)o)->hash;
+            if (h != -1) return h;
+        }
+    #endif
+        return PyObject_Hash(o);
+    }
+    """
+    Py_hash_t aiop_hash(PyObject* o) except? -1
+
 cdef enum:
     EMPTY = 0
     DELETED = -1
@@ -42,7 +57,7 @@ cdef Py_hash_t labels_hash(dict labels) except? -1:
     cdef PyObject* value
     cdef Py_uhash_t acc = <Py_uhash_t>len(labels)
     while PyDict_Next(labels, &pos, &key, &value):
-        acc += mix_item(<Py_uhash_t>PyObject_Hash(key), <Py_uhash_t>PyObject_Hash(value))
+        acc += mix_item(<Py_uhash_t>aiop_hash(key), <Py_uhash_t>aiop_hash(value))
     if <Py_hash_t>acc == -1:
         acc = 1
     return <Py_hash_t>acc
