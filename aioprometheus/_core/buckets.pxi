@@ -50,6 +50,9 @@ cdef class HistogramCore(Metric):
         self.sums = NULL
         self.capacity = 0
 
+    cdef Py_ssize_t samples_per_series(self):
+        return self.nbounds + 2
+
     @property
     def upper_bounds(self):
         return list(self.bound_values)

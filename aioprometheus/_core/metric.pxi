@@ -40,6 +40,10 @@ cdef class Metric:
         """Copy series `src`'s values into number `dst` (removal compaction)."""
         return 0
 
+    cdef Py_ssize_t samples_per_series(self):
+        """Sample lines one series exposes (encoders size their buffers from it)."""
+        return 1
+
     # -- series lookup: the one path every hot method takes -------------------
 
     cdef inline dict as_labels(self, object labels):
@@ -96,6 +100,16 @@ cdef class Metric:
     def _clear(self):
         """Drop every series."""
         self.series.clear()
+
+
+cdef Py_ssize_t buffer_estimate(metrics, Py_ssize_t bytes_per_sample):
+    """A starting buffer size for encoding `metrics`, so the buffer rarely regrows."""
+    cdef Py_ssize_t total = 4096
+    for metric in metrics:
+        if isinstance(metric, Metric):
+            total += 256 + bytes_per_sample * (<Metric>metric).series.count * (
+                <Metric>metric).samples_per_series()
+    return total
 
 
 cdef inline double to_number(object value, str what) except? -1.0:

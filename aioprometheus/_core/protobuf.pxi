@@ -273,7 +273,8 @@ def encode_protobuf(metrics, timestamp_ms=None):
     Each metric becomes one length-prefixed io.prometheus.client.MetricFamily.
     `timestamp_ms` (an int, or None for none) is set on every Metric.
     """
-    cdef Writer w = Writer(65536)
+    metrics = list(metrics)
+    cdef Writer w = Writer(buffer_estimate(metrics, 32))
     cdef Py_ssize_t start
     if timestamp_ms is not None:
         timestamp_ms = int(timestamp_ms)

@@ -94,19 +94,18 @@ def check_label_name(name, str reserved=None):
 
 def check_labels(dict labels, str reserved=None):
     """Raise unless every name in `labels` is a valid label name and every
-    value is hashable and exposable as UTF-8 text."""
+    value is hashable and exposable as UTF-8 text (checked now, so a bad value
+    fails the call that brought it, not a later scrape)."""
+    cdef Py_ssize_t n
     for name, value in labels.items():
         check_label_name(name, reserved)
         hash(value)
-        label_text(value)
+        PyUnicode_AsUTF8AndSize(label_text(value), &n)
 
 
-cdef str label_text(object value):
-    """The text a label value is exposed as: str() of it, checked to be UTF-8."""
-    cdef str text = value if type(value) is str else str(value)
-    cdef Py_ssize_t n
-    PyUnicode_AsUTF8AndSize(text, &n)   # raises for lone surrogates now, not at scrape time
-    return text
+cdef inline str label_text(object value):
+    """The text a label value is exposed as: str() of it."""
+    return <str>value if type(value) is str else str(value)
 
 
 @cython.final

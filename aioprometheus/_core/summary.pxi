@@ -25,6 +25,9 @@ cdef class SummaryCore(Metric):
         self.invariant_pairs = probe.invariants
         self.phis_sorted = tuple(sorted({phi for phi, _ in self.invariant_pairs}))
 
+    cdef Py_ssize_t samples_per_series(self):
+        return len(self.phis_sorted) + 2
+
     @property
     def invariants(self):
         return self.invariant_pairs

@@ -144,7 +144,8 @@ def encode_text(metrics, long long timestamp_ms=-1):
 
     `timestamp_ms` >= 0 is appended to every sample.
     """
-    cdef Writer w = Writer(65536)
+    metrics = list(metrics)
+    cdef Writer w = Writer(buffer_estimate(metrics, 48))
     cdef Writer lb = Writer(256)
     for metric in metrics:
         if isinstance(metric, CounterCore):

@@ -10,6 +10,16 @@ cdef extern from "Python.h":
 
 
 cdef const char* DIGITS = b"0123456789"
+# Bytes that need a backslash: in label values (backslash, newline, quote)
+# and in HELP text (backslash, newline).
+cdef unsigned char ESCAPE_QUOTED[256]
+cdef unsigned char ESCAPE_HELP[256]
+memset(ESCAPE_QUOTED, 0, 256)
+memset(ESCAPE_HELP, 0, 256)
+ESCAPE_QUOTED[<unsigned char>b'\\'] = ESCAPE_QUOTED[<unsigned char>b'\n'] = 1
+ESCAPE_QUOTED[<unsigned char>b'"'] = 1
+ESCAPE_HELP[<unsigned char>b'\\'] = ESCAPE_HELP[<unsigned char>b'\n'] = 1
+
 # Doubles in this range that are whole numbers are written as integers.
 cdef double INT64_SAFE = 9.2e18
 
@@ -71,25 +81,27 @@ cdef class Writer:
 
     cdef int write_escaped(self, str s, bint quote) except -1:
         """UTF-8 of `s` with backslash and newline escaped, and `"` when `quote`."""
-        cdef Py_ssize_t n, i
+        cdef Py_ssize_t n, i, clean
         cdef const char* utf8 = PyUnicode_AsUTF8AndSize(s, &n)
+        cdef const unsigned char* special = &ESCAPE_HELP[0]
         cdef char c
         cdef char* out
-        self.reserve(2 * n)
-        out = self.data + self.length
-        for i in range(n):
+        if quote:
+            special = &ESCAPE_QUOTED[0]
+        # most text needs no escaping: copy the clean prefix in one go
+        clean = 0
+        while clean < n and not special[<unsigned char>utf8[clean]]:
+            clean += 1
+        if clean == n:
+            return self.write(utf8, n)
+        self.reserve(clean + 2 * (n - clean))
+        memcpy(self.data + self.length, utf8, clean)
+        out = self.data + self.length + clean
+        for i in range(clean, n):
             c = utf8[i]
-            if c == b'\\':
+            if special[<unsigned char>c]:
                 out[0] = b'\\'
-                out[1] = b'\\'
-                out += 2
-            elif c == b'\n':
-                out[0] = b'\\'
-                out[1] = b'n'
-                out += 2
-            elif quote and c == b'"':
-                out[0] = b'\\'
-                out[1] = b'"'
+                out[1] = b'n' if c == b'\n' else c
                 out += 2
             else:
                 out[0] = c
