@@ -15,7 +15,7 @@ from .negotiator import negotiate
 from .renderer import render
 
 from .asgi.middleware import MetricsMiddleware  # isort: skip
-from .pusher import Pusher  # isort: skip
+from .pusher import Pusher, PushError  # isort: skip
 from .service import Service  # isort: skip
 
 __version__ = "23.12.0.post1"
@@ -27,6 +27,7 @@ __all__ = [
     "Gauge",
     "Histogram",
     "MetricsMiddleware",
+    "PushError",
     "Pusher",
     "Registry",
     "Service",
