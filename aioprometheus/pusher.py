@@ -17,13 +17,7 @@ import re
 import warnings
 from typing import Any, Dict, Mapping, Optional, Union
 
-try:
-    import aiohttp
-except ImportError as exc:  # pragma: no cover - aiohttp is a dependency
-    raise ImportError(
-        "`aiohttp` could not be imported: the aioprometheus Pusher needs it "
-        "(pip install aiohttp)"
-    ) from exc
+import aiohttp
 
 from .collectors import REGISTRY, Registry
 from .formats.base import IFormatter

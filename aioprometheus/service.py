@@ -29,14 +29,8 @@ from ssl import SSLContext
 from types import FrameType
 from typing import Any, Dict, Iterable, List, Optional
 
-try:
-    import aiohttp.web
-    from aiohttp import hdrs
-except ImportError as exc:  # pragma: no cover - aiohttp is a dependency
-    raise ImportError(
-        "`aiohttp` could not be imported: the aioprometheus Service needs it "
-        "(pip install aiohttp)"
-    ) from exc
+import aiohttp.web
+from aiohttp import hdrs
 
 from .collectors import REGISTRY, Registry
 from .renderer import render

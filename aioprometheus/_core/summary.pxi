@@ -23,7 +23,7 @@ cdef class SummaryCore(Metric):
         if self.series.count:
             raise ValueError("Invariants can only be set before the first observation")
         self.invariant_pairs = probe.invariants
-        self.phis_sorted = tuple(sorted({phi for phi, _ in self.invariant_pairs}))
+        self.phis_sorted = tuple(sorted(phi for phi, _ in self.invariant_pairs))
 
     cdef Py_ssize_t samples_per_series(self):
         return len(self.phis_sorted) + 2
