@@ -8,7 +8,6 @@ these; hot methods such as ``Counter.inc`` are these classes' own methods.
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free
 from cpython.object cimport Py_EQ, PyObject

@@ -56,10 +56,10 @@ cdef class Metric:
     cdef inline Py_ssize_t slot(self, object labels) except -1:
         """Series number for `labels`, creating the series on first use."""
         cdef dict d = self.as_labels(labels)
-        cdef Py_hash_t h = labels_hash(d)
-        cdef Py_ssize_t pos = self.series.slot_of(h, d)
-        if pos >= 0:
-            return self.series.index[pos] - 1
+        cdef Py_hash_t h
+        cdef Py_ssize_t i = self.series.find_hashed(d, &h)
+        if i >= 0:
+            return i
         return self.new_series(d, h)
 
     cdef Py_ssize_t new_series(self, dict labels, Py_hash_t h) except -1:

@@ -124,10 +124,17 @@ cdef class SeriesTable:
     cdef Py_ssize_t hashes_capacity
     cdef readonly Py_ssize_t count
     cdef readonly str reserved  # the label name this metric kind keeps for itself
+    # The dict object the last lookup came with, and its series: hot loops
+    # usually pass the same dict again, and then one comparison of its items
+    # with that series' labels replaces hashing and probing. Only the address
+    # is kept (never dereferenced), and a hit is always confirmed by content.
+    cdef void* hint_dict
+    cdef Py_ssize_t hint_series
 
     def __cinit__(self, str reserved=None):
         self.label_sets = []
         self.reserved = reserved
+        self.hint_series = -1
         self.mask = 7
         self.index = <int*>calloc(self.mask + 1, sizeof(int))
         self.hashes_capacity = 4
@@ -187,13 +194,25 @@ cdef class SeriesTable:
             perturb >>= 5
             pos = <Py_ssize_t>((<Py_uhash_t>pos * 5 + perturb + 1) & <Py_uhash_t>self.mask)
 
-    cdef Py_ssize_t find(self, dict labels) except -2:
-        """Series number for `labels`, or -1 when there is none."""
-        cdef Py_hash_t h = labels_hash(labels)
-        cdef Py_ssize_t pos = self.slot_of(h, labels)
+    cdef inline Py_ssize_t find_hashed(self, dict labels, Py_hash_t* hash_out) except -2:
+        """Series number for `labels`, or -1 (then *hash_out is its hash, for add)."""
+        cdef Py_ssize_t series = self.hint_series
+        cdef Py_ssize_t pos
+        if series >= 0 and self.hint_dict == <void*>labels and self.matches(series, labels):
+            return series
+        hash_out[0] = labels_hash(labels)
+        pos = self.slot_of(hash_out[0], labels)
         if pos < 0:
             return -1
-        return self.index[pos] - 1
+        series = self.index[pos] - 1
+        self.hint_dict = <void*>labels
+        self.hint_series = series
+        return series
+
+    cdef Py_ssize_t find(self, dict labels) except -2:
+        """Series number for `labels`, or -1 when there is none."""
+        cdef Py_hash_t h
+        return self.find_hashed(labels, &h)
 
     cdef Py_ssize_t add(self, dict labels, Py_hash_t h) except -1:
         """Register a new label set (validated first) and return its number."""
@@ -212,13 +231,6 @@ cdef class SeriesTable:
         self.count += 1
         self.place(h, <int>self.count)
         return self.count - 1
-
-    cdef Py_ssize_t find_or_add(self, dict labels) except -1:
-        cdef Py_hash_t h = labels_hash(labels)
-        cdef Py_ssize_t pos = self.slot_of(h, labels)
-        if pos >= 0:
-            return self.index[pos] - 1
-        return self.add(labels, h)
 
     cdef void place(self, Py_hash_t h, int entry) noexcept:
         """Put `entry` into the first free index position of hash `h`'s probe sequence."""
@@ -268,6 +280,7 @@ cdef class SeriesTable:
         cdef Py_ssize_t series, last, moved_pos
         if pos < 0:
             return -1
+        self.hint_series = -1
         series = self.index[pos] - 1
         last = self.count - 1
         self.index[pos] = DELETED
@@ -290,6 +303,7 @@ cdef class SeriesTable:
         return pos
 
     cdef int clear(self) except -1:
+        self.hint_series = -1
         self.label_sets = []
         self.count = 0
         return self.rebuild(0)

@@ -1,9 +1,14 @@
 # Writer: the growable byte buffer every encoder writes into.
 #
-# One malloc'd block that doubles when full, so an encoder appends without
-# creating Python objects and hands back a single bytes object at the end.
+# The buffer is itself a bytes object, grown by doubling and trimmed to size
+# at the end, so an encoder appends without creating Python objects and the
+# result is handed over without a final copy of the whole exposition.
 
 cdef extern from "Python.h":
+    PyObject* new_bytes "PyBytes_FromStringAndSize"(const char* v, Py_ssize_t n) except NULL
+    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t size) except -1
+    char* PyBytes_AS_STRING(PyObject* bytes)
+    void Py_XDECREF(PyObject* o)
     char* PyOS_double_to_string(double val, char format_code, int precision,
                                 int flags, int* ptype) except NULL
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
@@ -27,35 +32,33 @@ cdef double INT64_SAFE = 9.2e18
 cdef class Writer:
     """Append-only byte buffer with the primitives both exposition formats need."""
 
-    cdef char* data
+    cdef PyObject* block      # the bytes object written into (we hold its only reference)
+    cdef char* data           # its buffer
     cdef Py_ssize_t length
     cdef Py_ssize_t capacity
 
     def __cinit__(self, Py_ssize_t capacity=4096):
-        if capacity < 16:
-            capacity = 16
-        self.data = <char*>malloc(capacity)
-        if self.data == NULL:
-            raise MemoryError()
-        self.capacity = capacity
+        self.block = new_bytes(NULL, capacity if capacity > 16 else 16)
+        self.data = PyBytes_AS_STRING(self.block)
+        self.capacity = capacity if capacity > 16 else 16
         self.length = 0
 
     def __dealloc__(self):
-        free(self.data)
+        Py_XDECREF(self.block)
 
     cdef int reserve(self, Py_ssize_t extra) except -1:
         """Make room for `extra` more bytes."""
         cdef Py_ssize_t need = self.length + extra
-        cdef Py_ssize_t cap = self.capacity
-        cdef char* grown
-        if need <= cap:
+        cdef Py_ssize_t cap = self.capacity if self.capacity > 16 else 16
+        if need <= self.capacity:
             return 0
         while cap < need:
             cap *= 2
-        grown = <char*>realloc(self.data, cap)
-        if grown == NULL:
-            raise MemoryError()
-        self.data = grown
+        if self.block == NULL:
+            self.block = new_bytes(NULL, cap)
+        else:
+            _PyBytes_Resize(&self.block, cap)
+        self.data = PyBytes_AS_STRING(self.block)
         self.capacity = cap
         return 0
 
@@ -161,4 +164,15 @@ cdef class Writer:
         return 0
 
     cdef bytes getvalue(self):
-        return PyBytes_FromStringAndSize(self.data, self.length)
+        """Hand over what was written; the Writer starts empty afterwards."""
+        cdef bytes result
+        if self.block == NULL:
+            return b""
+        _PyBytes_Resize(&self.block, self.length)
+        result = <bytes>self.block
+        Py_XDECREF(self.block)
+        self.block = NULL
+        self.data = NULL
+        self.length = 0
+        self.capacity = 0
+        return result
