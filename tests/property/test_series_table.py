@@ -36,6 +36,7 @@ class SeriesTableMachine(RuleBasedStateMachine):
         self.hist = Histogram("h", "doc", buckets=[0], registry=registry)
         self.model: dict = {}
         self.hist_model: dict = {}
+        self.reused: dict = {}  # one dict object, mutated between calls
 
     @rule(labels=label_sets, value=st.floats(-1e9, 1e9), data=st.data())
     def set_value(self, labels, value, data):
@@ -54,6 +55,14 @@ class SeriesTableMachine(RuleBasedStateMachine):
         key = frozenset(labels.items())
         count, total, low = self.hist_model.get(key, (0, 0.0, 0))
         self.hist_model[key] = (count + 1, total + value, low + (value <= 0))
+
+    @rule(labels=label_sets)
+    def increment_through_reused_dict(self, labels):
+        self.reused.clear()
+        self.reused.update(labels)
+        self.gauge.inc(self.reused)
+        key = frozenset(labels.items())
+        self.model[key] = self.model.get(key, 0) + 1
 
     @rule(labels=label_sets, data=st.data())
     def delete(self, labels, data):

@@ -262,3 +262,28 @@ def test_const_labels_are_kept(registry):
     assert c.const_labels == {"app": "x"}
     with pytest.raises(ValueError, match="Invalid label name: job"):
         Counter("c2", "doc", const_labels={"job": "x"}, registry=registry)
+
+
+def test_reusing_and_mutating_one_labels_dict(registry):
+    """The table remembers the last dict object it saw; a changed dict must
+    still find (or create) the series its current content names."""
+    c = Counter("c", "doc", registry=registry)
+    labels = {"a": "1"}
+    c.inc(labels)
+    c.inc(labels)
+    labels["a"] = "2"
+    c.inc(labels)
+    labels["b"] = "x"
+    c.inc(labels)
+    del labels["b"]
+    c.inc(labels)
+    assert sorted((tuple(sorted(k.items())), v) for k, v in c.get_all()) == [
+        ((("a", "1"),), 2),
+        ((("a", "2"),), 2),
+        ((("a", "2"), ("b", "x")), 1),
+    ]
+    del c.values[{"a": "1"}]
+    c.inc(labels)
+    assert c.get({"a": "2"}) == 3
+    with pytest.raises(KeyError):
+        c.get({"a": "1"})
