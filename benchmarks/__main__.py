@@ -47,6 +47,7 @@ def make_plan(
     for name in (
         "floor",
         "counter_inc_labels",
+        "counter_inc_varied",
         "counter_inc_nolabels",
         "gauge_set",
         "histogram_observe",

@@ -33,6 +33,13 @@ ROWS: Tuple[Row, ...] = (
         micro=True,
     ),
     Row(
+        "counter_inc_varied",
+        "counter inc, 64 rotating 2-label dicts",
+        "ns/op",
+        "counter_inc_varied",
+        micro=True,
+    ),
+    Row(
         "counter_inc_nolabels",
         "counter inc, no labels",
         "ns/op",

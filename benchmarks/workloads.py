@@ -25,6 +25,7 @@ import asyncio
 import bisect
 import gc
 import importlib
+import itertools
 import json
 import math
 import os
@@ -108,6 +109,22 @@ def counter_inc_labels(api: Api) -> Micro:
     c = api.metric("Counter", "bench_requests_total", "Requests.", reg)
     c.inc(labels)
     return Micro("c.inc(labels)", c=c, labels=labels)
+
+
+def counter_inc_varied(api: Api) -> Micro:
+    """Like counter_inc_labels, but each call brings another of 64 label dicts
+    (the cost of `next()` on a cycle is in every implementation's figure)."""
+    pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
+    reg = api.registry()
+    if api.family == PC:
+        c = api.metric("Counter", "bench_varied", "Requests.", reg, pool[0])
+        for labels in pool:
+            c.labels(**labels).inc()
+        return Micro("c.labels(**next(pool)).inc()", c=c, pool=itertools.cycle(pool))
+    c = api.metric("Counter", "bench_varied_total", "Requests.", reg)
+    for labels in pool:
+        c.inc(labels)
+    return Micro("c.inc(next(pool))", c=c, pool=itertools.cycle(pool))
 
 
 def counter_inc_nolabels(api: Api) -> Micro:
@@ -725,6 +742,7 @@ def _percentile(xs: List[float], p: float) -> float:
 MICRO = {
     "floor": floor,
     "counter_inc_labels": counter_inc_labels,
+    "counter_inc_varied": counter_inc_varied,
     "counter_inc_nolabels": counter_inc_nolabels,
     "gauge_set": gauge_set,
     "histogram_observe": histogram_observe,
