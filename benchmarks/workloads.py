@@ -138,38 +138,33 @@ def counter_inc_nolabels(api: Api) -> Micro:
     return Micro("c.inc({})", c=c)
 
 
-def gauge_set(api: Api) -> Micro:
+def _labelled_call(api: Api, kind: str, name: str, doc: str, method: str) -> Micro:
+    """`metric.<method>(labels, v)` on a 2-label series (prometheus_client:
+    `metric.labels(**labels).<method>(v)`)."""
     labels = dict(LABELS)
-    reg = api.registry()
-    g = api.metric("Gauge", "bench_in_flight", "In flight.", reg, labels)
+    m = api.metric(kind, name, doc, api.registry(), labels)
     if api.family == PC:
-        g.labels(**labels).set(1.0)
-        return Micro("g.labels(**labels).set(v)", g=g, labels=labels)
-    g.set(labels, 1.0)
-    return Micro("g.set(labels, v)", g=g, labels=labels)
+        getattr(m.labels(**labels), method)(0.1)
+        return Micro(f"m.labels(**labels).{method}(v)", m=m, labels=labels)
+    getattr(m, method)(labels, 0.1)
+    return Micro(f"m.{method}(labels, v)", m=m, labels=labels)
+
+
+def gauge_set(api: Api) -> Micro:
+    return _labelled_call(api, "Gauge", "bench_in_flight", "In flight.", "set")
 
 
 def histogram_observe(api: Api) -> Micro:
-    labels = dict(LABELS)
-    reg = api.registry()
-    h = api.metric("Histogram", "bench_latency_seconds", "Latency.", reg, labels)
-    if api.family == PC:
-        h.labels(**labels).observe(0.1)
-        return Micro("h.labels(**labels).observe(v)", h=h, labels=labels)
-    h.observe(labels, 0.1)
-    return Micro("h.observe(labels, v)", h=h, labels=labels)
+    return _labelled_call(
+        api, "Histogram", "bench_latency_seconds", "Latency.", "observe"
+    )
 
 
 def summary_observe(api: Api) -> Micro:
-    labels = dict(LABELS)
-    reg = api.registry()
-    s = api.metric("Summary", "bench_size_bytes", "Size.", reg, labels)
-    if api.family == PC:
-        s.labels(**labels).observe(0.1)
-        return Micro("s.labels(**labels).observe(v)", s=s, labels=labels)
-    s.observe(labels, 0.1)
-    note = summary_accuracy(api)
-    return Micro("s.observe(labels, v)", note=note, s=s, labels=labels)
+    micro = _labelled_call(api, "Summary", "bench_size_bytes", "Size.", "observe")
+    if api.family != PC:
+        micro.note = summary_accuracy(api)
+    return micro
 
 
 def summary_accuracy(api: Api, n: int = 20_000) -> str:
