@@ -64,8 +64,8 @@ def test_counter_workload_counts_every_call(name):
 
 def test_micro_statement_is_the_public_api():
     runner, _ = _micro("histogram_observe")
-    assert runner.stmt == "h.observe(labels, v)"
-    h = runner.names["h"]
+    assert runner.stmt == "m.observe(labels, v)"
+    h = runner.names["m"]
     got = h.get(runner.names["labels"])
     assert got["count"] >= runner.REPEATS * runner.n
     assert got["sum"] > 0
