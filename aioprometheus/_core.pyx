@@ -11,7 +11,7 @@ cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free
 from cpython.object cimport Py_EQ, PyObject
-from libc.math cimport INFINITY, floor, isinf, isnan
+from libc.math cimport INFINITY, fabs, floor, isinf, isnan, nearbyint
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset, strlen
 

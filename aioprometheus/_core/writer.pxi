@@ -27,6 +27,14 @@ ESCAPE_HELP[<unsigned char>b'\\'] = ESCAPE_HELP[<unsigned char>b'\n'] = 1
 
 # Doubles in this range that are whole numbers are written as integers.
 cdef double INT64_SAFE = 9.2e18
+# Non-integral doubles in this range are tried as short decimal fractions
+# first (Python's repr prints this range in fixed notation too).
+cdef double FIXED_MIN = 1e-4
+cdef double FIXED_MAX = 1e15
+cdef double EXACT_INT_MAX = 9007199254740992.0   # 2**53
+cdef double POW10[16]
+for _k in range(16):
+    POW10[_k] = 10.0 ** _k
 
 
 cdef class Writer:
@@ -144,12 +152,49 @@ cdef class Writer:
             return self.write(b"-Inf", 4)
         if v == floor(v) and -INT64_SAFE < v < INT64_SAFE:
             return self.write_int(<long long>v)
+        if FIXED_MIN <= fabs(v) < FIXED_MAX and self.write_short_fixed(v):
+            return 0
         text = PyOS_double_to_string(v, b'r', 0, 0, NULL)
         try:
             self.write(text, strlen(text))
         finally:
             PyMem_Free(text)
         return 0
+
+    cdef bint write_short_fixed(self, double v) except -1:
+        """Write `v` as D / 10**k with the fewest fractional digits k that
+        read back as exactly `v`; False (nothing written) if none up to 15.
+
+        D / 10**k, both exact doubles, is correctly rounded, as is the
+        parse of the decimal text, so the check `D / 10**k == v` proves
+        the text round-trips. A fast path for the usual gauge and sum values;
+        the caller falls back to Python's shortest repr."""
+        cdef int k
+        cdef double scaled, digits
+        cdef unsigned long long whole, frac, scale
+        cdef char buf[24]
+        cdef int pos
+        for k in range(1, 16):
+            scaled = v * POW10[k]
+            if not fabs(scaled) < EXACT_INT_MAX:
+                return False
+            digits = nearbyint(scaled)
+            if digits / POW10[k] == v:
+                if digits < 0:
+                    self.write_byte(b'-')
+                    digits = -digits
+                scale = <unsigned long long>POW10[k]
+                whole = <unsigned long long>digits // scale
+                frac = <unsigned long long>digits % scale
+                self.write_int(<long long>whole)
+                pos = 24
+                while pos > 24 - k:
+                    pos -= 1
+                    buf[pos] = DIGITS[frac % 10]
+                    frac //= 10
+                buf[pos - 1] = b'.'
+                return self.write(buf + pos - 1, k + 1) == 0
+        return False
 
     cdef int write_varint(self, unsigned long long v) except -1:
         """Protobuf base-128 varint."""
