@@ -196,3 +196,20 @@ def test_promtool_accepts_output(registry):
         timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.builds(
+        lambda n, k: n / 10**k, st.integers(-(10**12), 10**12), st.integers(0, 12)
+    )
+)
+def test_sample_values_read_back_exactly_and_are_shortest(value):
+    registry = Registry()
+    Gauge("g", "doc", registry=registry).set({}, value)
+    written = text_of(registry).splitlines()[2].split(" ")[1]
+    assert float(written) == value
+    if value != math.floor(value):
+        # never longer than Python's shortest round-trip repr
+        assert len(written) <= len(repr(value))
