@@ -2,66 +2,89 @@
 #
 #   # HELP name help-with-\\-and-\n-escaped
 #   # TYPE name counter
-#   name{const="a",label="b"} 42
+#   name{a="const",b="label"} 42
 #
+# Labels are sorted by name (const labels merged in, `le`/`quantile` in their
+# place), as aioprometheus writes them.
 # Label values escape \\, \" and \n; values are exact integers when whole,
 # shortest round-trip floats otherwise, and NaN/+Inf/-Inf. Histogram buckets
 # come in bound order ending at le="+Inf" (== _count); summary quantiles in
 # increasing order.
 
 cdef class TextFamily:
-    """Per-family scratch state: the metric's name and its const labels, encoded once."""
+    """Per-family state, encoded once per scrape: the metric's name, its const
+    labels, and the label a bucket/quantile line adds (`le`, `quantile`)."""
 
     cdef bytes name
     cdef list const_pairs        # [(name, value_text), ...] sorted by name
+    cdef str extra_name          # None for counters and gauges
 
-    def __cinit__(self, Metric metric):
+    def __cinit__(self, Metric metric, str extra_name=None):
         self.name = metric.name.encode()
         self.const_pairs = sorted(
             (k, label_text(v)) for k, v in (metric.const_labels or {}).items())
+        self.extra_name = extra_name
 
 
-cdef int write_label(Writer w, str name, object value, bint first) except -1:
-    if not first:
-        w.write_byte(b',')
-    w.write_text(name)
-    w.write(b'="', 2)
-    w.write_escaped(label_text(value), True)
-    w.write_byte(b'"')
-    return 0
+cdef class SeriesLabels:
+    """One series' labels as text: `name="value",` for each, sorted by name
+    (const labels merged in, a series label overriding a const one), and
+    where the family's extra label goes among them."""
+
+    cdef Writer text
+    cdef Py_ssize_t split        # bytes of `text` that sort before the extra label
+
+    def __cinit__(self):
+        self.text = Writer(256)
+
+    cdef int fill(self, TextFamily fam, tuple flat) except -1:
+        cdef Py_ssize_t si = 0
+        cdef Py_ssize_t ci = 0
+        cdef Py_ssize_t ns = len(flat)
+        cdef Py_ssize_t nc = len(fam.const_pairs)
+        cdef str name
+        cdef object value
+        self.text.length = 0
+        self.split = -1
+        while si < ns or ci < nc:
+            if ci < nc:
+                name, value = fam.const_pairs[ci]
+            if si < ns and (ci >= nc or <str>flat[si] <= name):
+                if ci < nc and <str>flat[si] == name:
+                    ci += 1                      # the series' own value wins
+                name = <str>flat[si]
+                value = flat[si + 1]
+                si += 2
+            else:
+                ci += 1
+            if self.split < 0 and fam.extra_name is not None and name > fam.extra_name:
+                self.split = self.text.length
+            self.text.write_text(name)
+            self.text.write(b'="', 2)
+            self.text.write_escaped(label_text(value), True)
+            self.text.write(b'",', 2)
+        if self.split < 0:
+            self.split = self.text.length
+        return 0
 
 
-cdef int write_series_labels(Writer out, TextFamily fam, tuple flat) except -1:
-    """Into `out` (emptied first): the series' labels, const ones first, no braces."""
-    cdef Py_ssize_t i
-    cdef bint first = True
-    out.length = 0
-    for name, value in fam.const_pairs:
-        for i in range(0, len(flat), 2):
-            if flat[i] == name:
-                break
-        else:
-            write_label(out, name, value, first)
-            first = False
-    for i in range(0, len(flat), 2):
-        write_label(out, flat[i], flat[i + 1], first)
-        first = False
-    return 0
-
-
-cdef int write_sample(Writer w, TextFamily fam, const char* suffix, Writer labels,
+cdef int write_sample(Writer w, TextFamily fam, const char* suffix, SeriesLabels labels,
                       bytes extra, double value, long long timestamp_ms) except -1:
-    """One sample line: name+suffix, {labels[,extra]}, value, optional timestamp."""
+    """One sample line: name+suffix, {labels, the extra label in name order},
+    value, optional timestamp."""
+    cdef Writer text = labels.text
     w.write(fam.name, len(fam.name))
     w.write(suffix, strlen(suffix))
-    if labels.length or extra is not None:
+    if text.length or extra is not None:
         w.write_byte(b'{')
-        w.write(labels.data, labels.length)
-        if extra is not None:
-            if labels.length:
-                w.write_byte(b',')
+        if extra is None:
+            w.write(text.data, text.length)
+        else:
+            w.write(text.data, labels.split)
             w.write(extra, len(extra))
-        w.write_byte(b'}')
+            w.write_byte(b',')
+            w.write(text.data + labels.split, text.length - labels.split)
+        w.data[w.length - 1] = b'}'              # over the last label's comma
     w.write_byte(b' ')
     w.write_double(value)
     if timestamp_ms >= 0:
@@ -96,23 +119,23 @@ cdef int write_header(Writer w, Metric metric, const char* kind) except -1:
     return 0
 
 
-cdef int write_scalar_text(Writer w, Writer lb, ScalarMetric m, long long ts) except -1:
+cdef int write_scalar_text(Writer w, SeriesLabels lb, ScalarMetric m, long long ts) except -1:
     cdef TextFamily fam = TextFamily(m)
     cdef Py_ssize_t i
     for i in range(m.series.count):
-        write_series_labels(lb, fam, m.series.items_at(i))
+        lb.fill(fam, m.series.items_at(i))
         write_sample(w, fam, b"", lb, None, m.values[i], ts)
     return 0
 
 
-cdef int write_histogram_text(Writer w, Writer lb, HistogramCore m, long long ts) except -1:
-    cdef TextFamily fam = TextFamily(m)
+cdef int write_histogram_text(Writer w, SeriesLabels lb, HistogramCore m, long long ts) except -1:
+    cdef TextFamily fam = TextFamily(m, "le")
     cdef list les = [extra_label("le", m.bounds[b]) for b in range(m.nbounds)]
     cdef Py_ssize_t i, b
     cdef unsigned long long running
     cdef unsigned long long* row
     for i in range(m.series.count):
-        write_series_labels(lb, fam, m.series.items_at(i))
+        lb.fill(fam, m.series.items_at(i))
         row = m.counts + i * m.nbounds
         running = 0
         for b in range(m.nbounds):
@@ -123,14 +146,14 @@ cdef int write_histogram_text(Writer w, Writer lb, HistogramCore m, long long ts
     return 0
 
 
-cdef int write_summary_text(Writer w, Writer lb, SummaryCore m, long long ts) except -1:
-    cdef TextFamily fam = TextFamily(m)
+cdef int write_summary_text(Writer w, SeriesLabels lb, SummaryCore m, long long ts) except -1:
+    cdef TextFamily fam = TextFamily(m, "quantile")
     cdef tuple phis = m.phis_sorted
     cdef list quantile_labels = [extra_label("quantile", phi) for phi in phis]
     cdef Py_ssize_t i, q
     cdef QuantileEstimator est
     for i in range(m.series.count):
-        write_series_labels(lb, fam, m.series.items_at(i))
+        lb.fill(fam, m.series.items_at(i))
         est = m.estimator_at(i)
         for q in range(len(phis)):
             write_sample(w, fam, b"", lb, <bytes>quantile_labels[q], est.query(phis[q]), ts)
@@ -146,7 +169,7 @@ def encode_text(metrics, long long timestamp_ms=-1):
     """
     metrics = list(metrics)
     cdef Writer w = Writer(buffer_estimate(metrics, 48))
-    cdef Writer lb = Writer(256)
+    cdef SeriesLabels lb = SeriesLabels()
     for metric in metrics:
         if isinstance(metric, CounterCore):
             write_header(w, metric, b"counter")

@@ -78,9 +78,9 @@ def test_histogram_output_order(registry):
     h.observe({"r": "x"}, 0.2)
     h.observe({"r": "x"}, 3)
     assert text_of(registry).splitlines()[2:] == [
-        'latency_seconds_bucket{r="x",le="0.5"} 1',
-        'latency_seconds_bucket{r="x",le="1.0"} 1',
-        'latency_seconds_bucket{r="x",le="+Inf"} 2',
+        'latency_seconds_bucket{le="0.5",r="x"} 1',
+        'latency_seconds_bucket{le="1.0",r="x"} 1',
+        'latency_seconds_bucket{le="+Inf",r="x"} 2',
         'latency_seconds_count{r="x"} 2',
         'latency_seconds_sum{r="x"} 3.2',
     ]
@@ -98,10 +98,16 @@ def test_summary_quantiles_in_increasing_order(registry):
     ]
 
 
-def test_series_label_overrides_const_label(registry):
+def test_labels_sorted_by_name_and_series_label_overrides_const_label(registry):
     c = Counter("c", "doc", const_labels={"env": "prod", "app": "x"}, registry=registry)
     c.inc({"env": "test"})
-    assert 'c{app="x",env="test"} 1\n' in text_of(registry)
+    c.inc({"zone": "b", "code": "200"})
+    text = text_of(registry)
+    assert 'c{app="x",env="test"} 1\n' in text
+    assert 'c{app="x",code="200",env="prod",zone="b"} 1\n' in text
+    s = Summary("s", "doc", const_labels={"z": "1"}, registry=registry)
+    s.observe({"a": "2"}, 1)
+    assert 's{a="2",quantile="0.5",z="1"} 1\n' in text_of(registry)
 
 
 def test_timestamp_option(registry):
