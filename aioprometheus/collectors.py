@@ -63,6 +63,8 @@ class Collector(_core.Metric):
         self.name = name
         self.doc = doc
         self.const_labels = checked
+        if self.kind is MetricsTypes.untyped:
+            self._hold_objects()
         if registry is None:
             registry = get_registry()
         registry.register(self)
@@ -74,10 +76,16 @@ class Collector(_core.Metric):
 
     def get(self, labels: Optional[LabelsType]) -> Any:
         """The value for `labels`; KeyError if that series does not exist."""
-        raise KeyError(labels)
+        if not self._holds_objects():
+            raise KeyError(labels)
+        return self._get_object(labels)
 
     def set(self, labels: Optional[LabelsType], value: Any) -> None:
-        raise TypeError(f"{type(self).__name__} values cannot be set directly")
+        """Store `value` for `labels` (a plain Collector keeps any object)."""
+        if not self._holds_objects():
+            _core.check_labels(labels or {}, self.reserved_label)
+            raise TypeError(f"{type(self).__name__} values cannot be set directly")
+        self._set_object(labels, value)
 
     def set_value(self, labels: Optional[LabelsType], value: Any) -> None:
         """Set the value for `labels` (counters and gauges)."""

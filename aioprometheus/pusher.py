@@ -33,7 +33,7 @@ _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Values made only of these characters go into the URL as they are; anything
 # else (notably '/', '%', '+', spaces, non-ASCII, empty, '.' and '..') is sent
 # in the Pushgateway's base64url form, which no proxy or client can mangle.
-_PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_.~-]+$")
+_PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_.~:-]+$")
 
 
 class PushError(Exception):

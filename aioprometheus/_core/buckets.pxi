@@ -96,7 +96,7 @@ cdef class HistogramCore(Metric):
 
     def observe(self, labels, value):
         """Count `value` into its bucket of the series for `labels`."""
-        cdef double v = to_number(value, "Histogram")
+        cdef double v = to_observation(value, "Histogram")
         if self.nbounds == 0:
             raise RuntimeError("Histogram buckets were never set")
         cdef Py_ssize_t i = self.slot(labels)

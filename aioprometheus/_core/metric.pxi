@@ -15,6 +15,7 @@ cdef class Metric:
     cdef public dict const_labels
     cdef SeriesTable series
     cdef Py_ssize_t capacity     # series the value arrays have room for
+    cdef list objects            # a plain Collector's values (any objects); None for the kinds
 
     def __cinit__(self, *args, **kwargs):
         self.series = SeriesTable()
@@ -34,11 +35,34 @@ cdef class Metric:
 
     cdef int reset(self, Py_ssize_t series) except -1:
         """Give a new series its zero value."""
+        if self.objects is not None:
+            if series == len(self.objects):
+                self.objects.append(None)
+            else:
+                self.objects[series] = None
         return 0
 
     cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
         """Copy series `src`'s values into number `dst` (removal compaction)."""
+        if self.objects is not None:
+            self.objects[dst] = self.objects[src]
         return 0
+
+    # -- a plain Collector: one Python object per series ---------------------
+
+    def _hold_objects(self):
+        """Keep any object per series (what a plain aioprometheus Collector did)."""
+        if self.objects is None:
+            self.objects = [None] * self.series.count
+
+    def _holds_objects(self):
+        return self.objects is not None
+
+    def _set_object(self, labels, value):
+        self.objects[self.slot(labels)] = value
+
+    def _get_object(self, labels):
+        return self.objects[self.existing(labels)]
 
     cdef Py_ssize_t samples_per_series(self):
         """Sample lines one series exposes (encoders size their buffers from it)."""
@@ -96,10 +120,14 @@ cdef class Metric:
             raise KeyError(labels)
         if gone != self.series.count:
             self.move(gone, self.series.count)
+        if self.objects is not None:
+            del self.objects[self.series.count:]
 
     def _clear(self):
         """Drop every series."""
         self.series.clear()
+        if self.objects is not None:
+            self.objects = []
 
 
 cdef Py_ssize_t buffer_estimate(metrics, Py_ssize_t bytes_per_sample):
@@ -119,6 +147,13 @@ cdef inline double to_number(object value, str what) except? -1.0:
     if type(value) is int:
         return <double>value
     return to_number_slow(value, what)
+
+
+cdef inline double to_observation(object value, str what) except? -1.0:
+    """An observation (histogram, summary): a number, but not a bool."""
+    if type(value) is bool:
+        raise TypeError(f"{what} only works with digits (int, float), got {value!r}")
+    return to_number(value, what)
 
 
 cdef double to_number_slow(object value, str what) except? -1.0:

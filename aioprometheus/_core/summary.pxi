@@ -71,7 +71,7 @@ cdef class SummaryCore(Metric):
 
     def observe(self, labels, value):
         """Add `value` to the series for `labels`."""
-        cdef double v = to_number(value, "Summary")
+        cdef double v = to_observation(value, "Summary")
         if self.invariant_pairs is None:
             raise RuntimeError("Summary invariants were never set")
         cdef Py_ssize_t i = self.slot(labels)

@@ -287,3 +287,40 @@ def test_reusing_and_mutating_one_labels_dict(registry):
     assert c.get({"a": "2"}) == 3
     with pytest.raises(KeyError):
         c.get({"a": "1"})
+
+
+def test_plain_collector_keeps_any_value(registry):
+    """aioprometheus' base Collector stored a value per label set."""
+    c = Collector("plain", "doc", registry=registry)
+    c.set_value({"a": "1"}, 3)
+    c.set_value({"a": "1"}, 4)
+    c.set_value({}, "text")
+    assert c.get_value({"a": "1"}) == 4
+    assert sorted(map(repr, c.get_all())) == sorted(
+        map(repr, [({"a": "1"}, 4), ({}, "text")])
+    )
+    with pytest.raises(ValueError, match="Invalid label name: job"):
+        c.set_value({"job": "x"}, 1)
+    del c.values[{"a": "1"}]
+    assert c.get_all() == [({}, "text")]
+    with pytest.raises(KeyError):
+        c.get({"a": "1"})
+
+
+def test_histogram_and_summary_values_cannot_be_set_but_labels_are_checked_first(
+    registry,
+):
+    h = Histogram("h", "doc", registry=registry)
+    with pytest.raises(ValueError, match="Invalid label name: le"):
+        h.set_value({"le": 2}, 1)
+    with pytest.raises(TypeError):
+        h.set_value({"x": 2}, 1)
+    assert len(h.values) == 0
+
+
+@pytest.mark.parametrize("kind", [Histogram, Summary])
+def test_observations_reject_bools(registry, kind):
+    m = kind("m", "doc", registry=registry)
+    with pytest.raises(TypeError, match="only works with digits"):
+        m.observe({}, True)
+    assert len(m.values) == 0

@@ -96,6 +96,7 @@ def b64(value):
         ("j", {"p": "ü"}, f"/job/j/p@base64/{b64('ü')}"),
         ("j", {"n": 5}, "/job/j/n/5"),
         ("j", {"p": "A-z_0.9~"}, "/job/j/p/A-z_0.9~"),
+        ("j", {"instance": "127.0.0.1:1234"}, "/job/j/instance/127.0.0.1:1234"),
     ],
 )
 def test_encode_grouping_key(job, key, expected):
