@@ -13,6 +13,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import varint
 
 from aioprometheus import Counter, Gauge, Histogram, Registry, Summary, _core, render
 from aioprometheus import metrics_pb2 as pb
@@ -20,15 +21,6 @@ from aioprometheus.formats.binary import BINARY_CONTENT_TYPE, BinaryFormatter, d
 
 INF = math.inf
 NAN = math.nan
-
-
-def varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def reference_family(collector, timestamp_ms=None):

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from wire import varint
 
 from aioprometheus import Counter, Gauge, Histogram, Registry, Summary
 from aioprometheus import metrics_pb2 as pb
@@ -65,17 +66,8 @@ def test_reencoding_the_decoded_messages_gives_the_same_stream():
     again = b""
     for family in decode(data):
         body = family.SerializeToString()
-        again += _varint(len(body)) + body
+        again += varint(len(body)) + body
     assert again == data
-
-
-def _varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def test_empty_stream():
