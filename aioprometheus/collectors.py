@@ -17,8 +17,9 @@ from .metricdict import MetricDict
 LabelsType = Dict[str, Any]
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-RESTRICTED_LABELS_NAMES = ("job",)
-RESTRICTED_LABELS_PREFIXES = ("__",)
+# aioprometheus' names for the label rules the compiled core enforces
+RESTRICTED_LABELS_NAMES = tuple(sorted(_core.RESERVED_LABEL_NAMES))
+RESTRICTED_LABELS_PREFIXES = (_core.RESERVED_LABEL_PREFIX,)
 
 POS_INF = float("inf")
 NEG_INF = float("-inf")
