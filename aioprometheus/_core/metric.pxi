@@ -140,7 +140,7 @@ cdef Py_ssize_t buffer_estimate(metrics, Py_ssize_t bytes_per_sample):
     return total
 
 
-cdef inline double to_number(object value, str what) except? -1.0:
+cdef inline double to_number(object value, object what) except? -1.0:
     """Convert an observation to a double, or raise a TypeError that names it."""
     if type(value) is float:
         return PyFloat_AS_DOUBLE(value)
@@ -156,8 +156,11 @@ cdef inline double to_observation(object value, str what) except? -1.0:
     return to_number(value, what)
 
 
-cdef double to_number_slow(object value, str what) except? -1.0:
+cdef double to_number_slow(object value, object what) except? -1.0:
+    """`what` names the metric kind: a str, or the metric (named only on error)."""
     try:
         return <double>value
     except TypeError:
+        if not isinstance(what, str):
+            what = type(what).__name__
         raise TypeError(f"{what} only works with digits (int, float), got {value!r}") from None

@@ -57,7 +57,7 @@ cdef class ScalarMetric(Metric):
 
     def set(self, labels, value):
         """Set the series for `labels` to `value`."""
-        cdef double v = to_number(value, type(self).__name__)
+        cdef double v = to_number(value, self)
         self.put(self.slot(labels), v, value)
 
 

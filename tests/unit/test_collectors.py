@@ -67,6 +67,9 @@ def test_gauge_operations(registry):
     assert g.get(labels) == 13
     g.sub(labels, -0.5)
     assert g.get(labels) == 13.5
+    with pytest.raises(TypeError, match="^Gauge only works with digits"):
+        g.set(labels, "14")
+    assert g.get(labels) == 13.5
 
 
 def test_label_values_of_any_hashable_type(registry):
