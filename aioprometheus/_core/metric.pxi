@@ -130,6 +130,49 @@ cdef class Metric:
             self.objects = []
 
 
+# -- label order, shared by the encoders -------------------------------------
+#
+# A series is exposed with its own labels and the metric's const labels,
+# merged and sorted by name; where both have a name, the series' value wins.
+
+cdef list sorted_const_labels(Metric metric):
+    """The const labels as [(name, value text), ...], sorted by name."""
+    return sorted((k, label_text(v)) for k, v in (metric.const_labels or {}).items())
+
+
+cdef enum:
+    NEXT_SERIES_LABEL = 0    # emit flat[i], flat[i + 1]
+    NEXT_CONST_LABEL = 1     # emit const label c
+    NO_MORE_LABELS = 2
+
+
+cdef inline int next_label(list const_names, tuple flat, Py_ssize_t* i, Py_ssize_t* c,
+                           Py_ssize_t* at) except -1:
+    """One step of the merged walk: which label comes next, and where it is
+    (*at); advances *i (by 2) or *c past it, and past a shadowed const label."""
+    cdef Py_ssize_t nflat = len(flat)
+    cdef Py_ssize_t nconst = len(const_names)
+    cdef str sname, cname
+    if i[0] >= nflat and c[0] >= nconst:
+        return NO_MORE_LABELS
+    if i[0] < nflat and c[0] < nconst:
+        sname = <str>flat[i[0]]
+        cname = <str>const_names[c[0]]
+        if cname < sname:
+            at[0] = c[0]
+            c[0] += 1
+            return NEXT_CONST_LABEL
+        if cname == sname:
+            c[0] += 1
+    elif c[0] < nconst:
+        at[0] = c[0]
+        c[0] += 1
+        return NEXT_CONST_LABEL
+    at[0] = i[0]
+    i[0] += 2
+    return NEXT_SERIES_LABEL
+
+
 cdef Py_ssize_t buffer_estimate(metrics, Py_ssize_t bytes_per_sample):
     """A starting buffer size for encoding `metrics`, so the buffer rarely regrows."""
     cdef Py_ssize_t total = 4096

@@ -129,11 +129,10 @@ cdef class ProtoFamily:
 
     cdef list const_names        # sorted
     cdef list const_fields       # bytes of each LabelPair field, same order
-    cdef Py_ssize_t nconst
 
     def __cinit__(self, Metric metric):
         cdef Writer scratch
-        pairs = sorted((k, label_text(v)) for k, v in (metric.const_labels or {}).items())
+        pairs = sorted_const_labels(metric)
         self.const_names = []
         self.const_fields = []
         for name, value in pairs:
@@ -141,7 +140,6 @@ cdef class ProtoFamily:
             pb_label(scratch, name, value)
             self.const_names.append(name)
             self.const_fields.append(scratch.getvalue())
-        self.nconst = len(pairs)
 
     cdef inline int write_const(self, Writer w, Py_ssize_t c) except -1:
         cdef bytes field = <bytes>self.const_fields[c]
@@ -149,38 +147,19 @@ cdef class ProtoFamily:
 
 
 cdef int pb_labels(Writer w, ProtoFamily fam, tuple flat) except -1:
-    """The series' labels merged with the const labels, by name; series win."""
-    cdef Py_ssize_t nflat = len(flat)
+    """The series' labels merged with the const labels (next_label order)."""
     cdef Py_ssize_t i = 0
     cdef Py_ssize_t c = 0
-    cdef str sname, cname
-    if fam.nconst == 0:
-        while i < nflat:
-            pb_label(w, <str>flat[i], label_text(flat[i + 1]))
-            i += 2
-        return 0
-    while i < nflat or c < fam.nconst:
-        if c >= fam.nconst:
-            pb_label(w, <str>flat[i], label_text(flat[i + 1]))
-            i += 2
-            continue
-        if i >= nflat:
-            fam.write_const(w, c)
-            c += 1
-            continue
-        sname = <str>flat[i]
-        cname = <str>fam.const_names[c]
-        if sname < cname:
-            pb_label(w, sname, label_text(flat[i + 1]))
-            i += 2
-        elif cname < sname:
-            fam.write_const(w, c)
-            c += 1
-        else:                    # same name: the series label overrides
-            pb_label(w, sname, label_text(flat[i + 1]))
-            i += 2
-            c += 1
-    return 0
+    cdef Py_ssize_t at = 0
+    cdef int which
+    while True:
+        which = next_label(fam.const_names, flat, &i, &c, &at)
+        if which == NO_MORE_LABELS:
+            return 0
+        if which == NEXT_SERIES_LABEL:
+            pb_label(w, <str>flat[at], label_text(flat[at + 1]))
+        else:
+            fam.write_const(w, at)
 
 
 cdef int pb_family_open(Writer w, Metric metric, int kind, Py_ssize_t* start) except -1:

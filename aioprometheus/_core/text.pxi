@@ -16,20 +16,21 @@ cdef class TextFamily:
     labels, and the label a bucket/quantile line adds (`le`, `quantile`)."""
 
     cdef bytes name
-    cdef list const_pairs        # [(name, value_text), ...] sorted by name
+    cdef list const_names        # sorted by name
+    cdef list const_values       # their value texts, same order
     cdef str extra_name          # None for counters and gauges
 
     def __cinit__(self, Metric metric, str extra_name=None):
         self.name = metric.name.encode()
-        self.const_pairs = sorted(
-            (k, label_text(v)) for k, v in (metric.const_labels or {}).items())
+        pairs = sorted_const_labels(metric)
+        self.const_names = [name for name, _ in pairs]
+        self.const_values = [value for _, value in pairs]
         self.extra_name = extra_name
 
 
 cdef class SeriesLabels:
-    """One series' labels as text: `name="value",` for each, sorted by name
-    (const labels merged in, a series label overriding a const one), and
-    where the family's extra label goes among them."""
+    """One series' labels as text: `name="value",` for each, in the merged
+    order (next_label), and where the family's extra label goes among them."""
 
     cdef Writer text
     cdef Py_ssize_t split        # bytes of `text` that sort before the extra label
@@ -38,25 +39,24 @@ cdef class SeriesLabels:
         self.text = Writer(256)
 
     cdef int fill(self, TextFamily fam, tuple flat) except -1:
-        cdef Py_ssize_t si = 0
-        cdef Py_ssize_t ci = 0
-        cdef Py_ssize_t ns = len(flat)
-        cdef Py_ssize_t nc = len(fam.const_pairs)
+        cdef Py_ssize_t i = 0
+        cdef Py_ssize_t c = 0
+        cdef Py_ssize_t at = 0
+        cdef int which
         cdef str name
         cdef object value
         self.text.length = 0
         self.split = -1
-        while si < ns or ci < nc:
-            if ci < nc:
-                name, value = fam.const_pairs[ci]
-            if si < ns and (ci >= nc or <str>flat[si] <= name):
-                if ci < nc and <str>flat[si] == name:
-                    ci += 1                      # the series' own value wins
-                name = <str>flat[si]
-                value = flat[si + 1]
-                si += 2
+        while True:
+            which = next_label(fam.const_names, flat, &i, &c, &at)
+            if which == NO_MORE_LABELS:
+                break
+            if which == NEXT_SERIES_LABEL:
+                name = <str>flat[at]
+                value = flat[at + 1]
             else:
-                ci += 1
+                name = <str>fam.const_names[at]
+                value = fam.const_values[at]
             if self.split < 0 and fam.extra_name is not None and name > fam.extra_name:
                 self.split = self.text.length
             self.text.write_text(name)
