@@ -1,6 +1,16 @@
 """aioprometheus: Prometheus metrics for asyncio applications, with a compiled core."""
 
-from . import formats
+try:
+    from . import _core  # noqa: F401  (fails here when the core is not built)
+except ImportError as error:  # the source tree, before its core is built
+    raise ImportError(
+        "aioprometheus' compiled core (aioprometheus._core) is not built in "
+        f"{__path__[0]}. Build it in place with `python -m pip install -e .` "
+        "(or `python setup.py build_ext --inplace`), or run from outside this "
+        "source tree to use an installed aioprometheus."
+    ) from error
+
+from . import formats  # noqa: E402
 from .collectors import (
     REGISTRY,
     Collector,

@@ -15,12 +15,12 @@ from libc.math cimport INFINITY, fabs, floor, isinf, isnan, nearbyint
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset, strlen
 
-include "_core/writer.pxi"
-include "_core/series.pxi"
-include "_core/metric.pxi"
-include "_core/values.pxi"
-include "_core/buckets.pxi"
-include "_core/quantiles.pxi"
-include "_core/summary.pxi"
-include "_core/text.pxi"
-include "_core/protobuf.pxi"
+include "_kernels/writer.pxi"
+include "_kernels/series.pxi"
+include "_kernels/metric.pxi"
+include "_kernels/values.pxi"
+include "_kernels/buckets.pxi"
+include "_kernels/quantiles.pxi"
+include "_kernels/summary.pxi"
+include "_kernels/text.pxi"
+include "_kernels/protobuf.pxi"
