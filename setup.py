@@ -16,8 +16,6 @@ setup(
         extensions,
         language_level=3,
         compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
             "cdivision": True,
             "embedsignature": True,
             "binding": False,

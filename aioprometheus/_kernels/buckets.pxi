@@ -23,6 +23,7 @@ cdef class HistogramCore(Metric):
     def _set_buckets(self, buckets):
         """Fix the bucket upper bounds (sorted, distinct; +Inf appended)."""
         cdef list bounds = [float(b) for b in buckets]
+        cdef Py_ssize_t i
         if any(b != b for b in bounds):
             raise ValueError("Bucket bounds must not be NaN")
         if bounds != sorted(bounds):
@@ -33,17 +34,20 @@ cdef class HistogramCore(Metric):
             bounds.append(INFINITY)
         if len(bounds) < 2:
             raise ValueError("Must have at least two buckets")
-        if self.series.count:
-            raise ValueError("Buckets can only be set before the first observation")
-        cdef double* fresh = <double*>malloc(len(bounds) * sizeof(double))
+        cdef tuple bound_values = tuple(bounds)
+        cdef double* fresh = <double*>malloc(len(bound_values) * sizeof(double))
         if fresh == NULL:
             raise MemoryError()
-        for i, b in enumerate(bounds):
-            fresh[i] = b
+        for i in range(len(bound_values)):
+            fresh[i] = <double>bound_values[i]
+        # checked last: everything above may run Python code
+        if self.series.count:
+            free(fresh)
+            raise ValueError("Buckets can only be set before the first observation")
         free(self.bounds)
         self.bounds = fresh
-        self.nbounds = len(bounds)
-        self.bound_values = tuple(bounds)
+        self.nbounds = len(bound_values)
+        self.bound_values = bound_values
         free(self.counts)
         free(self.sums)
         self.counts = NULL
@@ -103,24 +107,54 @@ cdef class HistogramCore(Metric):
         self.counts[i * self.nbounds + self.bucket_of(v)] += 1
         self.sums[i] += v
 
-    cdef unsigned long long total(self, Py_ssize_t series) noexcept:
-        cdef unsigned long long n = 0
-        cdef unsigned long long* row = self.counts + series * self.nbounds
-        cdef Py_ssize_t b
-        for b in range(self.nbounds):
-            n += row[b]
-        return n
+    cdef object read(self, Py_ssize_t i):
+        """{bound: cumulative count, ..., "count": n, "sum": s} of series `i`.
 
-    def get(self, labels):
-        """{bound: cumulative count, ..., "count": n, "sum": s} for `labels`."""
-        cdef Py_ssize_t i = self.existing(labels)
-        cdef unsigned long long* row = self.counts + i * self.nbounds
+        The row is copied before any object is made: making one may run the
+        garbage collector, and with it code that changes this metric."""
+        cdef Py_ssize_t nbounds = self.nbounds
+        cdef tuple bounds = self.bound_values
+        cdef unsigned long long* row = <unsigned long long*>malloc(
+            nbounds * sizeof(unsigned long long))
+        cdef double total_sum = self.sums[i]
         cdef unsigned long long running = 0
         cdef dict result = {}
         cdef Py_ssize_t b
-        for b in range(self.nbounds):
-            running += row[b]
-            result[self.bound_values[b]] = running
+        if row == NULL:
+            raise MemoryError()
+        memcpy(row, self.counts + i * nbounds, nbounds * sizeof(unsigned long long))
+        try:
+            for b in range(nbounds):
+                running += row[b]
+                result[bounds[b]] = running
+        finally:
+            free(row)
         result["count"] = running
-        result["sum"] = self.sums[i]
+        result["sum"] = total_sum
         return result
+
+    def get(self, labels):
+        """{bound: cumulative count, ..., "count": n, "sum": s} for `labels`."""
+        return self.read(self.existing(labels))
+
+    cdef object export_series(self, Py_ssize_t i):
+        cdef unsigned long long* row = self.counts + i * self.nbounds
+        return ([row[b] for b in range(self.nbounds)], self.sums[i])
+
+    cdef int import_series(self, Py_ssize_t i, object data) except -1:
+        cdef list counts = list(data[0])
+        cdef double total_sum = data[1]
+        cdef Py_ssize_t b
+        if len(counts) != self.nbounds:
+            raise ValueError("bucket counts do not match the buckets")
+        for b in range(self.nbounds):
+            self.counts[i * self.nbounds + b] = counts[b]
+        self.sums[i] = total_sum
+        return 0
+
+    cdef object config(self):
+        return self.bound_values
+
+    cdef int configure(self, object config) except -1:
+        self._set_buckets(config)
+        return 0

@@ -2,24 +2,86 @@
 #
 # Name, help text and const labels, plus the SeriesTable that turns a labels
 # dict into a series number. Each kind subclass keeps its values in C arrays
-# indexed by that number and implements the three storage hooks below.
+# indexed by that number and implements the storage hooks below.
+#
+# Every public method first does whatever may call into Python code (label
+# __str__, a number's __float__, allocating objects the garbage collector may
+# finalize), then looks its series up afresh and commits in C. So a call
+# applies whole or raises before it changed anything, whatever that Python
+# code did to this or any other metric, in this thread or another.
+
+import gc
 
 cdef dict NO_LABELS = {}
+
+
+cdef class PausedGC:
+    """Keep the cyclic garbage collector from running (and finalizers with it)
+    while a loop reads series as it allocates its result objects."""
+
+    cdef bint was_enabled
+
+    def __enter__(self):
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was_enabled:
+            gc.enable()
 
 
 cdef class Metric:
     """Base of the compiled metric kinds: identity plus the label -> series table."""
 
-    cdef public str name
-    cdef public object doc
-    cdef public dict const_labels
+    cdef str metric_name
+    cdef object doc_given         # the HELP object as given (23.12 kept any object)
+    cdef str doc_text             # str() of it, checked to be UTF-8
+    cdef tuple const_key          # the const labels as a label_key
     cdef SeriesTable series
-    cdef Py_ssize_t capacity     # series the value arrays have room for
-    cdef list objects            # a plain Collector's values (any objects); None for the kinds
+    cdef Py_ssize_t capacity      # series the value arrays have room for
+    cdef list states              # series number -> the kind's Python object (summary estimators)
+    cdef list objects             # a plain Collector's values (any objects); None for the kinds
 
     def __cinit__(self, *args, **kwargs):
         self.series = SeriesTable()
-        self.const_labels = {}
+        self.metric_name = ""
+        self.doc_given = ""
+        self.doc_text = ""
+        self.const_key = ()
+
+    @property
+    def name(self):
+        return self.metric_name
+
+    @name.setter
+    def name(self, value):
+        if not isinstance(value, str):
+            raise TypeError(f"Metric names must be str, got {type(value).__name__}")
+        text = exact_text(value)
+        check_utf8(text, "Metric name")
+        self.metric_name = text
+
+    @property
+    def doc(self):
+        return self.doc_given
+
+    @doc.setter
+    def doc(self, value):
+        text = exact_text(value)
+        check_utf8(text, "HELP text")
+        self.doc_given = value
+        self.doc_text = text
+
+    @property
+    def const_labels(self):
+        """Labels added to every series, as their exposed texts."""
+        return {self.const_key[i]: self.const_key[i + 1] for i in range(0, len(self.const_key), 2)}
+
+    @const_labels.setter
+    def const_labels(self, labels):
+        cdef tuple key = label_key(self.as_labels(labels))
+        check_label_key(key, self.series.reserved)
+        self.const_key = key
 
     @property
     def reserved_label(self):
@@ -28,25 +90,45 @@ cdef class Metric:
 
     # -- storage hooks, overridden by each kind -------------------------------
 
+    cdef object new_state(self):
+        """The Python object a new series of this kind needs (made before the
+        series is committed, since making it may run Python code), or None."""
+        return None
+
     cdef int reserve(self, Py_ssize_t n) except -1:
         """Grow the value arrays to hold at least `n` series."""
         self.capacity = n
         return 0
 
     cdef int reset(self, Py_ssize_t series) except -1:
-        """Give a new series its zero value."""
-        if self.objects is not None:
-            if series == len(self.objects):
-                self.objects.append(None)
-            else:
-                self.objects[series] = None
+        """Give a new series its zero value (C work only)."""
         return 0
 
     cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
         """Copy series `src`'s values into number `dst` (removal compaction)."""
-        if self.objects is not None:
-            self.objects[dst] = self.objects[src]
         return 0
+
+    cdef object read(self, Py_ssize_t series):
+        """The Python value of `series` (what get() returns)."""
+        return self.objects[series] if self.objects is not None else None
+
+    cdef object export_series(self, Py_ssize_t series):
+        """Picklable data of `series` (the inverse of import_series)."""
+        return None
+
+    cdef int import_series(self, Py_ssize_t series, object data) except -1:
+        return 0
+
+    cdef object config(self):
+        """Picklable construction data of the kind (buckets, invariants)."""
+        return None
+
+    cdef int configure(self, object config) except -1:
+        return 0
+
+    cdef Py_ssize_t samples_per_series(self):
+        """Sample lines one series exposes (encoders size their buffers from it)."""
+        return 1
 
     # -- a plain Collector: one Python object per series ---------------------
 
@@ -59,47 +141,70 @@ cdef class Metric:
         return self.objects is not None
 
     def _set_object(self, labels, value):
-        self.objects[self.slot(labels)] = value
+        cdef Py_ssize_t i = self.slot(labels)
+        old = self.objects[i]         # released after the store, not during it
+        self.objects[i] = value
 
     def _get_object(self, labels):
         return self.objects[self.existing(labels)]
 
-    cdef Py_ssize_t samples_per_series(self):
-        """Sample lines one series exposes (encoders size their buffers from it)."""
-        return 1
-
     # -- series lookup: the one path every hot method takes -------------------
 
     cdef inline dict as_labels(self, object labels):
+        if type(labels) is dict:
+            return <dict>labels
         if labels is None:
             return NO_LABELS
-        if type(labels) is not dict and not isinstance(labels, dict):
-            raise TypeError(f"labels must be a dict, got {type(labels).__name__}")
-        return <dict>labels
+        if isinstance(labels, dict):
+            return <dict>labels
+        if not labels:                # "" and other falsy non-dicts: no labels, as in 23.12
+            return NO_LABELS
+        raise TypeError(f"labels must be a dict, got {type(labels).__name__}")
 
     cdef inline Py_ssize_t slot(self, object labels) except -1:
         """Series number for `labels`, creating the series on first use."""
         cdef dict d = self.as_labels(labels)
-        cdef Py_hash_t h
-        cdef Py_ssize_t i = self.series.find_hashed(d, &h)
+        cdef Py_ssize_t i = self.series.find_plain(d)
         if i >= 0:
             return i
-        return self.new_series(d, h)
+        return self.create(label_key(d))
 
-    cdef Py_ssize_t new_series(self, dict labels, Py_hash_t h) except -1:
-        cdef Py_ssize_t n = self.series.count
+    cdef Py_ssize_t create(self, tuple key) except -1:
+        """The series of `key`, created if it does not exist.
+
+        Whatever ran before (a label's __str__, a finalizer) may have changed
+        the table, so it is looked up again; and again after new_state, the
+        last step that may run Python code. From there on all is C.
+        """
+        cdef Py_hash_t h = flat_hash(key)
+        cdef Py_ssize_t i = self.series.find_key(key, h)
         cdef Py_ssize_t cap
-        if n == self.capacity:
+        if i >= 0:
+            return i
+        check_label_key(key, self.series.reserved)
+        state = self.new_state()
+        i = self.series.find_key(key, h)
+        if i >= 0:
+            return i
+        if self.series.count >= self.capacity:
             cap = 4 if self.capacity < 4 else self.capacity * 2
             self.reserve(cap)
-        n = self.series.add(labels, h)
-        self.reset(n)
-        return n
+        i = self.series.add(key, h)
+        self.reset(i)
+        if self.states is not None:
+            self.states.append(state)
+        if self.objects is not None:
+            self.objects.append(None)
+        return i
 
-    cdef inline Py_ssize_t existing(self, object labels) except -1:
+    cdef Py_ssize_t existing(self, object labels) except -1:
         """Series number for `labels`; KeyError if there is none."""
         cdef dict d = self.as_labels(labels)
-        cdef Py_ssize_t i = self.series.find(d)
+        cdef Py_ssize_t i = self.series.find_plain(d)
+        cdef tuple key
+        if i == NOT_PLAIN:
+            key = label_key(d)
+            i = self.series.find_key(key, flat_hash(key))
         if i < 0:
             raise KeyError(labels)
         return i
@@ -107,27 +212,90 @@ cdef class Metric:
     # -- Python-facing helpers for the collectors layer -----------------------
 
     def _label_sets(self):
-        """A fresh labels dict for every series, in series order."""
-        return [self.series.labels_at(i) for i in range(self.series.count)]
+        """A fresh labels dict (of label texts) for every series, in series order."""
+        cdef list result = []
+        with PausedGC():
+            for i in range(self.series.count):
+                result.append(self.series.labels_at(i))
+        return result
+
+    def _items(self):
+        """[(labels dict, value), ...] for every series, read in one go."""
+        cdef list result = []
+        with PausedGC():
+            for i in range(self.series.count):
+                result.append((self.series.labels_at(i), self.read(i)))
+        return result
 
     def _series_count(self):
         return self.series.count
 
     def _remove(self, labels):
         """Drop the series of `labels`; KeyError if it does not exist."""
-        cdef Py_ssize_t gone = self.series.remove(self.as_labels(labels))
-        if gone < 0:
-            raise KeyError(labels)
-        if gone != self.series.count:
-            self.move(gone, self.series.count)
-        if self.objects is not None:
-            del self.objects[self.series.count:]
+        cdef Py_ssize_t gone = self.existing(labels)
+        cdef Py_ssize_t last = self.series.remove_number(gone)
+        if gone != last:
+            self.move(gone, last)
+        # The Python objects of the removed series are released only here, by
+        # the locals going away, once every table and array agrees.
+        doomed_state = compact(self.states, gone, last)
+        doomed_object = compact(self.objects, gone, last)
 
     def _clear(self):
         """Drop every series."""
+        old_states = self.states
+        old_objects = self.objects
         self.series.clear()
-        if self.objects is not None:
+        if old_states is not None:
+            self.states = []
+        if old_objects is not None:
             self.objects = []
+
+    # -- copy and pickle: a detached metric with the same series --------------
+
+    def __reduce__(self):
+        cdef list rows = []
+        with PausedGC():
+            for i in range(self.series.count):
+                rows.append((self.series.labels_at(i), self.export_series(i),
+                             self.objects[i] if self.objects is not None else None))
+        state = (self.metric_name, self.doc_given, self.const_labels, self.config(),
+                 self.objects is not None, rows)
+        return (restore_metric, (type(self), state), getattr(self, "__dict__", None))
+
+    def _restore(self, state):
+        name, doc, const_labels, config, holds_objects, rows = state
+        self.name = name
+        self.doc = doc
+        self.const_labels = const_labels
+        self.configure(config)
+        if holds_objects:
+            self._hold_objects()
+        for labels, data, obj in rows:
+            i = self.slot(labels)
+            self.import_series(i, data)
+            if self.objects is not None:
+                self.objects[i] = obj
+
+
+def restore_metric(cls, state):
+    """Rebuild a pickled or copied metric: not registered anywhere, like the copy
+    of any object."""
+    metric = cls.__new__(cls)
+    (<Metric?>metric)._restore(state)
+    return metric
+
+
+cdef object compact(list values, Py_ssize_t gone, Py_ssize_t last):
+    """Move values[last] into values[gone] and drop the end (as the series
+    table did); returns the removed object for the caller to release."""
+    if values is None:
+        return None
+    doomed = values[gone]
+    if gone != last:
+        values[gone] = values[last]
+    del values[last]
+    return doomed
 
 
 # -- label order, shared by the encoders -------------------------------------
@@ -137,7 +305,8 @@ cdef class Metric:
 
 cdef list sorted_const_labels(Metric metric):
     """The const labels as [(name, value text), ...], sorted by name."""
-    return sorted((k, label_text(v)) for k, v in (metric.const_labels or {}).items())
+    cdef tuple key = metric.const_key
+    return [(key[i], key[i + 1]) for i in range(0, len(key), 2)]
 
 
 cdef enum:
@@ -173,7 +342,7 @@ cdef inline int next_label(list const_names, tuple flat, Py_ssize_t* i, Py_ssize
     return NEXT_SERIES_LABEL
 
 
-cdef Py_ssize_t buffer_estimate(metrics, Py_ssize_t bytes_per_sample):
+cdef Py_ssize_t buffer_estimate(list metrics, Py_ssize_t bytes_per_sample):
     """A starting buffer size for encoding `metrics`, so the buffer rarely regrows."""
     cdef Py_ssize_t total = 4096
     for metric in metrics:
@@ -183,27 +352,59 @@ cdef Py_ssize_t buffer_estimate(metrics, Py_ssize_t bytes_per_sample):
     return total
 
 
-cdef inline double to_number(object value, object what) except? -1.0:
-    """Convert an observation to a double, or raise a TypeError that names it."""
+# -- numbers -------------------------------------------------------------------
+
+cdef inline double to_number(object value, object what, bint* is_int) except? -1.0:
+    """Convert a value to a double (setting *is_int when it is an integer), or
+    raise a TypeError that names the metric kind: `what` is that name, or the
+    metric itself (named only on error)."""
     if type(value) is float:
+        is_int[0] = False
         return PyFloat_AS_DOUBLE(value)
     if type(value) is int:
+        is_int[0] = True
         return <double>value
-    return to_number_slow(value, what)
+    return to_number_slow(value, what, is_int)
 
 
 cdef inline double to_observation(object value, str what) except? -1.0:
     """An observation (histogram, summary): a number, but not a bool."""
+    cdef bint is_int
     if type(value) is bool:
-        raise TypeError(f"{what} only works with digits (int, float), got {value!r}")
-    return to_number(value, what)
+        raise TypeError(f"{what} only works with digits (int, float)")
+    return to_number(value, what, &is_int)
 
 
-cdef double to_number_slow(object value, object what) except? -1.0:
-    """`what` names the metric kind: a str, or the metric (named only on error)."""
+cdef str kind_name(object what):
+    return <str>what if isinstance(what, str) else type(what).__name__
+
+
+cdef double to_number_slow(object value, object what, bint* is_int) except? -1.0:
+    """Other numbers convert through __index__/__float__ (Python code, run
+    before the caller touches any series); str and bool observations do not."""
+    if isinstance(value, str):
+        raise TypeError(f"{kind_name(what)} only works with digits (int, float)")
+    is_int[0] = isinstance(value, int)
     try:
         return <double>value
     except TypeError:
-        if not isinstance(what, str):
-            what = type(what).__name__
-        raise TypeError(f"{what} only works with digits (int, float), got {value!r}") from None
+        raise TypeError(f"{kind_name(what)} only works with digits (int, float)") from None
+
+
+cdef double number_from_text(str value, object what, bint* is_int) except? -1.0:
+    """A numeric string ("3", "1.5") as the number 23.12 exposed for it; any
+    other string is a TypeError."""
+    cdef str text = exact_text(value)
+    try:
+        whole = int(text)
+    except ValueError:
+        pass
+    else:
+        is_int[0] = True
+        return <double>whole
+    try:
+        result = float(text)
+    except ValueError:
+        raise TypeError(f"{kind_name(what)} only works with digits (int, float)") from None
+    is_int[0] = False
+    return result

@@ -157,7 +157,7 @@ cdef int pb_labels(Writer w, ProtoFamily fam, tuple flat) except -1:
         if which == NO_MORE_LABELS:
             return 0
         if which == NEXT_SERIES_LABEL:
-            pb_label(w, <str>flat[at], label_text(flat[at + 1]))
+            pb_label(w, <str>flat[at], <str>flat[at + 1])
         else:
             fam.write_const(w, at)
 
@@ -168,8 +168,8 @@ cdef int pb_family_open(Writer w, Metric metric, int kind, Py_ssize_t* start) ex
         w.reserve(1)
     w.length += 1                # one byte reserved for the delimiting length
     start[0] = w.length
-    pb_text(w, TAG1_BYTES, metric.name)
-    pb_text(w, TAG2_BYTES, str(metric.doc))
+    pb_text(w, TAG1_BYTES, metric.metric_name)
+    pb_text(w, TAG2_BYTES, metric.doc_text)
     return pb_varint_field(w, TAG3_VARINT, <unsigned long long>kind)
 
 
@@ -182,26 +182,29 @@ cdef inline int pb_timestamp(Writer w, object timestamp_ms) except -1:
 cdef int pb_scalar_metrics(Writer w, ScalarMetric m, unsigned char value_tag,
                            object timestamp_ms) except -1:
     cdef ProtoFamily fam = ProtoFamily(m)
-    cdef Py_ssize_t i, metric_start
-    for i in range(m.series.count):
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t metric_start
+    while i < m.series.count:
         metric_start = pb_open(w, TAG4_BYTES)
-        pb_labels(w, fam, m.series.items_at(i))
+        pb_labels(w, fam, m.series.key_at(i))
         w.write_byte(value_tag)  # Gauge (2) or Counter (3), 9 bytes: value=1
         w.write_byte(9)
         pb_fixed64(w, TAG1_FIXED64, m.values[i])
         pb_timestamp(w, timestamp_ms)
         pb_close(w, metric_start)
+        i += 1
     return 0
 
 
 cdef int pb_histogram_metrics(Writer w, HistogramCore m, object timestamp_ms) except -1:
     cdef ProtoFamily fam = ProtoFamily(m)
-    cdef Py_ssize_t i, b, metric_start, body_start
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t b, metric_start, body_start
     cdef unsigned long long running, total
     cdef unsigned long long* row
-    for i in range(m.series.count):
+    while i < m.series.count:
         metric_start = pb_open(w, TAG4_BYTES)
-        pb_labels(w, fam, m.series.items_at(i))
+        pb_labels(w, fam, m.series.key_at(i))
         pb_timestamp(w, timestamp_ms)
         body_start = pb_open(w, TAG7_BYTES)
         row = m.counts + i * m.nbounds
@@ -219,6 +222,7 @@ cdef int pb_histogram_metrics(Writer w, HistogramCore m, object timestamp_ms) ex
             pb_fixed64(w, TAG2_FIXED64, m.bounds[b])
         pb_close(w, body_start)
         pb_close(w, metric_start)
+        i += 1
     return 0
 
 
@@ -226,11 +230,12 @@ cdef int pb_summary_metrics(Writer w, SummaryCore m, object timestamp_ms) except
     cdef ProtoFamily fam = ProtoFamily(m)
     cdef tuple phis = m.phis_sorted
     cdef Py_ssize_t nphi = len(phis)
-    cdef Py_ssize_t i, q, metric_start, body_start
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t q, metric_start, body_start
     cdef QuantileEstimator est
-    for i in range(m.series.count):
+    while i < m.series.count:
         metric_start = pb_open(w, TAG4_BYTES)
-        pb_labels(w, fam, m.series.items_at(i))
+        pb_labels(w, fam, m.series.key_at(i))
         body_start = pb_open(w, TAG4_BYTES)
         pb_varint_field(w, TAG1_VARINT, m.counts[i])
         pb_fixed64(w, TAG2_FIXED64, m.sums[i])
@@ -243,6 +248,7 @@ cdef int pb_summary_metrics(Writer w, SummaryCore m, object timestamp_ms) except
         pb_close(w, body_start)
         pb_timestamp(w, timestamp_ms)
         pb_close(w, metric_start)
+        i += 1
     return 0
 
 
@@ -252,14 +258,14 @@ def encode_protobuf(metrics, timestamp_ms=None):
     Each metric becomes one length-prefixed io.prometheus.client.MetricFamily.
     `timestamp_ms` (an int, or None for none) is set on every Metric.
     """
-    metrics = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics, 32))
+    cdef list metrics_list = list(metrics)
+    cdef Writer w = Writer(buffer_estimate(metrics_list, 32))
     cdef Py_ssize_t start
     if timestamp_ms is not None:
         timestamp_ms = int(timestamp_ms)
         if not -(1 << 63) <= timestamp_ms < (1 << 63):
             raise OverflowError("timestamp_ms does not fit in int64")
-    for metric in metrics:
+    for metric in metrics_list:
         if isinstance(metric, CounterCore):
             pb_family_open(w, metric, PB_COUNTER, &start)
             pb_scalar_metrics(w, metric, TAG3_BYTES, timestamp_ms)

@@ -427,6 +427,27 @@ cdef class QuantileEstimator:
             + self._tup_cap * sizeof(_QTuple)
         )
 
+    def __reduce__(self):
+        """Pickle and copy: the summary tuples and the pending buffer as they are."""
+        tuples = [(self._tup[t].v, self._tup[t].g, self._tup[t].d) for t in range(self._ntup)]
+        pending = [self._buf[b] for b in range(self._buf_len)]
+        return (restore_estimator, (self._invariants, self._n, tuples, pending))
+
+    cdef int load(self, int64_t n, list tuples, list pending) except -1:
+        cdef Py_ssize_t t
+        cdef _QTuple* tup = <_QTuple*>malloc((len(tuples) or 1) * sizeof(_QTuple))
+        if tup == NULL:
+            raise MemoryError()
+        for t in range(len(tuples)):
+            tup[t].v, tup[t].g, tup[t].d = tuples[t]
+        self.reset()
+        self._tup = tup
+        self._ntup = self._tup_cap = len(tuples)
+        self._n = n
+        for value in pending:
+            self.insert(value)
+        return 0
+
     def _debug_summary(self):
         """For tests: the summary as a list of (value, rmin, rmax)."""
         cdef Py_ssize_t t
@@ -443,3 +464,10 @@ cdef class QuantileEstimator:
         """Number of tuples kept in the summary, after merging the buffer."""
         self._flush()
         return self._ntup
+
+
+def restore_estimator(invariants, n, tuples, pending):
+    """Rebuild a pickled QuantileEstimator."""
+    cdef QuantileEstimator est = QuantileEstimator(invariants)
+    est.load(n, list(tuples), list(pending))
+    return est

@@ -1,20 +1,28 @@
 # SeriesTable: label set -> dense series number.
 #
-# A metric keeps its values in C arrays indexed by series number; this table
-# finds that number for a labels dict without serialising the dict. The key
-# is the dict's content: an order-independent hash of its items picks the
-# bucket, and an item-by-item comparison with the stored label set confirms
-# the hit, so {"a": 1, "b": 2} and {"b": 2, "a": 1} are one series.
+# A series is identified by the label text it exposes: each name as str(name),
+# each value as str(value), so {"code": 200} and {"code": "200"} are one
+# series and {"w": 1}, {"w": True}, {"w": 1.0} are three, as Prometheus sees
+# them. The table stores every label set as a name-sorted flat tuple of exact
+# str objects (name0, text0, name1, text1, ...), so hashing and comparing
+# stored keys never calls into Python code.
+#
+# The memory-safety rule: Python code (a label's __str__, a finalizer run by
+# the garbage collector) may re-enter any metric or switch threads. So user
+# objects are turned into text before a lookup starts, on a snapshot of the
+# dict's items, and nothing found before that is trusted after it.
 
 cdef extern from "Python.h":
     ctypedef size_t Py_uhash_t
     int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
-    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    list PyDict_Items(object d)
+    Py_ssize_t PyDict_GET_SIZE(object d)
     Py_hash_t PyObject_Hash(PyObject* o) except? -1
     int PyObject_RichCompareBool(PyObject* a, PyObject* b, int op) except -1
+    str PyUnicode_FromObject(object o)
     Py_ssize_t PyTuple_GET_SIZE(object t)
-    Py_ssize_t PyDict_GET_SIZE(object d)
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
+    bint is_exact_str "PyUnicode_CheckExact"(PyObject* o)
 
 cdef extern from *:
     """
@@ -34,6 +42,7 @@ cdef extern from *:
 cdef enum:
     EMPTY = 0
     DELETED = -1
+    NOT_PLAIN = -3     # a lookup met a key or value that is not an exact str
 
 # Label names the data model keeps for itself (aioprometheus rejects these too).
 RESERVED_LABEL_NAMES = frozenset(("job",))
@@ -50,17 +59,56 @@ cdef inline Py_uhash_t mix_item(Py_uhash_t hk, Py_uhash_t hv) noexcept:
     return <Py_uhash_t>x
 
 
-cdef Py_hash_t labels_hash(dict labels) except? -1:
-    """Order-independent hash of a labels dict's items."""
+cdef inline Py_hash_t finish_hash(Py_uhash_t acc) noexcept:
+    if <Py_hash_t>acc == -1:
+        return 1
+    return <Py_hash_t>acc
+
+
+cdef bint plain_hash(dict labels, Py_hash_t* out) except -1:
+    """Hash a dict whose keys and values are all exact str; False (and no
+    hash) as soon as one is not, before any call on it."""
     cdef Py_ssize_t pos = 0
     cdef PyObject* key
     cdef PyObject* value
-    cdef Py_uhash_t acc = <Py_uhash_t>len(labels)
+    cdef Py_uhash_t acc = <Py_uhash_t>PyDict_GET_SIZE(labels)
     while PyDict_Next(labels, &pos, &key, &value):
+        if not is_exact_str(key) or not is_exact_str(value):
+            return False
         acc += mix_item(<Py_uhash_t>aiop_hash(key), <Py_uhash_t>aiop_hash(value))
-    if <Py_hash_t>acc == -1:
-        acc = 1
-    return <Py_hash_t>acc
+    out[0] = finish_hash(acc)
+    return True
+
+
+cdef Py_hash_t flat_hash(tuple flat) except? -1:
+    """The hash plain_hash gives a dict of the same (exact str) content."""
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(flat)
+    cdef Py_uhash_t acc = <Py_uhash_t>(n // 2)
+    cdef Py_ssize_t i
+    for i in range(0, n, 2):
+        acc += mix_item(<Py_uhash_t>aiop_hash(PyTuple_GET_ITEM(flat, i)),
+                        <Py_uhash_t>aiop_hash(PyTuple_GET_ITEM(flat, i + 1)))
+    return finish_hash(acc)
+
+
+cdef str exact_text(object o):
+    """str(o) as an exact str object: the text a label name or value exposes."""
+    if type(o) is str:
+        return <str>o
+    cdef object text = str(o)           # may run Python code
+    if type(text) is not str:
+        text = PyUnicode_FromObject(text)   # a str subclass: copy, no call
+    return <str>text
+
+
+cdef int check_utf8(str text, str what) except -1:
+    """Raise ValueError unless `text` can be written as UTF-8 (no lone surrogates)."""
+    cdef Py_ssize_t n
+    try:
+        PyUnicode_AsUTF8AndSize(text, &n)
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid UTF-8 text: {text!r}") from None
+    return 0
 
 
 cdef inline bint is_name_start(Py_UCS4 c) noexcept:
@@ -80,7 +128,7 @@ def check_label_name(name, str reserved=None):
     cdef Py_UCS4 c
     if not isinstance(name, str):
         raise TypeError(f"Label names must be str, got {type(name).__name__}: {name!r}")
-    cdef str text = <str>name
+    cdef str text = exact_text(name)
     if text.startswith(RESERVED_LABEL_PREFIX):
         raise ValueError(f"Invalid label prefix: {text}")
     if not text or text in RESERVED_LABEL_NAMES or (reserved is not None and text == reserved):
@@ -92,20 +140,81 @@ def check_label_name(name, str reserved=None):
             raise ValueError(f"Invalid label name: {text}")
 
 
+cdef tuple label_key(dict labels):
+    """The label set `labels` exposes: a name-sorted flat tuple of exact str.
+
+    Works on a snapshot of the items (any dict subclass's own storage), so
+    what a name's or value's __str__ does to the dict cannot matter here.
+    """
+    cdef list items = PyDict_Items(labels)
+    cdef list pairs = []
+    cdef list flat = []
+    cdef str previous = None
+    for key, value in items:
+        if not isinstance(key, str):
+            raise TypeError(f"Label names must be str, got {type(key).__name__}: {key!r}")
+        pairs.append((exact_text(key), exact_text(value)))
+    pairs.sort()
+    for name, text in pairs:
+        if name == previous:
+            raise ValueError(f"Duplicate label name: {name}")
+        previous = name
+        flat.append(name)
+        flat.append(text)
+    return tuple(flat)
+
+
+cdef int check_label_key(tuple flat, str reserved) except -1:
+    """Raise unless every name of `flat` is a valid label name and every text
+    is valid UTF-8: checked when a series is created, so a bad label fails the
+    call that brought it and never a later scrape."""
+    cdef Py_ssize_t i
+    for i in range(0, len(flat), 2):
+        check_label_name(flat[i], reserved)
+        check_utf8(<str>flat[i + 1], "Label value")
+    return 0
+
+
 def check_labels(dict labels, str reserved=None):
-    """Raise unless every name in `labels` is a valid label name and every
-    value is hashable and exposable as UTF-8 text (checked now, so a bad value
-    fails the call that brought it, not a later scrape)."""
-    cdef Py_ssize_t n
-    for name, value in labels.items():
-        check_label_name(name, reserved)
-        hash(value)
-        PyUnicode_AsUTF8AndSize(label_text(value), &n)
+    """Raise unless `labels` is a valid label set; return its dict of exposed
+    texts ({name: str(value)})."""
+    cdef tuple flat = label_key(labels)
+    check_label_key(flat, reserved)
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-cdef inline str label_text(object value):
-    """The text a label value is exposed as: str() of it."""
-    return <str>value if type(value) is str else str(value)
+cdef bint plain_matches(tuple stored, dict labels) except -1:
+    """True when `labels` holds exactly the label set `stored` as exact str
+    (False at the first item that is not, before any call on it, so no
+    Python code runs). Names are found by identity first: they are usually
+    the same interned objects."""
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(stored)
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t i, at
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef PyObject* want
+    if n != 2 * PyDict_GET_SIZE(labels):
+        return False
+    while PyDict_Next(labels, &pos, &key, &value):
+        if not is_exact_str(key) or not is_exact_str(value):
+            return False
+        at = -1
+        for i in range(0, n, 2):
+            if PyTuple_GET_ITEM(stored, i) == key:
+                at = i
+                break
+        if at < 0:
+            for i in range(0, n, 2):
+                if PyObject_RichCompareBool(PyTuple_GET_ITEM(stored, i), key, Py_EQ):
+                    at = i
+                    break
+            if at < 0:
+                return False
+        want = PyTuple_GET_ITEM(stored, at + 1)
+        if want != value and not PyObject_RichCompareBool(want, value, Py_EQ):
+            return False
+    return True
 
 
 @cython.final
@@ -113,21 +222,22 @@ cdef class SeriesTable:
     """Maps label sets to series numbers 0..count-1.
 
     Series are dense: removing one moves the last series into its number, so
-    metrics can keep their values in plain C arrays.
+    metrics can keep their values in plain C arrays. Every stored key is a
+    flat tuple of exact str (label_key), so no method here calls Python code.
     """
 
-    cdef list label_sets        # series number -> (name0, value0, name1, value1, ...) sorted by name
-    cdef Py_hash_t* hashes      # series number -> labels_hash
+    cdef list label_sets        # series number -> label_key tuple
+    cdef Py_hash_t* hashes      # series number -> its hash
     cdef int* index             # open addressing: series number + 1, EMPTY or DELETED
     cdef Py_ssize_t mask        # len(index) - 1, a power of two minus one
     cdef Py_ssize_t used        # index entries not EMPTY (live + DELETED)
     cdef Py_ssize_t hashes_capacity
     cdef readonly Py_ssize_t count
     cdef readonly str reserved  # the label name this metric kind keeps for itself
-    # The dict object the last lookup came with, and its series: hot loops
-    # usually pass the same dict again, and then one comparison of its items
-    # with that series' labels replaces hashing and probing. Only the address
-    # is kept (never dereferenced), and a hit is always confirmed by content.
+    # The dict object the last plain lookup came with, and its series: hot
+    # loops usually pass the same dict again, and then one comparison of its
+    # items with that series' labels replaces hashing and probing. Only the
+    # address is kept (never dereferenced), and a hit is confirmed by content.
     cdef void* hint_dict
     cdef Py_ssize_t hint_series
 
@@ -146,62 +256,40 @@ cdef class SeriesTable:
         free(self.index)
         free(self.hashes)
 
-    cdef bint matches(self, Py_ssize_t series, dict labels) except -1:
-        """True when the stored label set of `series` equals `labels`.
-
-        Walks the caller's dict and finds each name in the short stored tuple,
-        by identity first (names are usually the same interned str objects),
-        which is cheaper than looking the stored names up in the dict.
-        """
-        cdef tuple stored = <tuple>self.label_sets[series]
-        cdef Py_ssize_t n = PyTuple_GET_SIZE(stored)
-        cdef Py_ssize_t pos = 0
-        cdef Py_ssize_t i, at
-        cdef PyObject* key
-        cdef PyObject* value
-        cdef PyObject* want
-        if n != 2 * PyDict_GET_SIZE(labels):
-            return False
-        while PyDict_Next(labels, &pos, &key, &value):
-            at = -1
-            for i in range(0, n, 2):
-                if PyTuple_GET_ITEM(stored, i) == key:
-                    at = i
-                    break
-            if at < 0:
-                for i in range(0, n, 2):
-                    if PyObject_RichCompareBool(PyTuple_GET_ITEM(stored, i), key, Py_EQ):
-                        at = i
-                        break
-                if at < 0:
-                    return False
-            want = PyTuple_GET_ITEM(stored, at + 1)
-            if want != value and not PyObject_RichCompareBool(want, value, Py_EQ):
-                return False
-        return True
-
-    cdef inline Py_ssize_t slot_of(self, Py_hash_t h, dict labels) except -2:
-        """Index position holding the series for `labels`, or -1."""
+    cdef Py_ssize_t probe(self, Py_hash_t h, object key, bint is_dict) except -2:
+        """Index position holding the series for `key` (a plain dict or a
+        label_key tuple), or -1."""
         cdef Py_uhash_t perturb = <Py_uhash_t>h
         cdef Py_ssize_t pos = <Py_ssize_t>(perturb & <Py_uhash_t>self.mask)
         cdef Py_ssize_t entry
+        cdef tuple stored
         while True:
             entry = self.index[pos]
             if entry == EMPTY:
                 return -1
-            if entry > 0 and self.hashes[entry - 1] == h and self.matches(entry - 1, labels):
-                return pos
+            if entry > 0 and self.hashes[entry - 1] == h:
+                stored = <tuple>self.label_sets[entry - 1]
+                if is_dict:
+                    if plain_matches(stored, <dict>key):
+                        return pos
+                elif stored is key or stored == key:
+                    return pos
             perturb >>= 5
             pos = <Py_ssize_t>((<Py_uhash_t>pos * 5 + perturb + 1) & <Py_uhash_t>self.mask)
 
-    cdef inline Py_ssize_t find_hashed(self, dict labels, Py_hash_t* hash_out) except -2:
-        """Series number for `labels`, or -1 (then *hash_out is its hash, for add)."""
+    cdef Py_ssize_t find_plain(self, dict labels) except -2:
+        """Series number for `labels`, -1 when there is none, or NOT_PLAIN
+        when the dict holds something other than exact str (then nothing was
+        called on it: the caller builds its label_key)."""
         cdef Py_ssize_t series = self.hint_series
+        cdef Py_hash_t h
         cdef Py_ssize_t pos
-        if series >= 0 and self.hint_dict == <void*>labels and self.matches(series, labels):
+        if (series >= 0 and self.hint_dict == <void*>labels and series < self.count
+                and plain_matches(<tuple>self.label_sets[series], labels)):
             return series
-        hash_out[0] = labels_hash(labels)
-        pos = self.slot_of(hash_out[0], labels)
+        if not plain_hash(labels, &h):
+            return NOT_PLAIN
+        pos = self.probe(h, labels, True)
         if pos < 0:
             return -1
         series = self.index[pos] - 1
@@ -209,24 +297,20 @@ cdef class SeriesTable:
         self.hint_series = series
         return series
 
-    cdef Py_ssize_t find(self, dict labels) except -2:
-        """Series number for `labels`, or -1 when there is none."""
-        cdef Py_hash_t h
-        return self.find_hashed(labels, &h)
+    cdef Py_ssize_t find_key(self, tuple key, Py_hash_t h) noexcept:
+        """Series number for a label_key tuple of hash `h`, or -1."""
+        cdef Py_ssize_t pos = self.probe(h, key, False)
+        if pos < 0:
+            return -1
+        return self.index[pos] - 1
 
-    cdef Py_ssize_t add(self, dict labels, Py_hash_t h) except -1:
-        """Register a new label set (validated first) and return its number."""
-        check_labels(labels, self.reserved)
-        cdef list items = sorted(labels.items(), key=_item_name)
-        cdef list flat = []
-        for name, value in items:
-            flat.append(name)
-            flat.append(value)
+    cdef Py_ssize_t add(self, tuple key, Py_hash_t h) except -1:
+        """Register a new (checked) label_key and return its number."""
         if self.count == self.hashes_capacity:
             self.grow_hashes()
         if 2 * (self.used + 1) > self.mask + 1:
             self.rebuild(2 * (self.count + 1))
-        self.label_sets.append(tuple(flat))
+        self.label_sets.append(key)
         self.hashes[self.count] = h
         self.count += 1
         self.place(h, <int>self.count)
@@ -269,29 +353,19 @@ cdef class SeriesTable:
             self.place(self.hashes[i], <int>(i + 1))
         return 0
 
-    cdef Py_ssize_t remove(self, dict labels) except -2:
-        """Forget `labels`; the last series takes its number.
-
-        Returns the removed number (callers move their last value there), or
-        -1 when `labels` is not in the table.
-        """
-        cdef Py_hash_t h = labels_hash(labels)
-        cdef Py_ssize_t pos = self.slot_of(h, labels)
-        cdef Py_ssize_t series, last, moved_pos
-        if pos < 0:
-            return -1
+    cdef Py_ssize_t remove_number(self, Py_ssize_t series) except -1:
+        """Forget `series`; the last series takes its number, which is returned
+        (callers move their values from there into `series`)."""
+        cdef Py_ssize_t last = self.count - 1
         self.hint_series = -1
-        series = self.index[pos] - 1
-        last = self.count - 1
-        self.index[pos] = DELETED
+        self.index[self.position_of_number(series)] = DELETED
         if series != last:
-            moved_pos = self.position_of_number(last)
-            self.index[moved_pos] = <int>(series + 1)
+            self.index[self.position_of_number(last)] = <int>(series + 1)
             self.label_sets[series] = self.label_sets[last]
             self.hashes[series] = self.hashes[last]
         del self.label_sets[last]
         self.count -= 1
-        return series
+        return last
 
     cdef Py_ssize_t position_of_number(self, Py_ssize_t series) noexcept:
         """Index position that holds `series` (which must be live)."""
@@ -308,19 +382,15 @@ cdef class SeriesTable:
         self.count = 0
         return self.rebuild(0)
 
-    cdef tuple items_at(self, Py_ssize_t series):
-        """The stored label set of `series` as a flat, name-sorted tuple."""
+    cdef tuple key_at(self, Py_ssize_t series):
+        """The label_key of `series`."""
         return <tuple>self.label_sets[series]
 
     cdef dict labels_at(self, Py_ssize_t series):
-        """A fresh dict of the labels of `series`."""
+        """A fresh dict of the label texts of `series`."""
         cdef tuple flat = <tuple>self.label_sets[series]
         cdef dict result = {}
         cdef Py_ssize_t i
         for i in range(0, len(flat), 2):
             result[flat[i]] = flat[i + 1]
         return result
-
-
-def _item_name(item):
-    return item[0]

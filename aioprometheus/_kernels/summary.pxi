@@ -1,9 +1,10 @@
 # Summary storage: per series a quantile estimator plus count and sum.
 
 cdef class SummaryCore(Metric):
-    """Observations summarised by count, sum and estimated quantiles."""
+    """Observations summarised by count, sum and estimated quantiles.
 
-    cdef list estimators          # series number -> QuantileEstimator
+    The per-series estimators are the Metric's `states`."""
+
     cdef unsigned long long* counts
     cdef double* sums
     cdef tuple invariant_pairs    # ((phi, eps), ...) as given
@@ -11,7 +12,7 @@ cdef class SummaryCore(Metric):
 
     def __cinit__(self, *args, **kwargs):
         self.series.reserved = "quantile"
-        self.estimators = []
+        self.states = []
 
     def __dealloc__(self):
         free(self.counts)
@@ -20,10 +21,12 @@ cdef class SummaryCore(Metric):
     def _set_invariants(self, invariants):
         """Fix the (quantile, error) targets; validated by building one estimator."""
         probe = QuantileEstimator(invariants)
-        if self.series.count:
+        pairs = probe.invariants
+        phis = tuple(sorted(phi for phi, _ in pairs))
+        if self.series.count:         # checked last: the above may run Python code
             raise ValueError("Invariants can only be set before the first observation")
-        self.invariant_pairs = probe.invariants
-        self.phis_sorted = tuple(sorted(phi for phi, _ in self.invariant_pairs))
+        self.invariant_pairs = pairs
+        self.phis_sorted = phis
 
     cdef Py_ssize_t samples_per_series(self):
         return len(self.phis_sorted) + 2
@@ -31,6 +34,13 @@ cdef class SummaryCore(Metric):
     @property
     def invariants(self):
         return self.invariant_pairs
+
+    @invariants.setter
+    def invariants(self, invariants):
+        self._set_invariants(invariants)
+
+    cdef object new_state(self):
+        return QuantileEstimator(self.invariant_pairs)
 
     cdef int reserve(self, Py_ssize_t n) except -1:
         cdef unsigned long long* c = <unsigned long long*>realloc(
@@ -48,26 +58,12 @@ cdef class SummaryCore(Metric):
     cdef int reset(self, Py_ssize_t series) except -1:
         self.counts[series] = 0
         self.sums[series] = 0.0
-        estimator = QuantileEstimator(self.invariant_pairs)
-        if series == len(self.estimators):
-            self.estimators.append(estimator)
-        else:
-            self.estimators[series] = estimator
         return 0
 
     cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
         self.counts[dst] = self.counts[src]
         self.sums[dst] = self.sums[src]
-        self.estimators[dst] = self.estimators[src]
         return 0
-
-    def _remove(self, labels):
-        Metric._remove(self, labels)
-        del self.estimators[self.series.count:]   # the moved (or removed) last one
-
-    def _clear(self):
-        Metric._clear(self)
-        self.estimators = []
 
     def observe(self, labels, value):
         """Add `value` to the series for `labels`."""
@@ -75,20 +71,45 @@ cdef class SummaryCore(Metric):
         if self.invariant_pairs is None:
             raise RuntimeError("Summary invariants were never set")
         cdef Py_ssize_t i = self.slot(labels)
-        (<QuantileEstimator>self.estimators[i]).insert(v)
+        self.estimator_at(i).insert(v)
         self.counts[i] += 1
         self.sums[i] += v
 
     cdef QuantileEstimator estimator_at(self, Py_ssize_t series):
-        return <QuantileEstimator>self.estimators[series]
+        return <QuantileEstimator>self.states[series]
 
-    def get(self, labels):
-        """{phi: estimate, ..., "count": n, "sum": s} for `labels`."""
-        cdef Py_ssize_t i = self.existing(labels)
+    cdef object read(self, Py_ssize_t i):
+        """{phi: estimate, ..., "count": n, "sum": s} of series `i` (C values
+        read first: building the dict may run the garbage collector)."""
         cdef QuantileEstimator est = self.estimator_at(i)
+        cdef unsigned long long count = self.counts[i]
+        cdef double total_sum = self.sums[i]
         cdef dict result = {}
         for phi, _ in self.invariant_pairs:
             result[phi] = est.query(phi)
-        result["count"] = self.counts[i]
-        result["sum"] = self.sums[i]
+        result["count"] = count
+        result["sum"] = total_sum
         return result
+
+    def get(self, labels):
+        """{phi: estimate, ..., "count": n, "sum": s} for `labels`."""
+        return self.read(self.existing(labels))
+
+    cdef object export_series(self, Py_ssize_t i):
+        return (self.counts[i], self.sums[i], self.estimator_at(i))
+
+    cdef int import_series(self, Py_ssize_t i, object data) except -1:
+        cdef unsigned long long count = data[0]
+        cdef double total_sum = data[1]
+        cdef QuantileEstimator est = data[2]
+        self.counts[i] = count
+        self.sums[i] = total_sum
+        self.states[i] = est
+        return 0
+
+    cdef object config(self):
+        return self.invariant_pairs
+
+    cdef int configure(self, object config) except -1:
+        self._set_invariants(config)
+        return 0

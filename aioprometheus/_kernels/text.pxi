@@ -6,10 +6,16 @@
 #
 # Labels are sorted by name (const labels merged in, `le`/`quantile` in their
 # place), as aioprometheus writes them.
-# Label values escape \\, \" and \n; values are exact integers when whole,
-# shortest round-trip floats otherwise, and NaN/+Inf/-Inf. Histogram buckets
-# come in bound order ending at le="+Inf" (== _count); summary quantiles in
-# increasing order.
+# Label values escape \\, \" and \n. Sample values are written as
+# aioprometheus 23.12 wrote them, which Prometheus reads exactly: integer
+# series as integers, float series as Python's repr of the float ("1.0",
+# "1e+20", "inf", "nan"); histogram samples are floats, a summary's count an
+# integer. Histogram buckets come in bound order ending at le="+Inf"
+# (== _count); summary quantiles in increasing order.
+#
+# The series loops call no Python code (every stored label is an exact str
+# and HELP text is checked when set), so no other thread or re-entrant call
+# can change a metric while it is being written.
 
 cdef class TextFamily:
     """Per-family state, encoded once per scrape: the metric's name, its const
@@ -44,7 +50,7 @@ cdef class SeriesLabels:
         cdef Py_ssize_t at = 0
         cdef int which
         cdef str name
-        cdef object value
+        cdef str value
         self.text.length = 0
         self.split = -1
         while True:
@@ -53,15 +59,15 @@ cdef class SeriesLabels:
                 break
             if which == NEXT_SERIES_LABEL:
                 name = <str>flat[at]
-                value = flat[at + 1]
+                value = <str>flat[at + 1]
             else:
                 name = <str>fam.const_names[at]
-                value = fam.const_values[at]
+                value = <str>fam.const_values[at]
             if self.split < 0 and fam.extra_name is not None and name > fam.extra_name:
                 self.split = self.text.length
             self.text.write_text(name)
             self.text.write(b'="', 2)
-            self.text.write_escaped(label_text(value), True)
+            self.text.write_escaped(value, True)
             self.text.write(b'",', 2)
         if self.split < 0:
             self.split = self.text.length
@@ -69,9 +75,9 @@ cdef class SeriesLabels:
 
 
 cdef int write_sample(Writer w, TextFamily fam, const char* suffix, SeriesLabels labels,
-                      bytes extra, double value, long long timestamp_ms) except -1:
+                      bytes extra, double value, bint as_int, long long timestamp_ms) except -1:
     """One sample line: name+suffix, {labels, the extra label in name order},
-    value, optional timestamp."""
+    value (an integer when `as_int`), optional timestamp."""
     cdef Writer text = labels.text
     w.write(fam.name, len(fam.name))
     w.write(suffix, strlen(suffix))
@@ -86,7 +92,7 @@ cdef int write_sample(Writer w, TextFamily fam, const char* suffix, SeriesLabels
             w.write(text.data + labels.split, text.length - labels.split)
         w.data[w.length - 1] = b'}'              # over the last label's comma
     w.write_byte(b' ')
-    w.write_double(value)
+    w.write_number(value, as_int)
     if timestamp_ms >= 0:
         w.write_byte(b' ')
         w.write_int(timestamp_ms)
@@ -108,11 +114,11 @@ cdef bytes extra_label(str name, double bound):
 
 cdef int write_header(Writer w, Metric metric, const char* kind) except -1:
     w.write(b"# HELP ", 7)
-    w.write_text(metric.name)
+    w.write_text(metric.metric_name)
     w.write_byte(b' ')
-    w.write_escaped(str(metric.doc), False)
+    w.write_escaped(metric.doc_text, False)
     w.write(b"\n# TYPE ", 8)
-    w.write_text(metric.name)
+    w.write_text(metric.metric_name)
     w.write_byte(b' ')
     w.write(kind, strlen(kind))
     w.write_byte(b'\n')
@@ -121,28 +127,31 @@ cdef int write_header(Writer w, Metric metric, const char* kind) except -1:
 
 cdef int write_scalar_text(Writer w, SeriesLabels lb, ScalarMetric m, long long ts) except -1:
     cdef TextFamily fam = TextFamily(m)
-    cdef Py_ssize_t i
-    for i in range(m.series.count):
-        lb.fill(fam, m.series.items_at(i))
-        write_sample(w, fam, b"", lb, None, m.values[i], ts)
+    cdef Py_ssize_t i = 0
+    while i < m.series.count:
+        lb.fill(fam, m.series.key_at(i))
+        write_sample(w, fam, b"", lb, None, m.values[i], not m.is_float[i], ts)
+        i += 1
     return 0
 
 
 cdef int write_histogram_text(Writer w, SeriesLabels lb, HistogramCore m, long long ts) except -1:
     cdef TextFamily fam = TextFamily(m, "le")
     cdef list les = [extra_label("le", m.bounds[b]) for b in range(m.nbounds)]
-    cdef Py_ssize_t i, b
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t b
     cdef unsigned long long running
     cdef unsigned long long* row
-    for i in range(m.series.count):
-        lb.fill(fam, m.series.items_at(i))
+    while i < m.series.count:
+        lb.fill(fam, m.series.key_at(i))
         row = m.counts + i * m.nbounds
         running = 0
         for b in range(m.nbounds):
             running += row[b]
-            write_sample(w, fam, b"_bucket", lb, <bytes>les[b], <double>running, ts)
-        write_sample(w, fam, b"_count", lb, None, <double>running, ts)
-        write_sample(w, fam, b"_sum", lb, None, m.sums[i], ts)
+            write_sample(w, fam, b"_bucket", lb, <bytes>les[b], <double>running, False, ts)
+        write_sample(w, fam, b"_count", lb, None, <double>running, False, ts)
+        write_sample(w, fam, b"_sum", lb, None, m.sums[i], False, ts)
+        i += 1
     return 0
 
 
@@ -150,15 +159,18 @@ cdef int write_summary_text(Writer w, SeriesLabels lb, SummaryCore m, long long 
     cdef TextFamily fam = TextFamily(m, "quantile")
     cdef tuple phis = m.phis_sorted
     cdef list quantile_labels = [extra_label("quantile", phi) for phi in phis]
-    cdef Py_ssize_t i, q
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t q
     cdef QuantileEstimator est
-    for i in range(m.series.count):
-        lb.fill(fam, m.series.items_at(i))
+    while i < m.series.count:
+        lb.fill(fam, m.series.key_at(i))
         est = m.estimator_at(i)
         for q in range(len(phis)):
-            write_sample(w, fam, b"", lb, <bytes>quantile_labels[q], est.query(phis[q]), ts)
-        write_sample(w, fam, b"_count", lb, None, <double>m.counts[i], ts)
-        write_sample(w, fam, b"_sum", lb, None, m.sums[i], ts)
+            write_sample(w, fam, b"", lb, <bytes>quantile_labels[q], est.query(phis[q]),
+                         False, ts)
+        write_sample(w, fam, b"_count", lb, None, <double>m.counts[i], True, ts)
+        write_sample(w, fam, b"_sum", lb, None, m.sums[i], False, ts)
+        i += 1
     return 0
 
 
@@ -167,10 +179,10 @@ def encode_text(metrics, long long timestamp_ms=-1):
 
     `timestamp_ms` >= 0 is appended to every sample.
     """
-    metrics = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics, 48))
+    cdef list metrics_list = list(metrics)
+    cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
     cdef SeriesLabels lb = SeriesLabels()
-    for metric in metrics:
+    for metric in metrics_list:
         if isinstance(metric, CounterCore):
             write_header(w, metric, b"counter")
             write_scalar_text(w, lb, metric, timestamp_ms)

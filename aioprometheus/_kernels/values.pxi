@@ -35,30 +35,42 @@ cdef class ScalarMetric(Metric):
         self.is_float[dst] = self.is_float[src]
         return 0
 
-    cdef inline void put(self, Py_ssize_t i, double v, object given) noexcept:
-        self.values[i] = v
-        if type(given) is not int and not isinstance(given, int):
-            self.is_float[i] = 1
-
-    cdef inline void plus(self, Py_ssize_t i, double v, object given) noexcept:
-        self.values[i] += v
-        if type(given) is not int and not isinstance(given, int):
-            self.is_float[i] = 1
-
     cdef object read(self, Py_ssize_t i):
         cdef double v = self.values[i]
         if not self.is_float[i] and -INT64_SAFE < v < INT64_SAFE:
             return <long long>v
         return v
 
+    cdef object export_series(self, Py_ssize_t i):
+        return (self.values[i], bool(self.is_float[i]))
+
+    cdef int import_series(self, Py_ssize_t i, object data) except -1:
+        self.values[i], self.is_float[i] = data
+        return 0
+
     def get(self, labels):
         """The value of the series for `labels`; KeyError if it does not exist."""
         return self.read(self.existing(labels))
 
     def set(self, labels, value):
-        """Set the series for `labels` to `value`."""
-        cdef double v = to_number(value, self)
-        self.put(self.slot(labels), v, value)
+        """Set the series for `labels` to `value` (a number, or a numeric str)."""
+        cdef bint is_int
+        cdef double v
+        if isinstance(value, str):
+            v = number_from_text(value, self, &is_int)
+        else:
+            v = to_number(value, self, &is_int)
+        cdef Py_ssize_t i = self.slot(labels)
+        self.values[i] = v
+        self.is_float[i] = not is_int
+
+    cdef int add_value(self, object labels, double v, bint is_int) except -1:
+        """Add `v` to the series for `labels` (a float makes the value a float)."""
+        cdef Py_ssize_t i = self.slot(labels)
+        self.values[i] += v
+        if not is_int:
+            self.is_float[i] = 1
+        return 0
 
 
 cdef class CounterCore(ScalarMetric):
@@ -66,16 +78,18 @@ cdef class CounterCore(ScalarMetric):
 
     def inc(self, labels):
         """Add 1 to the series for `labels`."""
-        self.values[self.slot(labels)] += 1.0
+        cdef Py_ssize_t i = self.slot(labels)
+        self.values[i] += 1.0
 
     def add(self, labels, value):
         """Add `value` (>= 0) to the series for `labels`."""
-        cdef double v = to_number(value, "Counter")
+        cdef bint is_int
+        cdef double v = to_number(value, "Counter", &is_int)
         if not v >= 0.0:
             if v != v:
                 raise ValueError("Counters can't be incremented by NaN")
             raise ValueError("Counters can't decrease")
-        self.plus(self.slot(labels), v, value)
+        self.add_value(labels, v, is_int)
 
 
 cdef class GaugeCore(ScalarMetric):
@@ -83,18 +97,22 @@ cdef class GaugeCore(ScalarMetric):
 
     def inc(self, labels):
         """Add 1 to the series for `labels`."""
-        self.values[self.slot(labels)] += 1.0
+        cdef Py_ssize_t i = self.slot(labels)
+        self.values[i] += 1.0
 
     def dec(self, labels):
         """Subtract 1 from the series for `labels`."""
-        self.values[self.slot(labels)] -= 1.0
+        cdef Py_ssize_t i = self.slot(labels)
+        self.values[i] -= 1.0
 
     def add(self, labels, value):
         """Add `value` (may be negative) to the series for `labels`."""
-        cdef double v = to_number(value, "Gauge")
-        self.plus(self.slot(labels), v, value)
+        cdef bint is_int
+        cdef double v = to_number(value, "Gauge", &is_int)
+        self.add_value(labels, v, is_int)
 
     def sub(self, labels, value):
         """Subtract `value` from the series for `labels`."""
-        cdef double v = to_number(value, "Gauge")
-        self.plus(self.slot(labels), -v, value)
+        cdef bint is_int
+        cdef double v = to_number(value, "Gauge", &is_int)
+        self.add_value(labels, -v, is_int)

@@ -11,6 +11,7 @@ cdef extern from "Python.h":
     void Py_XDECREF(PyObject* o)
     char* PyOS_double_to_string(double val, char format_code, int precision,
                                 int flags, int* ptype) except NULL
+    int PY_DTSF_ADD_DOT_0 "Py_DTSF_ADD_DOT_0"
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
 
 
@@ -25,9 +26,9 @@ ESCAPE_QUOTED[<unsigned char>b'\\'] = ESCAPE_QUOTED[<unsigned char>b'\n'] = 1
 ESCAPE_QUOTED[<unsigned char>b'"'] = 1
 ESCAPE_HELP[<unsigned char>b'\\'] = ESCAPE_HELP[<unsigned char>b'\n'] = 1
 
-# Doubles in this range that are whole numbers are written as integers.
+# Whole doubles in this range are written as integers (in integer series).
 cdef double INT64_SAFE = 9.2e18
-# Non-integral doubles in this range are tried as short decimal fractions
+# Doubles in this range are tried as short decimal fractions
 # first (Python's repr prints this range in fixed notation too).
 cdef double FIXED_MIN = 1e-4
 cdef double FIXED_MAX = 1e15
@@ -140,21 +141,17 @@ cdef class Writer:
             buf[pos] = b'-'
         return self.write(buf + pos, 24 - pos)
 
-    cdef int write_double(self, double v) except -1:
-        """A sample value as Prometheus reads it: whole numbers exactly, others
-        in the shortest form that round-trips, and NaN/+Inf/-Inf."""
+    cdef int write_number(self, double v, bint as_int) except -1:
+        """A sample value as aioprometheus 23.12 wrote it, which Prometheus
+        reads exactly: an integer series' whole value as its digits, any other
+        value as Python's repr of the float ("1.0", "0.25", "1e+20", "inf",
+        "nan")."""
         cdef char* text
-        if isnan(v):
-            return self.write(b"NaN", 3)
-        if isinf(v):
-            if v > 0:
-                return self.write(b"+Inf", 4)
-            return self.write(b"-Inf", 4)
-        if v == floor(v) and -INT64_SAFE < v < INT64_SAFE:
+        if as_int and v == floor(v) and -INT64_SAFE < v < INT64_SAFE:
             return self.write_int(<long long>v)
         if FIXED_MIN <= fabs(v) < FIXED_MAX and self.write_short_fixed(v):
             return 0
-        text = PyOS_double_to_string(v, b'r', 0, 0, NULL)
+        text = PyOS_double_to_string(v, b'r', 0, PY_DTSF_ADD_DOT_0, NULL)
         try:
             self.write(text, strlen(text))
         finally:
@@ -163,7 +160,8 @@ cdef class Writer:
 
     cdef bint write_short_fixed(self, double v) except -1:
         """Write `v` as D / 10**k with the fewest fractional digits k that
-        read back as exactly `v`; False (nothing written) if none up to 15.
+        read back as exactly `v` (at least one, as repr writes "1.0"); False
+        (nothing written) if none up to 15.
 
         D / 10**k, both exact doubles, is correctly rounded, as is the
         parse of the decimal text, so the check `D / 10**k == v` proves

@@ -1,7 +1,7 @@
 """The compiled series table against a plain-Python model.
 
-The model keys series by ``frozenset(labels.items())``: the content of the
-dict, independent of key order. The table must agree with it after any
+The model keys series by the label text they expose (``str`` of each
+value), independent of key order. The table must agree with it after any
 sequence of inserts, updates, deletes and iterations.
 """
 
@@ -20,6 +20,11 @@ values = st.one_of(
     st.sampled_from(["GET", "POST", "ü", "漢字", ""]),
 )
 label_sets = st.dictionaries(names, values, max_size=4)
+
+
+def exposed(labels: dict) -> frozenset:
+    """What identifies a series: its label names and value texts."""
+    return frozenset((k, str(v)) for k, v in labels.items())
 
 
 def reordered(labels: dict, data) -> dict:
@@ -41,18 +46,18 @@ class SeriesTableMachine(RuleBasedStateMachine):
     @rule(labels=label_sets, value=st.floats(-1e9, 1e9), data=st.data())
     def set_value(self, labels, value, data):
         self.gauge.set(reordered(labels, data), value)
-        self.model[frozenset(labels.items())] = value
+        self.model[exposed(labels)] = value
 
     @rule(labels=label_sets, data=st.data())
     def increment(self, labels, data):
         self.gauge.inc(reordered(labels, data))
-        key = frozenset(labels.items())
+        key = exposed(labels)
         self.model[key] = self.model.get(key, 0) + 1
 
     @rule(labels=label_sets, value=st.floats(-5, 5), data=st.data())
     def observe(self, labels, value, data):
         self.hist.observe(reordered(labels, data), value)
-        key = frozenset(labels.items())
+        key = exposed(labels)
         count, total, low = self.hist_model.get(key, (0, 0.0, 0))
         self.hist_model[key] = (count + 1, total + value, low + (value <= 0))
 
@@ -61,12 +66,12 @@ class SeriesTableMachine(RuleBasedStateMachine):
         self.reused.clear()
         self.reused.update(labels)
         self.gauge.inc(self.reused)
-        key = frozenset(labels.items())
+        key = exposed(labels)
         self.model[key] = self.model.get(key, 0) + 1
 
     @rule(labels=label_sets, data=st.data())
     def delete(self, labels, data):
-        key = frozenset(labels.items())
+        key = exposed(labels)
         try:
             del self.gauge.values[reordered(labels, data)]
         except KeyError:
@@ -83,7 +88,7 @@ class SeriesTableMachine(RuleBasedStateMachine):
 
     @rule(labels=label_sets, data=st.data())
     def get(self, labels, data):
-        key = frozenset(labels.items())
+        key = exposed(labels)
         try:
             got = self.gauge.get(reordered(labels, data))
         except KeyError:
@@ -96,14 +101,14 @@ class SeriesTableMachine(RuleBasedStateMachine):
         assert len(self.gauge.values) == len(self.model)
         seen = {}
         for labels, value in self.gauge.get_all():
-            seen[frozenset(labels.items())] = value
+            seen[exposed(labels)] = value
         assert seen.keys() == self.model.keys()
         for key, value in seen.items():
             assert math.isclose(value, self.model[key], rel_tol=1e-12, abs_tol=1e-6)
 
     @invariant()
     def histograms_match_model(self):
-        got = {frozenset(labels.items()): v for labels, v in self.hist.get_all()}
+        got = {exposed(labels): v for labels, v in self.hist.get_all()}
         assert got.keys() == self.hist_model.keys()
         for key, (count, total, low) in self.hist_model.items():
             assert got[key]["count"] == count

@@ -36,7 +36,7 @@ def test_exact_counter_and_gauge_output(registry):
         "# HELP temperature Temp\n"
         "# TYPE temperature gauge\n"
         "temperature 21.5\n"
-        'temperature{room="b"} -Inf\n'
+        'temperature{room="b"} -inf\n'
     )
 
 
@@ -51,15 +51,20 @@ def test_collectors_are_sorted_by_name(registry):
     assert names == ["alpha", "mid", "zeta"]
 
 
-def test_integral_values_without_loss(registry):
+def test_values_written_as_23_12_wrote_them_without_loss(registry):
+    """Float series as repr(float), as aioprometheus 23.12's f"{value}" wrote
+    them; integer series as their digits."""
     g = Gauge("g", "doc", registry=registry)
     g.set({"v": "big"}, 2.0**62)
     g.set({"v": "neg"}, -12345678901234.0)
     g.set({"v": "huge"}, 1e300)
     g.set({"v": "tiny"}, 1e-300)
+    g.set({"v": "int"}, 2**62)
     text = text_of(registry)
-    assert 'g{v="big"} 4611686018427387904\n' in text
-    assert 'g{v="neg"} -12345678901234\n' in text
+    assert 'g{v="big"} 4.611686018427388e+18\n' in text
+    assert 'g{v="neg"} -12345678901234.0\n' in text
+    assert 'g{v="huge"} 1e+300\n' in text
+    assert 'g{v="int"} 4611686018427387904\n' in text
     values = {
         s.labels["v"]: s.value
         for f in text_string_to_metric_families(text)
@@ -70,6 +75,7 @@ def test_integral_values_without_loss(registry):
         "neg": -12345678901234.0,
         "huge": 1e300,
         "tiny": 1e-300,
+        "int": 2.0**62,
     }
 
 
@@ -78,10 +84,10 @@ def test_histogram_output_order(registry):
     h.observe({"r": "x"}, 0.2)
     h.observe({"r": "x"}, 3)
     assert text_of(registry).splitlines()[2:] == [
-        'latency_seconds_bucket{le="0.5",r="x"} 1',
-        'latency_seconds_bucket{le="1.0",r="x"} 1',
-        'latency_seconds_bucket{le="+Inf",r="x"} 2',
-        'latency_seconds_count{r="x"} 2',
+        'latency_seconds_bucket{le="0.5",r="x"} 1.0',
+        'latency_seconds_bucket{le="1.0",r="x"} 1.0',
+        'latency_seconds_bucket{le="+Inf",r="x"} 2.0',
+        'latency_seconds_count{r="x"} 2.0',
         'latency_seconds_sum{r="x"} 3.2',
     ]
 
@@ -91,10 +97,10 @@ def test_summary_quantiles_in_increasing_order(registry):
     s.observe({}, 1)
     lines = text_of(registry).splitlines()[2:]
     assert lines == [
-        's{quantile="0.1"} 1',
-        's{quantile="0.9"} 1',
+        's{quantile="0.1"} 1.0',
+        's{quantile="0.9"} 1.0',
         "s_count 1",
-        "s_sum 1",
+        "s_sum 1.0",
     ]
 
 
@@ -107,7 +113,7 @@ def test_labels_sorted_by_name_and_series_label_overrides_const_label(registry):
     assert 'c{app="x",code="200",env="prod",zone="b"} 1\n' in text
     s = Summary("s", "doc", const_labels={"z": "1"}, registry=registry)
     s.observe({"a": "2"}, 1)
-    assert 's{a="2",quantile="0.5",z="1"} 1\n' in text_of(registry)
+    assert 's{a="2",quantile="0.5",z="1"} 1.0\n' in text_of(registry)
 
 
 def test_timestamp_option(registry):
