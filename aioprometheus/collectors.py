@@ -97,7 +97,14 @@ class Collector(_core.Metric):
         return self.get(labels)
 
     def get_all(self) -> List[Tuple[LabelsType, Any]]:
-        """``[(labels, value), ...]`` for every series."""
+        """``[(labels, value), ...]`` for every series.
+
+        Read in one go from the core (so a series removed meanwhile by another
+        thread cannot make it fail), unless a subclass overrides ``get``:
+        then through that, as aioprometheus 23.12 did.
+        """
+        if type(self).get in _CORE_GETS:
+            return self._items()
         return [(labels, self.get(labels)) for labels in self._label_sets()]
 
     def __eq__(self, other: object) -> bool:
@@ -243,6 +250,14 @@ class Registry:
         """Deregister everything (handy between tests)."""
         self.collectors.clear()
 
+
+# get() as the core and this module define it: get_all() may bypass these
+_CORE_GETS = (
+    Collector.get,
+    _core.ScalarMetric.get,
+    _core.HistogramCore.get,
+    _core.SummaryCore.get,
+)
 
 REGISTRY = Registry()
 
