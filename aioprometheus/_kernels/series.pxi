@@ -22,7 +22,9 @@ cdef extern from "Python.h":
     str PyUnicode_FromObject(object o)
     Py_ssize_t PyTuple_GET_SIZE(object t)
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
+    PyObject* PyList_GET_ITEM(object l, Py_ssize_t i)
     bint is_exact_str "PyUnicode_CheckExact"(PyObject* o)
+    int PyUnicode_Compare(PyObject* a, PyObject* b) noexcept
 
 cdef extern from *:
     """
@@ -38,6 +40,12 @@ cdef extern from *:
     }
     """
     Py_hash_t aiop_hash(PyObject* o) except? -1
+    Py_hash_t str_hash "aiop_hash"(PyObject* o) noexcept
+
+
+cdef inline bint str_equal(PyObject* a, PyObject* b) noexcept:
+    """Equality of two exact str (cannot fail, calls nothing)."""
+    return PyUnicode_Compare(a, b) == 0
 
 cdef enum:
     EMPTY = 0
@@ -65,23 +73,43 @@ cdef inline Py_hash_t finish_hash(Py_uhash_t acc) noexcept:
     return <Py_hash_t>acc
 
 
-cdef bint plain_hash(dict labels, Py_hash_t* out) except -1:
-    """Hash a dict whose keys and values are all exact str; False (and no
-    hash) as soon as one is not, before any call on it."""
+cdef enum:
+    MAX_PLAIN_LABELS = 16    # larger label sets take the label_key path
+
+
+ctypedef struct PlainItems:
+    # A dict's items, borrowed: valid while no Python code runs, which is
+    # all the time the plain path needs them.
+    Py_ssize_t n
+    PyObject* names[MAX_PLAIN_LABELS]
+    PyObject* values[MAX_PLAIN_LABELS]
+
+
+cdef bint collect_plain(dict labels, PlainItems* items, Py_hash_t* out) noexcept:
+    """Walk a dict once: its items and their hash, if every name and value is
+    an exact str (no call is made on anything); False as soon as one is not."""
     cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t n = 0
     cdef PyObject* key
     cdef PyObject* value
     cdef Py_uhash_t acc = <Py_uhash_t>PyDict_GET_SIZE(labels)
+    if PyDict_GET_SIZE(labels) > MAX_PLAIN_LABELS:
+        return False
     while PyDict_Next(labels, &pos, &key, &value):
         if not is_exact_str(key) or not is_exact_str(value):
             return False
-        acc += mix_item(<Py_uhash_t>aiop_hash(key), <Py_uhash_t>aiop_hash(value))
+        # exact str hashes cannot fail (nor call anything)
+        acc += mix_item(<Py_uhash_t>str_hash(key), <Py_uhash_t>str_hash(value))
+        items.names[n] = key
+        items.values[n] = value
+        n += 1
+    items.n = n
     out[0] = finish_hash(acc)
     return True
 
 
 cdef Py_hash_t flat_hash(tuple flat) except? -1:
-    """The hash plain_hash gives a dict of the same (exact str) content."""
+    """The hash collect_plain gives a dict of the same (exact str) content."""
     cdef Py_ssize_t n = PyTuple_GET_SIZE(flat)
     cdef Py_uhash_t acc = <Py_uhash_t>(n // 2)
     cdef Py_ssize_t i
@@ -183,36 +211,63 @@ def check_labels(dict labels, str reserved=None):
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-cdef bint plain_matches(tuple stored, dict labels) except -1:
-    """True when `labels` holds exactly the label set `stored` as exact str
-    (False at the first item that is not, before any call on it, so no
-    Python code runs). Names are found by identity first: they are usually
-    the same interned objects."""
+cdef bint same_objects(tuple stored, dict labels) noexcept:
+    """True when every item of `labels` is, object for object, a name and its
+    value in `stored` (so exact str): a match proven without comparing or
+    calling anything. Stops at the first item that is not."""
     cdef Py_ssize_t n = PyTuple_GET_SIZE(stored)
     cdef Py_ssize_t pos = 0
-    cdef Py_ssize_t i, at
+    cdef Py_ssize_t i
     cdef PyObject* key
     cdef PyObject* value
-    cdef PyObject* want
     if n != 2 * PyDict_GET_SIZE(labels):
         return False
     while PyDict_Next(labels, &pos, &key, &value):
-        if not is_exact_str(key) or not is_exact_str(value):
+        i = 0
+        while i < n and PyTuple_GET_ITEM(stored, i) != key:
+            i += 2
+        if i >= n or PyTuple_GET_ITEM(stored, i + 1) != value:
             return False
-        at = -1
-        for i in range(0, n, 2):
-            if PyTuple_GET_ITEM(stored, i) == key:
-                at = i
-                break
-        if at < 0:
-            for i in range(0, n, 2):
-                if PyObject_RichCompareBool(PyTuple_GET_ITEM(stored, i), key, Py_EQ):
-                    at = i
-                    break
-            if at < 0:
+    return True
+
+
+cdef bint items_match(tuple stored, PlainItems* items) noexcept:
+    """True when `items` are exactly the label set `stored`: names and values
+    by identity first (they are usually the very objects stored), else as
+    equal exact str, compared in C without calling anything."""
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(stored)
+    cdef Py_ssize_t k, i
+    cdef PyObject* name
+    cdef PyObject* value
+    cdef PyObject* want
+    if n != 2 * items.n:
+        return False
+    for k in range(items.n):
+        name = items.names[k]
+        i = 0
+        while i < n and PyTuple_GET_ITEM(stored, i) != name:
+            i += 2
+        if i >= n:
+            i = 0
+            while i < n and not str_equal(PyTuple_GET_ITEM(stored, i), name):
+                i += 2
+            if i >= n:
                 return False
-        want = PyTuple_GET_ITEM(stored, at + 1)
-        if want != value and not PyObject_RichCompareBool(want, value, Py_EQ):
+        want = PyTuple_GET_ITEM(stored, i + 1)
+        value = items.values[k]
+        if want != value and not str_equal(want, value):
+            return False
+    return True
+
+
+cdef bint flat_equal(tuple a, tuple b) noexcept:
+    """Equality of two label_key tuples (exact str throughout: calls nothing)."""
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(a)
+    cdef Py_ssize_t i
+    if n != PyTuple_GET_SIZE(b):
+        return False
+    for i in range(n):
+        if not str_equal(PyTuple_GET_ITEM(a, i), PyTuple_GET_ITEM(b, i)):
             return False
     return True
 
@@ -235,9 +290,10 @@ cdef class SeriesTable:
     cdef readonly Py_ssize_t count
     cdef readonly str reserved  # the label name this metric kind keeps for itself
     # The dict object the last plain lookup came with, and its series: hot
-    # loops usually pass the same dict again, and then one comparison of its
-    # items with that series' labels replaces hashing and probing. Only the
-    # address is kept (never dereferenced), and a hit is confirmed by content.
+    # loops usually pass the same dict again, and then one identity check of
+    # its items against that series' labels replaces hashing and probing.
+    # Only the address is kept (never dereferenced); a hit is confirmed by
+    # the items being the very objects stored.
     cdef void* hint_dict
     cdef Py_ssize_t hint_series
 
@@ -256,9 +312,9 @@ cdef class SeriesTable:
         free(self.index)
         free(self.hashes)
 
-    cdef Py_ssize_t probe(self, Py_hash_t h, object key, bint is_dict) except -2:
-        """Index position holding the series for `key` (a plain dict or a
-        label_key tuple), or -1."""
+    cdef Py_ssize_t probe(self, Py_hash_t h, tuple key, PlainItems* items) noexcept:
+        """Index position holding the series of hash `h` whose labels are
+        `key` (a label_key tuple) or, when `key` is None, `items`; or -1."""
         cdef Py_uhash_t perturb = <Py_uhash_t>h
         cdef Py_ssize_t pos = <Py_ssize_t>(perturb & <Py_uhash_t>self.mask)
         cdef Py_ssize_t entry
@@ -268,28 +324,29 @@ cdef class SeriesTable:
             if entry == EMPTY:
                 return -1
             if entry > 0 and self.hashes[entry - 1] == h:
-                stored = <tuple>self.label_sets[entry - 1]
-                if is_dict:
-                    if plain_matches(stored, <dict>key):
+                stored = <tuple>PyList_GET_ITEM(self.label_sets, entry - 1)
+                if key is None:
+                    if items_match(stored, items):
                         return pos
-                elif stored is key or stored == key:
+                elif stored is key or flat_equal(stored, key):
                     return pos
             perturb >>= 5
             pos = <Py_ssize_t>((<Py_uhash_t>pos * 5 + perturb + 1) & <Py_uhash_t>self.mask)
 
-    cdef Py_ssize_t find_plain(self, dict labels) except -2:
+    cdef Py_ssize_t find_plain(self, dict labels) noexcept:
         """Series number for `labels`, -1 when there is none, or NOT_PLAIN
         when the dict holds something other than exact str (then nothing was
         called on it: the caller builds its label_key)."""
-        cdef Py_ssize_t series = self.hint_series
+        cdef PlainItems items
         cdef Py_hash_t h
+        cdef Py_ssize_t series = self.hint_series
         cdef Py_ssize_t pos
         if (series >= 0 and self.hint_dict == <void*>labels and series < self.count
-                and plain_matches(<tuple>self.label_sets[series], labels)):
+                and same_objects(<tuple>PyList_GET_ITEM(self.label_sets, series), labels)):
             return series
-        if not plain_hash(labels, &h):
+        if not collect_plain(labels, &items, &h):
             return NOT_PLAIN
-        pos = self.probe(h, labels, True)
+        pos = self.probe(h, None, &items)
         if pos < 0:
             return -1
         series = self.index[pos] - 1
@@ -299,7 +356,7 @@ cdef class SeriesTable:
 
     cdef Py_ssize_t find_key(self, tuple key, Py_hash_t h) noexcept:
         """Series number for a label_key tuple of hash `h`, or -1."""
-        cdef Py_ssize_t pos = self.probe(h, key, False)
+        cdef Py_ssize_t pos = self.probe(h, key, NULL)
         if pos < 0:
             return -1
         return self.index[pos] - 1
