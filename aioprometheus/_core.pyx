@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, autotestdict=False
 """The compiled core of aioprometheus.
 
 One extension module built from focused kernels, each in its own file:
