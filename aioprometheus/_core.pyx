@@ -11,9 +11,10 @@ cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free
 from cpython.object cimport Py_EQ, PyObject
-from libc.math cimport INFINITY, fabs, floor, isinf, isnan, nearbyint
-from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset, strlen
+from libc.math cimport INFINITY, NAN, fabs, floor, isinf, isnan, nearbyint
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.string cimport memcpy, memmove, memset, strlen
 
 include "_kernels/writer.pxi"
 include "_kernels/series.pxi"

@@ -19,8 +19,6 @@
 # for the length, the body is written, and if the length needs more than one
 # varint byte the body is moved up to make room.
 
-from libc.string cimport memmove
-
 # wire tags: (field number << 3) | wire type; 0 varint, 1 fixed64, 2 length-delimited
 cdef enum:
     TAG1_VARINT = 0x08

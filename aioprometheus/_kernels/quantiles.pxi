@@ -5,27 +5,23 @@
 # error bound and its proof.  Everything on the observe path is plain C: a
 # double buffer, a tuple array, malloc/realloc/free, an LSD radix sort.
 
-cimport cython
-from libc.math cimport NAN, floor
-from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcpy, memmove, memset
+# (the shared C imports are in _core.pyx)
 
 
-ctypedef struct _QTuple:
+ctypedef struct GKTuple:
     double v      # a stored observation
     int64_t g     # rmin(this) - rmin(previous stored tuple)
     int64_t d     # rmax(this) - rmin(this)
 
 
 cdef enum:
-    _Q_BUF_FIRST = 16       # first buffer allocation (doubles), on first insert
-    _Q_BUF_MAX = 2048       # buffer size at which a batch is merged ...
-    _Q_BUF_LIMIT = 16384    # ... unless the summary is larger (tiny eps)
-    _Q_SMALL_SORT = 32      # insertion sort below this batch size
+    PENDING_FIRST = 16       # first buffer allocation (doubles), on first insert
+    PENDING_MAX = 2048       # buffer size at which a batch is merged ...
+    PENDING_LIMIT = 16384    # ... unless the summary is larger (tiny eps)
+    SMALL_SORT = 32      # insertion sort below this batch size
 
 
-cdef inline uint64_t _q_key(double x) noexcept nogil:
+cdef inline uint64_t sort_key(double x) noexcept nogil:
     # Map a non-NaN double to an unsigned key with the same order
     # (-inf < negatives < -0.0 < +0.0 < positives < +inf).
     cdef uint64_t u
@@ -35,7 +31,7 @@ cdef inline uint64_t _q_key(double x) noexcept nogil:
     return u | (<uint64_t>1 << 63)
 
 
-cdef inline double _q_unkey(uint64_t u) noexcept nogil:
+cdef inline double from_sort_key(uint64_t u) noexcept nogil:
     cdef double x
     if u >> 63:
         u &= ~(<uint64_t>1 << 63)
@@ -45,13 +41,13 @@ cdef inline double _q_unkey(uint64_t u) noexcept nogil:
     return x
 
 
-cdef int _q_cmp_double(const void* a, const void* b) noexcept nogil:
+cdef int compare_doubles(const void* a, const void* b) noexcept nogil:
     cdef double x = (<const double*>a)[0]
     cdef double y = (<const double*>b)[0]
     return (x > y) - (x < y)
 
 
-cdef void _q_sort(double* a, Py_ssize_t m) noexcept nogil:
+cdef void sort_doubles(double* a, Py_ssize_t m) noexcept nogil:
     """Sort m non-NaN doubles ascending, in place."""
     cdef Py_ssize_t i, j, b, c, off
     cdef double x
@@ -62,7 +58,7 @@ cdef void _q_sort(double* a, Py_ssize_t m) noexcept nogil:
     cdef uint32_t* cnt
     cdef uint32_t counts[8 * 256]
     cdef int shift
-    if m < _Q_SMALL_SORT:
+    if m < SMALL_SORT:
         for i in range(1, m):
             x = a[i]
             j = i - 1
@@ -73,14 +69,14 @@ cdef void _q_sort(double* a, Py_ssize_t m) noexcept nogil:
         return
     src = <uint64_t*>malloc(2 * m * sizeof(uint64_t))
     if src == NULL:
-        qsort(a, m, sizeof(double), _q_cmp_double)
+        qsort(a, m, sizeof(double), compare_doubles)
         return
     dst = src + m
     # LSD radix sort, 8 passes of 8 bits; one counting pass for all digits,
     # passes whose digit is the same for every key are skipped.
     memset(counts, 0, sizeof(counts))
     for i in range(m):
-        key = _q_key(a[i])
+        key = sort_key(a[i])
         src[i] = key
         counts[key & 255] += 1
         counts[256 + ((key >> 8) & 255)] += 1
@@ -109,12 +105,12 @@ cdef void _q_sort(double* a, Py_ssize_t m) noexcept nogil:
         src = dst
         dst = tmp
     for i in range(m):
-        a[i] = _q_unkey(src[i])
+        a[i] = from_sort_key(src[i])
     # the allocation starts at whichever of src/dst is lower
     free(src if src < dst else dst)
 
 
-cdef inline int64_t _q_threshold(double eps, int64_t n) noexcept nogil:
+cdef inline int64_t compress_threshold(double eps, int64_t n) noexcept nogil:
     # floor(2 * eps * n), nudged down so floating-point rounding can only
     # make the summary stricter, never looser than the proven bound.
     cdef double t = 2.0 * eps * <double>n
@@ -177,15 +173,15 @@ cdef class QuantileEstimator:
     an estimator that has seen no (non-NaN) value returns NaN.
     """
 
-    cdef double* _buf
-    cdef Py_ssize_t _buf_len
-    cdef Py_ssize_t _buf_cap
-    cdef _QTuple* _tup
-    cdef Py_ssize_t _ntup
-    cdef Py_ssize_t _tup_cap
-    cdef int64_t _n            # values merged into the summary
-    cdef double _eps           # smallest eps of the invariants
-    cdef tuple _invariants
+    cdef double* pending
+    cdef Py_ssize_t npending
+    cdef Py_ssize_t pending_cap
+    cdef GKTuple* tuples
+    cdef Py_ssize_t ntuples
+    cdef Py_ssize_t tuples_cap
+    cdef int64_t merged            # values merged into the summary
+    cdef double eps_min           # smallest eps of the invariants
+    cdef tuple invariant_pairs
 
     def __cinit__(self, invariants=DEFAULT_QUANTILE_INVARIANTS):
         cdef list checked = []
@@ -228,19 +224,19 @@ cdef class QuantileEstimator:
             checked.append((phi, eps))
             if eps < min_eps:
                 min_eps = eps
-        self._invariants = tuple(checked)
-        self._eps = min_eps
-        self._buf = NULL
-        self._buf_len = 0
-        self._buf_cap = 0
-        self._tup = NULL
-        self._ntup = 0
-        self._tup_cap = 0
-        self._n = 0
+        self.invariant_pairs = tuple(checked)
+        self.eps_min = min_eps
+        self.pending = NULL
+        self.npending = 0
+        self.pending_cap = 0
+        self.tuples = NULL
+        self.ntuples = 0
+        self.tuples_cap = 0
+        self.merged = 0
 
     def __dealloc__(self):
-        free(self._buf)
-        free(self._tup)
+        free(self.pending)
+        free(self.tuples)
 
     # ---------------------------------------------------------------- hot path
 
@@ -248,65 +244,65 @@ cdef class QuantileEstimator:
         """Add one observation; NaN is ignored.  Amortised O(log) C work."""
         if value != value:
             return
-        if self._buf_len >= self._buf_cap:
-            if not self._make_room():
+        if self.npending >= self.pending_cap:
+            if not self.make_room():
                 return  # out of memory: the observation is dropped
-        self._buf[self._buf_len] = value
-        self._buf_len += 1
+        self.pending[self.npending] = value
+        self.npending += 1
 
-    cdef int _make_room(self) noexcept:
-        # Grow the buffer (x4) up to _Q_BUF_MAX, further (x2, up to
-        # _Q_BUF_LIMIT) while the summary holds more tuples than the buffer
+    cdef int make_room(self) noexcept:
+        # Grow the buffer (x4) up to PENDING_MAX, further (x2, up to
+        # PENDING_LIMIT) while the summary holds more tuples than the buffer
         # (so a merge costs O(1) per inserted value); else merge.
-        cdef Py_ssize_t cap = self._buf_cap
+        cdef Py_ssize_t cap = self.pending_cap
         cdef double* nb
-        if cap < _Q_BUF_MAX or (cap < self._ntup and cap < _Q_BUF_LIMIT):
+        if cap < PENDING_MAX or (cap < self.ntuples and cap < PENDING_LIMIT):
             if cap == 0:
-                cap = _Q_BUF_FIRST
-            elif cap < _Q_BUF_MAX:
+                cap = PENDING_FIRST
+            elif cap < PENDING_MAX:
                 cap = cap * 4
-                if cap > _Q_BUF_MAX:
-                    cap = _Q_BUF_MAX
+                if cap > PENDING_MAX:
+                    cap = PENDING_MAX
             else:
                 cap = cap * 2
-            nb = <double*>realloc(self._buf, cap * sizeof(double))
+            nb = <double*>realloc(self.pending, cap * sizeof(double))
             if nb != NULL:
-                self._buf = nb
-                self._buf_cap = cap
+                self.pending = nb
+                self.pending_cap = cap
                 return 1
-            if self._buf_len == 0:
+            if self.npending == 0:
                 return 0
-        return self._flush()
+        return self.merge_pending()
 
-    cdef int _flush(self) noexcept:
+    cdef int merge_pending(self) noexcept:
         """Sort the buffer and merge it into the summary, compressing.
 
         Returns 1 on success, 0 if memory ran out (summary and buffer are
         then left unchanged)."""
-        cdef Py_ssize_t m = self._buf_len
-        cdef Py_ssize_t k = self._ntup
+        cdef Py_ssize_t m = self.npending
+        cdef Py_ssize_t k = self.ntuples
         cdef Py_ssize_t need, cap, i, j, w, end
-        cdef _QTuple* tup
+        cdef GKTuple* tup
         cdef double* buf
         cdef double v
         cdef int64_t g, d, nd, T, n_new
         if m == 0:
             return 1
         need = k + m
-        if need > self._tup_cap:
-            cap = self._tup_cap + self._tup_cap // 2
+        if need > self.tuples_cap:
+            cap = self.tuples_cap + self.tuples_cap // 2
             if cap < need:
                 cap = need
-            tup = <_QTuple*>realloc(self._tup, cap * sizeof(_QTuple))
+            tup = <GKTuple*>realloc(self.tuples, cap * sizeof(GKTuple))
             if tup == NULL:
                 return 0
-            self._tup = tup
-            self._tup_cap = cap
-        buf = self._buf
-        _q_sort(buf, m)
-        n_new = self._n + m
-        T = _q_threshold(self._eps, n_new)
-        tup = self._tup
+            self.tuples = tup
+            self.tuples_cap = cap
+        buf = self.pending
+        sort_doubles(buf, m)
+        n_new = self.merged + m
+        T = compress_threshold(self.eps_min, n_new)
+        tup = self.tuples
         # Merge from the back, in place: the output position w never reaches
         # an unread old tuple (w - 1 >= number of items still to emit).
         # A batch value sorts after old tuples with an equal value (it
@@ -341,18 +337,18 @@ cdef class QuantileEstimator:
                 tup[w].d = d
         k = end - w
         if w > 0:
-            memmove(tup, tup + w, k * sizeof(_QTuple))
-        self._ntup = k
+            memmove(tup, tup + w, k * sizeof(GKTuple))
+        self.ntuples = k
         # Give back the merge room when it is most of the array, so an idle
         # series keeps about k tuples (the next merge reallocs again).
-        if self._tup_cap > 2 * k + 64:
+        if self.tuples_cap > 2 * k + 64:
             cap = k + k // 2 + 16
-            tup = <_QTuple*>realloc(self._tup, cap * sizeof(_QTuple))
+            tup = <GKTuple*>realloc(self.tuples, cap * sizeof(GKTuple))
             if tup != NULL:
-                self._tup = tup
-                self._tup_cap = cap
-        self._n = n_new
-        self._buf_len = 0
+                self.tuples = tup
+                self.tuples_cap = cap
+        self.merged = n_new
+        self.npending = 0
         return 1
 
     # ------------------------------------------------------------------ query
@@ -364,18 +360,18 @@ cdef class QuantileEstimator:
         is within ``eps*n`` of ``phi*n`` (eps = smallest invariant eps)."""
         cdef Py_ssize_t t
         cdef double r, rmin, rmax, err, best, result
-        cdef _QTuple* tup
+        cdef GKTuple* tup
         if not (0.0 <= phi <= 1.0):
             raise ValueError(f"quantile phi must be in [0, 1], got {phi!r}")
-        self._flush()
-        if self._ntup == 0:
+        self.merge_pending()
+        if self.ntuples == 0:
             return NAN
-        tup = self._tup
-        r = phi * <double>self._n
+        tup = self.tuples
+        r = phi * <double>self.merged
         rmin = 0.0
-        best = <double>self._n + 1.0
+        best = <double>self.merged + 1.0
         result = tup[0].v
-        for t in range(self._ntup):
+        for t in range(self.ntuples):
             rmin += <double>tup[t].g
             if rmin - r > best:
                 break  # every later tuple has max(.) >= rmax - r >= rmin - r
@@ -396,54 +392,54 @@ cdef class QuantileEstimator:
 
     def reset(self):
         """Forget every observation (keeps the invariants)."""
-        free(self._buf)
-        free(self._tup)
-        self._buf = NULL
-        self._tup = NULL
-        self._buf_len = self._buf_cap = 0
-        self._ntup = self._tup_cap = 0
-        self._n = 0
+        free(self.pending)
+        free(self.tuples)
+        self.pending = NULL
+        self.tuples = NULL
+        self.npending = self.pending_cap = 0
+        self.ntuples = self.tuples_cap = 0
+        self.merged = 0
 
     @property
     def invariants(self):
         """The validated invariants as a tuple of (phi, eps) float tuples."""
-        return self._invariants
+        return self.invariant_pairs
 
     @property
     def eps(self):
         """The rank error bound actually guaranteed (smallest invariant eps)."""
-        return self._eps
+        return self.eps_min
 
     @property
     def inserted(self):
         """Number of (non-NaN) values inserted so far."""
-        return self._n + self._buf_len
+        return self.merged + self.npending
 
     def __sizeof__(self):
         """Bytes held: the object plus its C buffer and tuple array."""
         return (
             object.__sizeof__(self)
-            + self._buf_cap * sizeof(double)
-            + self._tup_cap * sizeof(_QTuple)
+            + self.pending_cap * sizeof(double)
+            + self.tuples_cap * sizeof(GKTuple)
         )
 
     def __reduce__(self):
         """Pickle and copy: the summary tuples and the pending buffer as they are."""
-        tuples = [(self._tup[t].v, self._tup[t].g, self._tup[t].d) for t in range(self._ntup)]
-        pending = [self._buf[b] for b in range(self._buf_len)]
-        return (restore_estimator, (self._invariants, self._n, tuples, pending))
+        tuples = [(self.tuples[t].v, self.tuples[t].g, self.tuples[t].d) for t in range(self.ntuples)]
+        pending = [self.pending[b] for b in range(self.npending)]
+        return (restore_estimator, (self.invariant_pairs, self.merged, tuples, pending))
 
     cdef int load(self, int64_t n, list tuples, list pending) except -1:
         cdef Py_ssize_t t
-        cdef _QTuple* tup = <_QTuple*>malloc((len(tuples) or 1) * sizeof(_QTuple))
+        cdef GKTuple* tup = <GKTuple*>malloc((len(tuples) or 1) * sizeof(GKTuple))
         if tup == NULL:
             raise MemoryError()
         for t in range(len(tuples)):
             tup[t].v, tup[t].g, tup[t].d = tuples[t]
         self.reset()
-        self._tup = tup
-        self._ntup = self._tup_cap = len(tuples)
-        self._n = n
+        self.tuples = tup
+        self.ntuples = self.tuples_cap = len(tuples)
+        self.merged = n
         for value in pending:
             self.insert(value)
         return 0
@@ -452,18 +448,18 @@ cdef class QuantileEstimator:
         """For tests: the summary as a list of (value, rmin, rmax)."""
         cdef Py_ssize_t t
         cdef int64_t rmin = 0
-        self._flush()
+        self.merge_pending()
         out = []
-        for t in range(self._ntup):
-            rmin += self._tup[t].g
-            out.append((self._tup[t].v, rmin, rmin + self._tup[t].d))
+        for t in range(self.ntuples):
+            rmin += self.tuples[t].g
+            out.append((self.tuples[t].v, rmin, rmin + self.tuples[t].d))
         return out
 
     @property
     def stored_samples(self):
         """Number of tuples kept in the summary, after merging the buffer."""
-        self._flush()
-        return self._ntup
+        self.merge_pending()
+        return self.ntuples
 
 
 def restore_estimator(invariants, n, tuples, pending):
