@@ -4,12 +4,14 @@
 It simulates a service handling requests on a few routes and exposes its
 metrics (a counter, a gauge, a histogram and a summary) at
 ``http://127.0.0.1:8000/metrics``. Point a browser, ``curl`` or Prometheus at
-it. Stop it with Ctrl-C (or SIGTERM).
+it. Stop it with Ctrl-C (or SIGTERM). ``$AIOPROMETHEUS_DEMO_PORT`` changes the
+default port, so a wrapper (or a test) can run the bare command elsewhere.
 """
 
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -19,6 +21,7 @@ from .collectors import Counter, Gauge, Histogram, Registry, Summary
 from .service import Service
 
 _package = "aioprometheus"
+PORT_ENV = "AIOPROMETHEUS_DEMO_PORT"
 ROUTES = ("/", "/users", "/users/{user_id}", "/orders")
 
 
@@ -113,11 +116,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         default="127.0.0.1",
         help="address to listen on (default: %(default)s)",
     )
+    try:
+        default_port = int(os.environ.get(PORT_ENV, "8000"))
+    except ValueError:
+        parser.error(f"${PORT_ENV} must be a port number, got {os.environ[PORT_ENV]!r}")
     parser.add_argument(
         "--port",
         type=int,
-        default=8000,
-        help="port to listen on, 0 for any free one (default: %(default)s)",
+        default=default_port,
+        help=f"port to listen on, 0 for any free one (default: ${PORT_ENV} or 8000)",
     )
     parser.add_argument(
         "--metrics-path",
