@@ -159,4 +159,5 @@ def test_quick_start_line_serves_metrics_and_stops_on_ctrl_c(fresh_clone):
     assert "Traceback" not in err, err
     assert any("demo: stopped" in x for x in seen), "".join(seen)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert port != 8000  # $AIOPROMETHEUS_DEMO_PORT=0 picked a free port
     assert servers.port_is_free(port)
