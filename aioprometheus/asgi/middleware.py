@@ -12,7 +12,16 @@ Metric names and labels are those of aioprometheus 23.12:
 This module imports no web framework.
 """
 
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from ..collectors import REGISTRY, Counter, Registry
 
@@ -34,6 +43,15 @@ EXCLUDE_PATHS: Tuple[str, ...] = (
 
 # starlette.routing.Match.FULL
 _MATCH_FULL = 2
+
+# Label dicts kept per (method, path, status); a full cache starts again
+# (the method and, off templates, the path come from the client).
+SERIES_CACHE_SIZE = 1024
+
+# (labels, status labels or None) of one (method, path, status)
+_Series = Tuple[Dict[str, str], Optional[Dict[str, str]]]
+# the cached "not counted" of an excluded path
+_EXCLUDED: _Series = ({}, None)
 
 
 class MetricsMiddleware:
@@ -77,6 +95,9 @@ class MetricsMiddleware:
         # The Starlette/FastAPI app, for route templates; taken from the scope.
         self.starlette_app: Any = None
         self.metrics_created = False
+        self._series: Dict[Tuple[Any, str, Any], _Series] = {}
+        # id(route or endpoint) -> (it, its template or None): the app's routes
+        self._route_templates: Dict[int, Tuple[Any, Optional[str]]] = {}
 
     requests_counter: Counter
     responses_counter: Counter
@@ -116,60 +137,139 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.metrics_created:
             self.create_metrics()
-
         scope_type = scope.get("type")
-        if self.starlette_app is None and scope_type in ("lifespan", "http"):
+        if scope_type != "http" and scope_type != "websocket":
+            if self.starlette_app is None and scope_type == "lifespan":
+                self.starlette_app = scope.get("app")
+            await self.asgi_callable(scope, receive, send)
+            return
+        if self.starlette_app is None and scope_type == "http":
             self.starlette_app = scope.get("app")
 
-        if scope_type not in ("http", "websocket"):
-            await self.asgi_callable(scope, receive, send)
-            return
+        # The router may rewrite these (a Mount extends root_path): keep the
+        # request's own for the raw path label and the fallback route walk.
+        path = scope.get("path", "")
+        root_path = scope.get("root_path", "")
+        counted = False
 
-        path = self.get_full_or_template_path(scope)
-        if path in self.exclude_paths:
-            await self.asgi_callable(scope, receive, send)
-            return
-
-        method = scope.get("method") or (
-            "WEBSOCKET" if scope_type == "websocket" else ""
-        )
-        labels = {"method": str(method), "path": path}
-        self.requests_counter.inc(labels)
-        responded = False
-
-        def count_response(status: Any) -> None:
-            nonlocal responded
-            responded = True
-            code = str(status)
-            status_labels = dict(labels)
-            status_labels["status_code"] = (
-                f"{code[0]}xx" if self.group_status_codes else code
-            )
-            self.status_codes_counter.inc(status_labels)
-            self.responses_counter.inc(labels)
-
-        async def wrapped_send(message: Message) -> None:
-            if not responded:
-                mtype = message.get("type")
-                if mtype == "http.response.start":
-                    count_response(message.get("status", 200))
-                elif mtype == "websocket.accept":
-                    count_response(101)
-                elif mtype == "websocket.close":
-                    count_response(403)  # closed before accepting: refused
-            await send(message)
+        def send_counting(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's awaitable: no extra coroutine.
+            nonlocal counted
+            if not counted:
+                message_type = message.get("type")
+                if message_type == "http.response.start":
+                    counted = True
+                    self._count(scope, path, root_path, message.get("status", 200))
+                elif message_type == "websocket.accept":
+                    counted = True
+                    self._count(scope, path, root_path, 101)
+                elif message_type == "websocket.close":
+                    counted = True  # closed before accepting: refused
+                    self._count(scope, path, root_path, 403)
+            return send(message)
 
         try:
-            await self.asgi_callable(scope, receive, wrapped_send)
+            await self.asgi_callable(scope, receive, send_counting)
         except Exception:
-            self.exceptions_counter.inc(labels)
-            if not responded:
-                count_response(500)
+            self._count(scope, path, root_path, None if counted else 500, True)
+            counted = True
             raise
+        finally:
+            if not counted:  # returned or cancelled without a response
+                self._count(scope, path, root_path, None)
+
+    def _count(
+        self,
+        scope: Scope,
+        path: str,
+        root_path: str,
+        status: Any,
+        failed: bool = False,
+    ) -> None:
+        """Count a request once the router has chosen its route (so the
+        template is read, not searched for): with a ``status``, the request,
+        its response and status code; ``failed`` adds the exception, and
+        without a status it counts only that (the response was counted) or,
+        not failed, only the request (no response was sent)."""
+        template = self._path_label(scope, path, root_path)
+        series_key = (scope.get("method"), template, status)
+        series = self._series.get(series_key)
+        if series is None:
+            series = self._new_series(series_key, scope.get("type"))
+        if series is _EXCLUDED:
+            return
+        labels, status_labels = series
+        if status_labels is not None:
+            self.requests_counter.inc(labels)
+            self.responses_counter.inc(labels)
+            self.status_codes_counter.inc(status_labels)
+        elif not failed:
+            self.requests_counter.inc(labels)
+        if failed:
+            self.exceptions_counter.inc(labels)
+
+    def _new_series(self, series_key: Tuple[Any, str, Any], scope_type: Any) -> _Series:
+        """The label dicts of one (method, path, status), made once and handed
+        to the counters again and again (the core's fastest lookup)."""
+        method, template, status = series_key
+        series: _Series
+        if template in self.exclude_paths:
+            series = _EXCLUDED
+        else:
+            if method is None:
+                method = "WEBSOCKET" if scope_type == "websocket" else ""
+            labels = {"method": str(method), "path": template}
+            status_labels = None
+            if status is not None:
+                code = str(status)
+                status_labels = dict(labels)
+                status_labels["status_code"] = (
+                    f"{code[0]}xx" if self.group_status_codes else code
+                )
+            series = (labels, status_labels)
+        if len(self._series) >= SERIES_CACHE_SIZE:
+            self._series.clear()
+        self._series[series_key] = series
+        return series
+
+    def _path_label(self, scope: Scope, path: str, root_path: str) -> str:
+        """The route template the router chose (when ``use_template_urls``
+        applies), else the full request path (``root_path`` + ``path``)."""
+        app = self.starlette_app
+        if self.use_template_urls and app is not None:
+            routed = scope.get("route")
+            if routed is None:
+                routed = scope.get("endpoint")
+            if routed is not None:
+                known = self._route_templates.get(id(routed))
+                if known is None or known[0] is not routed:
+                    known = self._learn_route(routed)
+                if known[1] is not None:
+                    return known[1]
+            template = _starlette_template(
+                getattr(app, "routes", None),
+                {**scope, "path": path, "root_path": root_path},
+            )
+            if template is not None:
+                return template
+        return f"{root_path}{path}"
+
+    def _learn_route(self, routed: Any) -> Tuple[Any, Optional[str]]:
+        """Re-read the app's route tree for a route (or endpoint) not seen
+        yet; one found nowhere, or under two templates, maps to None (the
+        route walk decides each time)."""
+        templates = _route_templates(getattr(self.starlette_app, "routes", None))
+        known = templates.get(id(routed))
+        if known is None or known[0] is not routed:
+            known = (routed, None)
+            templates[id(routed)] = known
+        self._route_templates = templates
+        return known
 
     def get_full_or_template_path(self, scope: Scope) -> str:
         """The route template (Starlette/FastAPI, when ``use_template_urls``)
-        or else the full request path (``root_path`` + ``path``)."""
+        or else the full request path (``root_path`` + ``path``), found by
+        matching ``scope`` against the app's routes (as 23.12)."""
         if self.use_template_urls and self.starlette_app is not None:
             template = _starlette_template(
                 getattr(self.starlette_app, "routes", None), scope
@@ -177,6 +277,46 @@ class MetricsMiddleware:
             if template is not None:
                 return template
         return f"{scope.get('root_path', '')}{scope.get('path', '')}"
+
+
+def _route_templates(
+    routes: Any, prefix: str = "", depth: int = 0
+) -> Dict[int, Tuple[Any, Optional[str]]]:
+    """Map each route in the tree (and each endpoint or mounted app) by id to
+    itself and its template, the paths from the top route down to it; None
+    when it is reachable under two templates (only a route walk can tell)."""
+    found: Dict[int, Tuple[Any, Optional[str]]] = {}
+
+    def note(thing: Any, template: Optional[str]) -> None:
+        if thing is not None:
+            known = found.get(id(thing))
+            if known is not None and known[1] != template:
+                template = None
+            found[id(thing)] = (thing, template)
+
+    if not routes or depth > 8:
+        return found
+    for route in routes:
+        path = getattr(route, "path", None)
+        if path is not None:
+            template = prefix + str(path)
+            note(route, template)
+            # the router's scope["endpoint"]: a route's endpoint, a mount's app
+            endpoint = getattr(route, "endpoint", None)
+            note(
+                getattr(route, "app", None) if endpoint is None else endpoint, template
+            )
+            children = getattr(route, "routes", None)
+        else:
+            # FastAPI's include_router (0.16x) keeps the router and a prefix
+            included = getattr(getattr(route, "include_context", None), "prefix", None)
+            if not isinstance(included, str):
+                continue
+            template = prefix + included
+            children = getattr(getattr(route, "original_router", None), "routes", None)
+        for thing, inner in _route_templates(children, template, depth + 1).values():
+            note(thing, inner)
+    return found
 
 
 def _starlette_template(routes: Any, scope: Scope, depth: int = 0) -> Optional[str]:
