@@ -8,11 +8,14 @@ implementation then runs in its own worker process whose ``PYTHONPATH`` holds
 exactly one of: the repository checkout (ours) or one peer folder.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -140,25 +143,74 @@ def ensure_peer(spec: PeerSpec, root: Path, install: bool = True) -> Path:
     return folder
 
 
+class OursUnavailable(RuntimeError):
+    """Ours was asked for but cannot be imported; the message says why (for an
+    unbuilt checkout: the package's ImportError, which says how to build)."""
+
+
+def _has_core(package: Path) -> bool:
+    """True if ``package`` holds a compiled core this interpreter can load."""
+    return any((package / f"_core{suffix}").exists() for suffix in EXTENSION_SUFFIXES)
+
+
+def _installed_ours() -> Optional[Path]:
+    """The site folder of an aioprometheus with a compiled core (ours, not
+    23.12) installed outside the checkout, e.g. by ``pip install .``."""
+    elsewhere = [p for p in sys.path if p and Path(p).resolve() != REPO_ROOT]
+    spec = PathFinder.find_spec("aioprometheus", elsewhere)
+    if spec is None or not spec.origin:
+        return None
+    package = Path(spec.origin).parent
+    return package.parent if _has_core(package) else None
+
+
+def check(impl: Impl) -> None:
+    """Import ``impl`` as its workers will (a short-lived worker), and record
+    in ``impl.problem`` why it cannot run."""
+    proc = subprocess.run(
+        [sys.executable, str(WORKER_SCRIPT), "identify", *impl.worker_args()],
+        env=impl.env(),
+        cwd=tempfile.gettempdir(),  # not the checkout, as in the real workers
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        info = {"ok": False, "reason": proc.stderr.strip()[-800:]}
+    if not info.get("ok"):
+        impl.problem = str(info.get("reason"))
+
+
 def ours(root: Path) -> Impl:
-    """Our package: the repository checkout if it holds one, else the env's."""
-    has_checkout = (REPO_ROOT / "aioprometheus" / "__init__.py").exists()
-    path = REPO_ROOT if has_checkout else None
-    return Impl(
+    """Our package: the checkout's in-place build if there is one, else an
+    installed build of ours; neither raises OursUnavailable with the
+    checkout's ImportError (which says how to build)."""
+    installed = None if _has_core(REPO_ROOT / "aioprometheus") else _installed_ours()
+    path = installed or REPO_ROOT
+    impl = Impl(
         key="ours",
         label="ours",
         family="aioprometheus",
-        path=path,
-        expect=REPO_ROOT if has_checkout else None,
+        path=None if installed else REPO_ROOT,  # None: the environment's
+        expect=path,
         forbid=root,
         require_core=True,
     )
+    check(impl)
+    if impl.problem:
+        raise OursUnavailable(impl.problem)
+    if installed:
+        _log(f"ours: no build in {REPO_ROOT}, measuring the one installed in {path}")
+    return impl
 
 
 def implementations(
     selected: List[str], install: bool = True, root: Optional[Path] = None
 ) -> List[Impl]:
-    """The implementations to run, in round order (ours first)."""
+    """The implementations to run, in round order (ours first, checked before
+    any peer is installed)."""
     root = root or cache_root()
     impls: List[Impl] = []
     if "ours" in selected:

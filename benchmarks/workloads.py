@@ -72,11 +72,18 @@ class Api:
 
 
 class Micro:
-    """A statement timed in ``for v in values: <stmt>`` (v: float values)."""
+    """A statement timed in ``for v in values: <stmt>`` (v: float values).
 
-    def __init__(self, stmt: str, note: str = "", **names: Any) -> None:
+    ``against``: the floor timed within the same sample for the "x floor"
+    ratio (default: ``floor``'s ``d.get(k)``).
+    """
+
+    def __init__(
+        self, stmt: str, note: str = "", against: Optional["Micro"] = None, **names: Any
+    ) -> None:
         self.stmt = stmt
         self.note = note
+        self.against = against
         self.names = names
 
 
@@ -125,6 +132,37 @@ def counter_inc_varied(api: Api) -> Micro:
     for labels in pool:
         c.inc(labels)
     return Micro("c.inc(next(pool))", c=c, pool=itertools.cycle(pool))
+
+
+ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
+
+
+def floor_literal(api: Api) -> Micro:
+    """The floor of counter_inc_literal: the same dict literal built per
+    call, then one C call on it."""
+    return Micro(
+        '{"path": next(routes), "method": "GET"}.get(k)',
+        routes=itertools.cycle(ROUTES),
+        k="path",
+    )
+
+
+def counter_inc_literal(api: Api) -> Micro:
+    """The web-server pattern: a fresh dict literal per call, the route one
+    of 100 (prometheus_client: the same values as keyword arguments)."""
+    reg = api.registry()
+    routes = itertools.cycle(ROUTES)
+    if api.family == PC:
+        c = api.metric("Counter", "bench_routes", "Requests.", reg, ("path", "method"))
+        for route in ROUTES:
+            c.labels(path=route, method="GET").inc()
+        stmt = 'c.labels(path=next(routes), method="GET").inc()'
+    else:
+        c = api.metric("Counter", "bench_routes_total", "Requests.", reg)
+        for route in ROUTES:
+            c.inc({"path": route, "method": "GET"})
+        stmt = 'c.inc({"path": next(routes), "method": "GET"})'
+    return Micro(stmt, against=floor_literal(api), c=c, routes=routes)
 
 
 def counter_inc_nolabels(api: Api) -> Micro:
@@ -571,7 +609,8 @@ class MicroRunner:
     One sample is the best of ``REPEATS`` passes of each loop (alternating),
     which keeps a preempted pass on a busy machine from polluting the sample;
     the driver then takes the median over rounds.  With ``paired_floor`` the
-    floor loop (``d.get(k)``) is timed in the same sample too, so the ratio to
+    floor loop (``d.get(k)``, or the micro's ``against``) is timed in the same
+    sample too, so the ratio to
     the floor is taken within one sample, immune to load drifting between
     steps.
     """
@@ -584,8 +623,10 @@ class MicroRunner:
         self.empty = _compile_micro("pass", micro.names)
         self.floor_names: Dict[str, Any] = {}
         self.floor_fn: Optional[Callable[..., int]] = None
+        self.floor_stmt: Optional[str] = None
         if paired_floor:
-            fl = floor(None)  # type: ignore[arg-type]
+            fl = micro.against or floor(None)  # type: ignore[arg-type]
+            self.floor_stmt = fl.stmt
             self.floor_names = fl.names
             self.floor_fn = _compile_micro(fl.stmt, fl.names)
         self.stmt = micro.stmt
@@ -738,6 +779,8 @@ MICRO = {
     "floor": floor,
     "counter_inc_labels": counter_inc_labels,
     "counter_inc_varied": counter_inc_varied,
+    "floor_literal": floor_literal,
+    "counter_inc_literal": counter_inc_literal,
     "counter_inc_nolabels": counter_inc_nolabels,
     "gauge_set": gauge_set,
     "histogram_observe": histogram_observe,
@@ -745,12 +788,15 @@ MICRO = {
 }
 
 
+FLOORS = ("floor", "floor_literal")  # reference loops: not paired with a floor
+
+
 def prepare(api: Api, workload: str, params: Dict[str, Any]) -> Any:
     """Build the runner for one workload (setup, calibration, warmup)."""
     target_ns = int(params.get("target_ms", 20) * 1e6)
     if workload in MICRO:
         return MicroRunner(
-            MICRO[workload](api), target_ns, paired_floor=workload != "floor"
+            MICRO[workload](api), target_ns, paired_floor=workload not in FLOORS
         )
     if workload == "text_render":
         return CallRunner(text_render(api, params["series"]), target_ns)
@@ -782,7 +828,8 @@ def identify(
     try:
         mod = importlib.import_module(family)
     except Exception as exc:
-        return {**info, "ok": False, "reason": f"import {family}: {exc!r}"}
+        why = f"{type(exc).__name__}: {exc}"
+        return {**info, "ok": False, "reason": f"import {family} failed: {why}"}
     path = os.path.realpath(getattr(mod, "__file__", "") or "")
     info["module_file"] = path
     info["version"] = getattr(mod, "__version__", None)
@@ -815,6 +862,23 @@ def identify(
     return info
 
 
+def identify_opts(opts: Dict[str, str]) -> Dict[str, Any]:
+    """:func:`identify` from a worker command line (family=, expect=, ...)."""
+    return identify(
+        opts["family"],
+        opts.get("expect") or None,
+        opts.get("forbid") or None,
+        opts.get("core") == "1",
+    )
+
+
+def identify_main(args: List[str]) -> int:
+    """Only the import check: the driver checks ours with it before the run."""
+    info = identify_opts(dict(a.split("=", 1) for a in args))
+    print(json.dumps(info))
+    return 0 if info["ok"] else 1
+
+
 def _freeze() -> None:
     """Move every live object out of the collector's sight, so the
     ``gc.collect()`` before each timed pass costs the same (next to nothing)
@@ -832,12 +896,7 @@ def serve(args: List[str]) -> int:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything the libraries print goes to stderr
     sys.stdout = sys.stderr
-    info = identify(
-        opts["family"],
-        opts.get("expect") or None,
-        opts.get("forbid") or None,
-        opts.get("core") == "1",
-    )
+    info = identify_opts(opts)
     proto.write(json.dumps(info) + "\n")
     if not info["ok"]:
         return 1
@@ -879,12 +938,7 @@ def serve(args: List[str]) -> int:
 
 def memory_main(args: List[str]) -> int:
     opts = dict(a.split("=", 1) for a in args)
-    info = identify(
-        opts["family"],
-        opts.get("expect") or None,
-        opts.get("forbid") or None,
-        opts.get("core") == "1",
-    )
+    info = identify_opts(opts)
     if not info["ok"]:
         print(json.dumps({"status": "error", "reason": info["reason"]}))
         return 1
@@ -933,8 +987,13 @@ def scrape_client(args: List[str]) -> int:
 
 
 if __name__ == "__main__":
-    modes = {"serve": serve, "memory": memory_main, "client": scrape_client}
+    modes = {
+        "serve": serve,
+        "memory": memory_main,
+        "client": scrape_client,
+        "identify": identify_main,
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in modes:
-        print("usage: workloads.py serve|memory|client key=value ...", file=sys.stderr)
+        print(f"usage: workloads.py {'|'.join(modes)} key=value ...", file=sys.stderr)
         sys.exit(2)
     sys.exit(modes[sys.argv[1]](sys.argv[2:]))

@@ -7,6 +7,8 @@ installs, no network: it runs the floor and a few workloads against whatever
 
 import json
 import math
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -142,3 +144,76 @@ def test_peer_envs_isolate_the_import_path(tmp_path):
     # a worker that is pointed at the wrong folder refuses to run
     info = workloads.identify("json", str(tmp_path), None, False)
     assert info["ok"] is False and "expected under" in info["reason"]
+
+
+def test_fresh_literal_row_is_paired_with_the_same_literal_floor():
+    runner, s = _micro("counter_inc_literal")
+    assert runner.stmt == 'c.inc({"path": next(routes), "method": "GET"})'
+    assert runner.floor_stmt == workloads.floor_literal(_api()).stmt
+    assert s["floor_raw"] > 0 and math.isfinite(s["floor"])
+    c = runner.names["c"]
+    counts = [c.get({"path": r, "method": "GET"}) for r in workloads.ROUTES]
+    assert len(set(workloads.ROUTES)) == 100 and min(counts) >= 1
+    assert sum(counts) >= len(counts) + runner.REPEATS * runner.n
+
+
+def test_fresh_literal_ratio_is_to_its_own_floor():
+    _, floor_literal = _micro("floor_literal")
+    _, inc = _micro("counter_inc_literal")
+    impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=None)
+    unpaired = {k: v for k, v in inc.items() if k not in ("floor", "floor_raw")}
+    samples = {
+        "floor": {"ours": [{"status": "ok", "value": 1e6, "raw": 1e6}]},
+        "floor_literal": {"ours": [dict(floor_literal, status="ok")]},
+        "counter_inc_literal": {"ours": [dict(unpaired, status="ok")]},
+    }
+    rows = report.build({"command": "test"}, [impl], samples)["rows"]
+    cmp_ = rows["counter_inc_literal"]["compare"]
+    # without a paired floor, the ratio falls back to the literal floor's row
+    assert cmp_["x_floor_ours"] == pytest.approx(inc["value"] / floor_literal["value"])
+    assert [t["target"] for t in rows["counter_inc_literal"]["targets"]] == [
+        "<=1.5x floor"
+    ]
+    samples["counter_inc_literal"]["ours"] = [dict(inc, status="ok")]
+    rows = report.build({"command": "test"}, [impl], samples)["rows"]
+    paired = rows["counter_inc_literal"]["compare"]["x_floor_ours"]
+    assert paired == pytest.approx(inc["value"] / inc["floor"])
+
+
+def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
+    shutil.copytree(
+        REPO_ROOT / "aioprometheus",
+        tmp_path / "aioprometheus",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+    )
+    impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=tmp_path)
+    impl.expect, impl.require_core = tmp_path, True
+    # -S: no site-packages, so no editable install can lend its build
+    proc = subprocess.run(
+        [sys.executable, "-S", str(peers.WORKER_SCRIPT), "identify"]
+        + impl.worker_args(),
+        env=impl.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    info = json.loads(proc.stdout)
+    assert proc.returncode == 1 and info["ok"] is False
+    assert "ImportError" in info["reason"]
+    assert "python -m pip install -e ." in info["reason"]
+
+
+def test_driver_stops_early_when_ours_cannot_run(monkeypatch, capsys, tmp_path):
+    def unavailable(root):
+        raise peers.OursUnavailable("ImportError: build me")
+
+    def no_install(*args, **kwargs):
+        raise AssertionError("peers installed although ours cannot run")
+
+    monkeypatch.setattr(peers, "ours", unavailable)
+    monkeypatch.setattr(peers, "ensure_peer", no_install)
+    code = driver.main(["--only", "floor", "--output", str(tmp_path / "r.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot measure ours: ImportError: build me" in err
+    assert not (tmp_path / "r.json").exists()
