@@ -9,12 +9,22 @@ validation and the aioprometheus 23.12 compatibility surface.
 
 import enum
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from . import _core
-from .metricdict import MetricDict
-
-LabelsType = Dict[str, Any]
+from .metricdict import SeriesView
+from .mypy_types import LabelsType
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 # aioprometheus' names for the label rules the compiled core enforces
@@ -71,9 +81,9 @@ class Collector(_core.Metric):
         registry.register(self)
 
     @property
-    def values(self) -> MetricDict:
-        """A mutable mapping of label dicts to this metric's values."""
-        return MetricDict(self)
+    def values(self) -> SeriesView:
+        """A live mapping of label dicts to this metric's values."""
+        return SeriesView(self)
 
     def get(self, labels: Optional[LabelsType]) -> Any:
         """The value for `labels`; KeyError if that series does not exist."""
@@ -100,12 +110,16 @@ class Collector(_core.Metric):
         """``[(labels, value), ...]`` for every series.
 
         Read in one go from the core (so a series removed meanwhile by another
-        thread cannot make it fail), unless a subclass overrides ``get``:
-        then through that, as aioprometheus 23.12 did.
+        thread cannot make it fail), unless a subclass overrides ``get`` or
+        stores its own objects: then through ``get``, as aioprometheus 23.12 did.
         """
-        if type(self).get in _CORE_GETS:
+        if type(self).get in _CORE_GETS and self._core_holds_values():
             return self._items()
         return [(labels, self.get(labels)) for labels in self._label_sets()]
+
+    def _core_holds_values(self) -> bool:
+        """False when the series' values are objects a subclass stored."""
+        return True
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -140,7 +154,68 @@ class Gauge(_core.GaugeCore, Collector):
     kind = MetricsTypes.gauge
 
 
-class Summary(_core.SummaryCore, Collector):
+class _ObservationCollector(Collector):
+    """What Summary and Histogram share: compiled per-series state, or, as
+    aioprometheus 23.12 allowed, objects a subclass stores per series.
+
+    A subclass written for 23.12 overrides ``add``/``observe`` to keep its
+    own estimator per series through ``get_value``/``set_value``. The first
+    ``set_value`` switches the metric to holding such objects; ``get`` then
+    reads each one as 23.12 did (:meth:`_read_stored`) and scrapes render
+    through ``get_all``. A metric never given an object keeps the compiled
+    path.
+    """
+
+    def set_value(self, labels: Optional[LabelsType], value: Any) -> None:
+        """Store `value` (a subclass's estimator object) for `labels`.
+
+        :raises TypeError: if `value` lacks what :meth:`get` reads from it.
+        """
+        _core.check_labels(labels or {}, self.reserved_label)
+        missing = [a for a in self._STORED_ATTRIBUTES if not hasattr(value, a)]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} values cannot be set directly; an object "
+                f"stored with set_value needs {', '.join(self._STORED_ATTRIBUTES)}"
+            )
+        if not self._holds_objects():
+            if self._series_count():
+                raise ValueError(
+                    f"{type(self).__name__} {self.name!r} already has observed "
+                    "series; objects can only be stored in a fresh metric"
+                )
+            self._hold_objects()
+        self._set_object(labels, value)
+
+    def get_value(self, labels: Optional[LabelsType]) -> Any:
+        """The object stored for `labels` if any, else ``get(labels)``."""
+        if self._holds_objects():
+            stored = self._get_object(labels)
+            if stored is not None:
+                return stored
+        return self.get(labels)
+
+    def _value(
+        self, labels: Optional[Mapping[str, Any]], core_get: Callable[..., Any]
+    ) -> Dict[Union[float, str], Any]:
+        """What ``get`` returns: read from the stored object if there is one,
+        else by the kind's compiled `core_get`; KeyError if absent."""
+        stored = self._get_object(labels) if self._holds_objects() else None
+        if stored is None:
+            return core_get(self, labels)  # type: ignore[no-any-return]
+        return self._read_stored(stored)
+
+    def _core_holds_values(self) -> bool:
+        return not self._holds_objects()
+
+    # each kind: what a stored object must have, and how 23.12 read it
+    _STORED_ATTRIBUTES: Tuple[str, ...] = ()
+
+    def _read_stored(self, stored: Any) -> Dict[Union[float, str], Any]:
+        raise NotImplementedError
+
+
+class Summary(_core.SummaryCore, _ObservationCollector):
     """Observations summarised by count, sum and streaming quantile estimates.
 
     ``invariants`` are ``(quantile, allowed rank error)`` pairs; each reported
@@ -167,8 +242,26 @@ class Summary(_core.SummaryCore, Collector):
 
     add = _core.SummaryCore.observe
 
+    def get(self, labels: Optional[Mapping[str, Any]]) -> Dict[Union[float, str], Any]:
+        """``{quantile: estimate, ..., "count": n, "sum": s}`` for `labels`."""
+        return self._value(labels, _core.SummaryCore.get)
 
-class Histogram(_core.HistogramCore, Collector):
+    _STORED_ATTRIBUTES = ("_invariants", "query", "_observations", "_sum")
+
+    def _read_stored(self, stored: Any) -> Dict[Union[float, str], Any]:
+        """A stored estimator read as 23.12's Summary.get read its own: its
+        ``_invariants`` (each with a ``_quantile``), ``query(q)``,
+        ``_observations`` and ``_sum``."""
+        result: Dict[Union[float, str], Any] = {}
+        for invariant in stored._invariants:
+            phi = invariant._quantile
+            result[phi] = stored.query(phi)
+        result["count"] = stored._observations
+        result["sum"] = stored._sum
+        return result
+
+
+class Histogram(_core.HistogramCore, _ObservationCollector):
     """Observations counted into cumulative buckets, plus their count and sum.
 
     Exposed as ``<name>_bucket{le="<bound>"}``, ``<name>_count`` and
@@ -207,6 +300,21 @@ class Histogram(_core.HistogramCore, Collector):
         super().__init__(name, doc, const_labels=const_labels, registry=registry)
 
     add = _core.HistogramCore.observe
+
+    def get(self, labels: Optional[Mapping[str, Any]]) -> Dict[Union[float, str], Any]:
+        """``{upper bound: cumulative count, ..., "count": n, "sum": s}``."""
+        return self._value(labels, _core.HistogramCore.get)
+
+    _STORED_ATTRIBUTES = ("buckets", "observations", "sum")
+
+    def _read_stored(self, stored: Any) -> Dict[Union[float, str], Any]:
+        """A stored bucket counter read as 23.12's Histogram.get read its own
+        (:class:`aioprometheus.histogram.Histogram`): ``buckets``,
+        ``observations`` and ``sum``."""
+        result: Dict[Union[float, str], Any] = dict(stored.buckets)
+        result["count"] = stored.observations
+        result["sum"] = stored.sum
+        return result
 
 
 class Registry:
@@ -255,8 +363,8 @@ class Registry:
 _CORE_GETS = (
     Collector.get,
     _core.ScalarMetric.get,
-    _core.HistogramCore.get,
-    _core.SummaryCore.get,
+    Histogram.get,
+    Summary.get,
 )
 
 REGISTRY = Registry()

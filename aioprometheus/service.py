@@ -19,7 +19,6 @@ defaults unless already started) and stops on exit:
 """
 
 import asyncio
-import gzip
 import inspect
 import logging
 import signal
@@ -27,22 +26,19 @@ import threading
 import warnings
 from ssl import SSLContext
 from types import FrameType
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 import aiohttp.web
 from aiohttp import hdrs
 
-from .collectors import REGISTRY, Registry
-from .renderer import render
+from .collectors import REGISTRY, Collector, Registry
+from .renderer import accepts_gzip, negotiate_encoding, render
+
+__all__ = ["DEFAULT_METRICS_PATH", "Service", "accepts_gzip"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PATH = "/metrics"
-
-# Bodies at least this large are gzip-compressed in a worker thread so that a
-# scrape of a big registry does not hold the event loop while zlib runs.
-_GZIP_IN_EXECUTOR_THRESHOLD = 64 * 1024
-_GZIP_LEVEL = 6
 
 _ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
 
@@ -112,37 +108,6 @@ class _DeferredInterrupt:
 _deferred_interrupt = _DeferredInterrupt()
 
 
-def accepts_gzip(accept_encoding_headers: Iterable[str]) -> bool:
-    """Return True if the ``Accept-Encoding`` header values allow gzip.
-
-    ``gzip`` (or ``x-gzip``) with a non-zero quality, or ``*`` with a non-zero
-    quality when gzip is not explicitly refused, allows it.
-    """
-    gzip_q: Optional[float] = None
-    star_q: Optional[float] = None
-    for header in accept_encoding_headers:
-        for item in header.split(","):
-            parts = [p.strip() for p in item.split(";")]
-            coding = parts[0].lower()
-            if not coding:
-                continue
-            q = 1.0
-            for param in parts[1:]:
-                key, _, value = param.partition("=")
-                if key.strip().lower() == "q":
-                    try:
-                        q = float(value.strip())
-                    except ValueError:
-                        q = 0.0
-            if coding in ("gzip", "x-gzip"):
-                gzip_q = q if gzip_q is None else max(gzip_q, q)
-            elif coding == "*":
-                star_q = q if star_q is None else max(star_q, q)
-    if gzip_q is not None:
-        return gzip_q > 0.0
-    return star_q is not None and star_q > 0.0
-
-
 class Service:
     """A Prometheus metrics exporter (an aiohttp web server) that can be
     embedded in an asyncio application so that Prometheus can scrape it.
@@ -187,6 +152,26 @@ class Service:
         self._metrics_url: str = DEFAULT_METRICS_PATH
         self._owns_sigint = False
         self._render_lock: Optional[asyncio.Lock] = None
+
+    # ------------------------------------------------- 18.x-21.x registration
+
+    def register(self, metric: Collector) -> None:
+        """Deprecated: use ``service.registry.register(metric)``."""
+        warnings.warn(
+            "Service.register is deprecated; use Service.registry.register",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.registry.register(metric)
+
+    def deregister(self, name: str) -> None:
+        """Deprecated: use ``service.registry.deregister(name)``."""
+        warnings.warn(
+            "Service.deregister is deprecated; use Service.registry.deregister",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.registry.deregister(name)
 
     # ------------------------------------------------------------------ urls
 
@@ -337,14 +322,9 @@ class Service:
             body, render_headers = render(self.registry, accepts)
             await asyncio.sleep(0)
         headers = dict(render_headers)
-        headers[hdrs.VARY] = "Accept, Accept-Encoding"
-        if body and accepts_gzip(request.headers.getall(hdrs.ACCEPT_ENCODING, [])):
-            if len(body) >= _GZIP_IN_EXECUTOR_THRESHOLD:
-                loop = asyncio.get_running_loop()
-                body = await loop.run_in_executor(None, _gzip, body)
-            else:
-                body = _gzip(body)
-            headers[hdrs.CONTENT_ENCODING] = "gzip"
+        body = await negotiate_encoding(
+            body, headers, request.headers.getall(hdrs.ACCEPT_ENCODING, [])
+        )
         return aiohttp.web.Response(body=body, headers=headers)
 
     async def handle_root(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
@@ -360,7 +340,3 @@ class Service:
     async def handle_robots(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         """Ask robots not to index the service."""
         return aiohttp.web.Response(content_type="text/plain", text=_ROBOTS_TXT)
-
-
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)

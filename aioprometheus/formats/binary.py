@@ -9,13 +9,14 @@ to inspect them.
 """
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .. import _core
+from ._python_path import observation_parts, runs
 from .base import IFormatter
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..collectors import Registry
+    from ..collectors import Collector, Registry
 
 BINARY_CONTENT_TYPE = (
     "application/vnd.google.protobuf; "
@@ -54,10 +55,79 @@ class BinaryFormatter(IFormatter):
 
     def marshall(self, registry: "Registry") -> bytes:
         """Every collector of `registry` (sorted by name), one delimited stream."""
-        timestamp_ms: Optional[int] = None
-        if self.timestamp:
-            timestamp_ms = int(time.time() * 1000)
-        return _core.encode_protobuf(registry.sorted_collectors(), timestamp_ms)
+        return self._encode(registry.sorted_collectors())
+
+    def marshall_collector(self, collector: "Collector") -> Any:
+        """One collector as the ``MetricFamily`` message :meth:`marshall`
+        writes for it (aioprometheus' binary formatter returned this too)."""
+        timestamp_ms = self._timestamp_ms()
+        if any(python for python, _ in runs([collector])):
+            return _family_message(collector, timestamp_ms)
+        return decode(_core.encode_protobuf([collector], timestamp_ms))[0]
+
+    def _timestamp_ms(self) -> Optional[int]:
+        return int(time.time() * 1000) if self.timestamp else None
+
+    def _encode(self, collectors: Iterable["Collector"]) -> bytes:
+        """Compiled runs straight from the series tables; collectors only
+        Python can read (see :mod:`._python_path`) as built messages, which
+        serialize to the same bytes the compiled encoder writes."""
+        timestamp_ms = self._timestamp_ms()
+        chunks = []
+        for through_python, run in runs(collectors):
+            if not through_python:
+                chunks.append(_core.encode_protobuf(run, timestamp_ms))
+                continue
+            for collector in run:
+                body = _family_message(collector, timestamp_ms).SerializeToString()
+                chunks.append(_varint(len(body)) + body)
+        return b"".join(chunks)
+
+
+_FAMILY_TYPES = {"counter": 0, "gauge": 1, "summary": 2, "histogram": 4}
+
+
+def _family_message(collector: "Collector", timestamp_ms: Optional[int]) -> Any:
+    """`collector`'s MetricFamily built from its ``get_all()``, laid out as
+    the compiled encoder lays it out (labels sorted, a series label
+    overriding a const one; quantiles and buckets in increasing order)."""
+    from ..metrics_pb2 import MetricFamily
+
+    kind = collector.kind.name
+    family = MetricFamily(name=collector.name, help=str(collector.doc))
+    family.type = _FAMILY_TYPES[kind]
+    for labels, value in collector.get_all():
+        metric = family.metric.add()
+        merged = {
+            **collector.const_labels,
+            **{str(k): str(v) for k, v in (labels or {}).items()},
+        }
+        for name in sorted(merged):
+            metric.label.add(name=name, value=merged[name])
+        if timestamp_ms is not None:
+            metric.timestamp_ms = timestamp_ms
+        if kind in ("counter", "gauge"):
+            getattr(metric, kind).value = float(value)
+            continue
+        points, count, total = observation_parts(value)
+        body = getattr(metric, kind)
+        body.sample_count = int(count)
+        body.sample_sum = float(total)
+        for point, number in points:
+            if kind == "summary":
+                body.quantile.add(quantile=point, value=float(number))
+            else:
+                body.bucket.add(cumulative_count=int(number), upper_bound=point)
+    return family
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _read_varint(data: Any, pos: int, end: int) -> Tuple[int, int]:

@@ -1,13 +1,20 @@
-"""Text exposition format 0.0.4; the encoding itself is compiled (_core.encode_text)."""
+"""Text exposition format 0.0.4; the encoding itself is compiled (_core.encode_text).
+
+Collectors whose values only Python code can give (see
+:mod:`._python_path`) are written sample by sample through throwaway compiled
+gauges, so every byte (escaping, number spelling) comes from the one encoder.
+"""
 
 import time
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List
 
 from .. import _core
+from ._python_path import bound_text, observation_parts, runs
 from .base import IFormatter
 
 if TYPE_CHECKING:
-    from ..collectors import Registry
+    from ..collectors import Collector, Registry
+    from ..mypy_types import LabelsType
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_ACCEPTS = set(TEXT_CONTENT_TYPE.split("; "))
@@ -27,5 +34,81 @@ class TextFormatter(IFormatter):
         return {"Content-Type": TEXT_CONTENT_TYPE}
 
     def marshall(self, registry: "Registry") -> bytes:
+        return self._encode(registry.sorted_collectors())
+
+    def marshall_collector(self, collector: "Collector") -> str:
+        """One collector's text (HELP, TYPE and sample lines, no final
+        newline): the block :meth:`marshall` writes for it."""
+        return self._encode([collector]).decode()[:-1]
+
+    def marshall_lines(self, collector: "Collector") -> List[str]:
+        """One collector's text as a list of lines (see :meth:`marshall_collector`)."""
+        return self.marshall_collector(collector).split("\n")
+
+    def _encode(self, collectors: Iterable["Collector"]) -> bytes:
         timestamp_ms = int(time.time() * 1000) if self.timestamp else -1
-        return _core.encode_text(registry.sorted_collectors(), timestamp_ms)
+        blocks: List[bytes] = []
+        for through_python, run in runs(collectors):
+            if through_python:
+                blocks.extend(_python_block(c, timestamp_ms) for c in run)
+            else:
+                blocks.append(_core.encode_text(run, timestamp_ms))
+        return b"".join(blocks)
+
+
+def _python_block(collector: "Collector", timestamp_ms: int) -> bytes:
+    """`collector`'s block from its ``get_all()``, in the compiled layout:
+    per series the quantiles (or buckets), then ``_count`` and ``_sum``."""
+    name = collector.name
+    kind = collector.kind.name
+    header = _GaugeLines(name, collector.const_labels, collector.doc)
+    parts = [header.encode(timestamp_ms).split(b"\n", 1)[0], b"\n"]
+    parts.append(f"# TYPE {name} {kind}\n".encode())
+    for labels, value in collector.get_all():
+        if kind in ("counter", "gauge"):
+            parts.append(_samples(name, collector, [(labels, value)], timestamp_ms))
+            continue
+        points, count, total = observation_parts(value)
+        extra, suffix = ("quantile", "") if kind == "summary" else ("le", "_bucket")
+        # summary quantiles are floats and its count an integer; every
+        # histogram sample is a float, as the compiled encoder writes them
+        as_number = float if kind == "histogram" else int
+        series = [
+            ({**(labels or {}), extra: bound_text(p)}, float(v)) for p, v in points
+        ]
+        parts.append(_samples(name + suffix, collector, series, timestamp_ms))
+        parts.append(
+            _samples(
+                name + "_count", collector, [(labels, as_number(count))], timestamp_ms
+            )
+        )
+        parts.append(
+            _samples(name + "_sum", collector, [(labels, float(total))], timestamp_ms)
+        )
+    return b"".join(parts)
+
+
+class _GaugeLines(_core.GaugeCore):
+    """A throwaway compiled gauge: sample lines under any name and labels."""
+
+    def __init__(self, name: str, const_labels: "LabelsType", doc: Any = "") -> None:
+        self.name = name
+        self.doc = doc
+        self.const_labels = const_labels
+
+    def encode(self, timestamp_ms: int) -> bytes:
+        return _core.encode_text([self], timestamp_ms)
+
+
+def _samples(
+    name: str,
+    collector: "Collector",
+    series: List[Any],
+    timestamp_ms: int,
+) -> bytes:
+    """Sample lines ``name{labels} value`` for each ``(labels, value)``, with
+    `collector`'s const labels merged in (HELP/TYPE lines cut off)."""
+    lines = _GaugeLines(name, collector.const_labels)
+    for labels, value in series:
+        lines.set(labels, value)
+    return lines.encode(timestamp_ms).split(b"\n", 2)[2]

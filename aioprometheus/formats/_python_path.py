@@ -1,0 +1,71 @@
+"""Which collectors the compiled encoders write, and what the rest expose.
+
+The compiled encoders read a metric's series tables directly. A collector
+whose class overrides ``get_all()`` or ``get()`` computes its values in
+Python, and a Summary/Histogram holding a subclass's estimator objects has
+values only those objects know: aioprometheus 23.12 rendered exactly what
+``get_all()`` returns, so these are rendered from it. Both formatters split
+the (name-sorted) collectors into runs, so output order never depends on the
+path taken.
+"""
+
+import math
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, List, Tuple
+
+if TYPE_CHECKING:
+    from ..collectors import Collector
+
+
+def renders_through_python(collector: "Collector") -> bool:
+    """True if `collector`'s values must be read through ``get_all()``."""
+    from ..collectors import _CORE_GETS, Collector
+
+    cls = type(collector)
+    return (
+        cls.get_all is not Collector.get_all
+        or cls.get not in _CORE_GETS
+        or not collector._core_holds_values()
+    )
+
+
+def runs(
+    collectors: Iterable["Collector"],
+) -> Iterator[Tuple[bool, List["Collector"]]]:
+    """Consecutive ``(through_python, [collector, ...])`` runs, in order.
+
+    :raises TypeError: for a collector of no exposition type (a plain
+      ``Collector``), as 23.12 did.
+    """
+    from ..collectors import MetricsTypes
+
+    current: List[Collector] = []
+    current_python = False
+    for collector in collectors:
+        if collector.kind is MetricsTypes.untyped:
+            raise TypeError("Not a valid object format")
+        python = renders_through_python(collector)
+        if current and python != current_python:
+            yield current_python, current
+            current = []
+        current_python = python
+        current.append(collector)
+    if current:
+        yield current_python, current
+
+
+def bound_text(bound: float) -> str:
+    """A bucket bound or quantile as the ``le``/``quantile`` label spells it."""
+    if math.isinf(bound):
+        return "+Inf" if bound > 0 else "-Inf"
+    return str(float(bound))
+
+
+def observation_parts(value: Any) -> Tuple[List[Tuple[float, Any]], Any, Any]:
+    """A summary's or histogram's value dict as ``(sorted [(quantile or
+    bound, value)], count, sum)``, the order the format requires."""
+    points = sorted(
+        (float(key), number)
+        for key, number in value.items()
+        if not isinstance(key, str)
+    )
+    return points, value["count"], value["sum"]
