@@ -57,6 +57,23 @@ cdef class HistogramCore(Metric):
     cdef Py_ssize_t samples_per_series(self):
         return self.nbounds + 2
 
+    cdef Metric blank(self):
+        return HistogramCore.__new__(HistogramCore)
+
+    cdef int copy_values_into(self, Metric copy) except -1:
+        cdef HistogramCore twin = <HistogramCore>copy
+        cdef Py_ssize_t n = self.series.count
+        twin.bounds = <double*>malloc((self.nbounds or 1) * sizeof(double))
+        if twin.bounds == NULL:
+            raise MemoryError()
+        memcpy(twin.bounds, self.bounds, self.nbounds * sizeof(double))
+        twin.nbounds = self.nbounds
+        twin.bound_values = self.bound_values
+        twin.reserve(n or 1)
+        memcpy(twin.counts, self.counts, n * self.nbounds * sizeof(unsigned long long))
+        memcpy(twin.sums, self.sums, n * sizeof(double))
+        return 0
+
     @property
     def upper_bounds(self):
         return list(self.bound_values)

@@ -41,6 +41,7 @@ cdef class Metric:
     cdef Py_ssize_t capacity      # series the value arrays have room for
     cdef list states              # series number -> the kind's Python object (summary estimators)
     cdef list objects             # a plain Collector's values (any objects); None for the kinds
+    cdef bint is_snapshot         # a detached copy: nothing else can reach it
 
     def __cinit__(self, *args, **kwargs):
         self.series = SeriesTable()
@@ -129,6 +130,31 @@ cdef class Metric:
     cdef Py_ssize_t samples_per_series(self):
         """Sample lines one series exposes (encoders size their buffers from it)."""
         return 1
+
+    cdef Metric blank(self):
+        """A new, empty object of this kind's core class (for snapshots)."""
+        return Metric.__new__(Metric)
+
+    cdef int copy_values_into(self, Metric copy) except -1:
+        """Copy the value arrays (and kind config) into `copy`, a blank()."""
+        return 0
+
+    cdef Metric detached(self):
+        """A private copy of this metric's series for the encoders (see
+        snapshot.pxi). Must run with no Python code in between: the caller
+        pauses the garbage collector. The copy's table has no index; it is
+        only ever walked, never looked up."""
+        cdef Metric copy = self.blank()
+        copy.metric_name = self.metric_name
+        copy.doc_given = self.doc_given
+        copy.doc_text = self.doc_text
+        copy.const_key = self.const_key
+        self.copy_values_into(copy)
+        copy.series.label_sets = self.series.label_sets[:self.series.count]
+        copy.series.count = self.series.count
+        copy.series.reserved = self.series.reserved
+        copy.is_snapshot = True
+        return copy
 
     # -- a plain Collector: one Python object per series ---------------------
 

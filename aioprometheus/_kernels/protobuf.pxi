@@ -191,6 +191,7 @@ cdef int pb_scalar_metrics(Writer w, ScalarMetric m, unsigned char value_tag,
         pb_timestamp(w, timestamp_ms)
         pb_close(w, metric_start)
         i += 1
+        share_gil(m.is_snapshot, w)
     return 0
 
 
@@ -221,6 +222,7 @@ cdef int pb_histogram_metrics(Writer w, HistogramCore m, object timestamp_ms) ex
         pb_close(w, body_start)
         pb_close(w, metric_start)
         i += 1
+        share_gil(m.is_snapshot, w)
     return 0
 
 
@@ -247,6 +249,7 @@ cdef int pb_summary_metrics(Writer w, SummaryCore m, object timestamp_ms) except
         pb_timestamp(w, timestamp_ms)
         pb_close(w, metric_start)
         i += 1
+        share_gil(m.is_snapshot, w)
     return 0
 
 

@@ -423,6 +423,25 @@ cdef class QuantileEstimator:
             + self.tuples_cap * sizeof(GKTuple)
         )
 
+    cdef QuantileEstimator copy(self):
+        """An independent estimator in the same state (for snapshots)."""
+        cdef QuantileEstimator twin = QuantileEstimator.__new__(
+            QuantileEstimator, self.invariant_pairs)
+        if self.npending:
+            twin.pending = <double*>malloc(self.npending * sizeof(double))
+            if twin.pending == NULL:
+                raise MemoryError()
+            memcpy(twin.pending, self.pending, self.npending * sizeof(double))
+            twin.npending = twin.pending_cap = self.npending
+        if self.ntuples:
+            twin.tuples = <GKTuple*>malloc(self.ntuples * sizeof(GKTuple))
+            if twin.tuples == NULL:
+                raise MemoryError()
+            memcpy(twin.tuples, self.tuples, self.ntuples * sizeof(GKTuple))
+            twin.ntuples = twin.tuples_cap = self.ntuples
+        twin.merged = self.merged
+        return twin
+
     def __reduce__(self):
         """Pickle and copy: the summary tuples and the pending buffer as they are."""
         tuples = [(self.tuples[t].v, self.tuples[t].g, self.tuples[t].d) for t in range(self.ntuples)]

@@ -31,6 +31,20 @@ cdef class SummaryCore(Metric):
     cdef Py_ssize_t samples_per_series(self):
         return len(self.phis_sorted) + 2
 
+    cdef Metric blank(self):
+        return SummaryCore.__new__(SummaryCore)
+
+    cdef int copy_values_into(self, Metric copy) except -1:
+        cdef SummaryCore twin = <SummaryCore>copy
+        cdef Py_ssize_t n = self.series.count
+        twin.invariant_pairs = self.invariant_pairs
+        twin.phis_sorted = self.phis_sorted
+        twin.reserve(n or 1)
+        memcpy(twin.counts, self.counts, n * sizeof(unsigned long long))
+        memcpy(twin.sums, self.sums, n * sizeof(double))
+        twin.states = [self.estimator_at(i).copy() for i in range(n)]
+        return 0
+
     @property
     def invariants(self):
         return self.invariant_pairs

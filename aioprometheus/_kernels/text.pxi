@@ -132,6 +132,7 @@ cdef int write_scalar_text(Writer w, SeriesLabels lb, ScalarMetric m, long long 
         lb.fill(fam, m.series.key_at(i))
         write_sample(w, fam, b"", lb, None, m.values[i], not m.is_float[i], ts)
         i += 1
+        share_gil(m.is_snapshot, w)
     return 0
 
 
@@ -152,6 +153,7 @@ cdef int write_histogram_text(Writer w, SeriesLabels lb, HistogramCore m, long l
         write_sample(w, fam, b"_count", lb, None, <double>running, False, ts)
         write_sample(w, fam, b"_sum", lb, None, m.sums[i], False, ts)
         i += 1
+        share_gil(m.is_snapshot, w)
     return 0
 
 
@@ -171,6 +173,7 @@ cdef int write_summary_text(Writer w, SeriesLabels lb, SummaryCore m, long long 
         write_sample(w, fam, b"_count", lb, None, <double>m.counts[i], True, ts)
         write_sample(w, fam, b"_sum", lb, None, m.sums[i], False, ts)
         i += 1
+        share_gil(m.is_snapshot, w)
     return 0
 
 

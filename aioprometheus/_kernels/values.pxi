@@ -35,6 +35,13 @@ cdef class ScalarMetric(Metric):
         self.is_float[dst] = self.is_float[src]
         return 0
 
+    cdef int copy_values_into(self, Metric copy) except -1:
+        cdef ScalarMetric twin = <ScalarMetric>copy
+        twin.reserve(self.series.count or 1)
+        memcpy(twin.values, self.values, self.series.count * sizeof(double))
+        memcpy(twin.is_float, self.is_float, self.series.count)
+        return 0
+
     cdef object read(self, Py_ssize_t i):
         cdef double v = self.values[i]
         if not self.is_float[i] and -INT64_SAFE < v < INT64_SAFE:
@@ -76,6 +83,9 @@ cdef class ScalarMetric(Metric):
 cdef class CounterCore(ScalarMetric):
     """A value that only goes up."""
 
+    cdef Metric blank(self):
+        return CounterCore.__new__(CounterCore)
+
     def inc(self, labels):
         """Add 1 to the series for `labels`."""
         cdef Py_ssize_t i = self.slot(labels)
@@ -94,6 +104,9 @@ cdef class CounterCore(ScalarMetric):
 
 cdef class GaugeCore(ScalarMetric):
     """A value that goes up and down."""
+
+    cdef Metric blank(self):
+        return GaugeCore.__new__(GaugeCore)
 
     def inc(self, labels):
         """Add 1 to the series for `labels`."""

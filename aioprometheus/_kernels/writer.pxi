@@ -45,6 +45,7 @@ cdef class Writer:
     cdef char* data           # its buffer
     cdef Py_ssize_t length
     cdef Py_ssize_t capacity
+    cdef Py_ssize_t shared_at   # length when the encoder last let other threads run
 
     def __cinit__(self, Py_ssize_t capacity=4096):
         self.block = new_bytes(NULL, capacity if capacity > 16 else 16)
@@ -218,4 +219,5 @@ cdef class Writer:
         self.data = NULL
         self.length = 0
         self.capacity = 0
+        self.shared_at = 0
         return result

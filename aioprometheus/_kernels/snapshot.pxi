@@ -1,0 +1,45 @@
+# Snapshot: metrics copied in one go, for encoding away from the event loop.
+#
+# Encoding a big registry takes milliseconds. On the live metrics it must
+# hold the GIL throughout, since any release would let other threads change
+# what is being written. A snapshot copies each metric's series list (its
+# label tuples are immutable, so they are shared) and its C value arrays,
+# with the garbage collector paused so no Python code runs in between: a
+# consistent view of all the metrics at one instant, in a fraction of the
+# encoding time. Encoding the copies may then let other threads run between
+# series, every SHARE_GIL_EVERY bytes, since nothing else can reach them.
+
+from posix.unistd cimport usleep
+
+cdef enum:
+    SHARE_GIL_EVERY = 128 * 1024   # bytes encoded between two GIL releases (~0.3 ms)
+    SHARE_GIL_PAUSE_US = 50        # how long the encoder stays off the GIL then
+
+
+def snapshot(metrics):
+    """Private copies of the compiled `metrics` (in order), taken together;
+    anything else in `metrics` is passed through as it is."""
+    cdef list items = list(metrics)
+    cdef list copies = []
+    with PausedGC():
+        for metric in items:
+            if isinstance(metric, (ScalarMetric, HistogramCore, SummaryCore)):
+                copies.append((<Metric>metric).detached())
+            else:
+                copies.append(metric)
+    return copies
+
+
+cdef inline int share_gil(bint allowed, Writer w) except -1:
+    """Between series of a snapshot, now and then, let other threads (the
+    event loop) take the GIL.
+
+    Releasing and retaking it at once would not do: a thread waiting for the
+    GIL only forces a switch when no other thread took it during its switch
+    interval, so a quick release-retake loop starves it. A short pause off
+    the GIL lets a waiting thread in."""
+    if allowed and w.length - w.shared_at >= SHARE_GIL_EVERY:
+        w.shared_at = w.length
+        with nogil:
+            usleep(SHARE_GIL_PAUSE_US)
+    return 0
