@@ -1,10 +1,13 @@
 """The interface every exposition formatter offers."""
 
 import abc
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Union
+
+from .. import _core
+from ._python_path import runs
 
 if TYPE_CHECKING:
-    from ..collectors import Registry
+    from ..collectors import Collector, Registry
 
 
 class IFormatter(abc.ABC):
@@ -17,3 +20,53 @@ class IFormatter(abc.ABC):
     @abc.abstractmethod
     def marshall(self, registry: "Registry") -> bytes:
         """Every collector of `registry`, encoded."""
+
+
+class RunFormatter(IFormatter):
+    """A formatter writing the compiled metrics with a compiled encoder and
+    the collectors only Python can read (see :mod:`._python_path`) one by
+    one, in the registry's order.
+
+    :meth:`prepare` splits a scrape in two: what must happen on the caller's
+    thread now (reading Python-computed collectors, copying the compiled ones
+    in one consistent snapshot) and the encoding, which may then run anywhere,
+    such as a worker thread, while the live metrics move on.
+    """
+
+    def marshall(self, registry: "Registry") -> bytes:
+        return self._plan(registry.sorted_collectors(), detach=False)()
+
+    def prepare(self, registry: "Registry") -> Callable[[], bytes]:
+        """Read `registry` now; the returned function encodes what was read."""
+        return self._plan(registry.sorted_collectors(), detach=True)
+
+    def _plan(
+        self, collectors: Iterable["Collector"], detach: bool
+    ) -> Callable[[], bytes]:
+        timestamp_ms = self._timestamp_ms()
+        parts: List[Union[bytes, List[Any]]] = []
+        for through_python, run in runs(collectors):
+            if through_python:
+                parts.extend(self._python_block(c, timestamp_ms) for c in run)
+            else:
+                parts.append(_core.snapshot(run) if detach else run)
+
+        def encode() -> bytes:
+            return b"".join(
+                part if isinstance(part, bytes) else self._compiled(part, timestamp_ms)
+                for part in parts
+            )
+
+        return encode
+
+    @abc.abstractmethod
+    def _timestamp_ms(self) -> Any:
+        """The timestamp every sample gets (the format's "none" when off)."""
+
+    @abc.abstractmethod
+    def _compiled(self, metrics: List[Any], timestamp_ms: Any) -> bytes:
+        """The compiled encoder's bytes for a run of compiled metrics."""
+
+    @abc.abstractmethod
+    def _python_block(self, collector: "Collector", timestamp_ms: Any) -> bytes:
+        """One collector's bytes, from what its Python methods return."""

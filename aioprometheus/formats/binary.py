@@ -9,14 +9,14 @@ to inspect them.
 """
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from .. import _core
 from ._python_path import observation_parts, runs
-from .base import IFormatter
+from .base import RunFormatter
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..collectors import Collector, Registry
+    from ..collectors import Collector
 
 BINARY_CONTENT_TYPE = (
     "application/vnd.google.protobuf; "
@@ -39,7 +39,7 @@ class DecodeError(ValueError):
     """A delimited MetricFamily stream is truncated or malformed."""
 
 
-class BinaryFormatter(IFormatter):
+class BinaryFormatter(RunFormatter):
     """Encodes a registry into Prometheus' protobuf (delimited) format."""
 
     def __init__(self, timestamp: bool = False) -> None:
@@ -53,10 +53,6 @@ class BinaryFormatter(IFormatter):
         """Returns a dict of HTTP headers for this response format"""
         return {"Content-Type": BINARY_CONTENT_TYPE}
 
-    def marshall(self, registry: "Registry") -> bytes:
-        """Every collector of `registry` (sorted by name), one delimited stream."""
-        return self._encode(registry.sorted_collectors())
-
     def marshall_collector(self, collector: "Collector") -> Any:
         """One collector as the ``MetricFamily`` message :meth:`marshall`
         writes for it (aioprometheus' binary formatter returned this too)."""
@@ -68,20 +64,16 @@ class BinaryFormatter(IFormatter):
     def _timestamp_ms(self) -> Optional[int]:
         return int(time.time() * 1000) if self.timestamp else None
 
-    def _encode(self, collectors: Iterable["Collector"]) -> bytes:
-        """Compiled runs straight from the series tables; collectors only
-        Python can read (see :mod:`._python_path`) as built messages, which
-        serialize to the same bytes the compiled encoder writes."""
-        timestamp_ms = self._timestamp_ms()
-        chunks = []
-        for through_python, run in runs(collectors):
-            if not through_python:
-                chunks.append(_core.encode_protobuf(run, timestamp_ms))
-                continue
-            for collector in run:
-                body = _family_message(collector, timestamp_ms).SerializeToString()
-                chunks.append(_varint(len(body)) + body)
-        return b"".join(chunks)
+    def _compiled(self, metrics: List[Any], timestamp_ms: Optional[int]) -> bytes:
+        return _core.encode_protobuf(metrics, timestamp_ms)
+
+    def _python_block(
+        self, collector: "Collector", timestamp_ms: Optional[int]
+    ) -> bytes:
+        """A built message, which serializes to the bytes the compiled
+        encoder would write."""
+        body = _family_message(collector, timestamp_ms).SerializeToString()
+        return _varint(len(body)) + body
 
 
 _FAMILY_TYPES = {"counter": 0, "gauge": 1, "summary": 2, "histogram": 4}

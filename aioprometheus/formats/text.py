@@ -6,21 +6,21 @@ gauges, so every byte (escaping, number spelling) comes from the one encoder.
 """
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from .. import _core
-from ._python_path import bound_text, observation_parts, runs
-from .base import IFormatter
+from ._python_path import bound_text, observation_parts
+from .base import RunFormatter
 
 if TYPE_CHECKING:
-    from ..collectors import Collector, Registry
+    from ..collectors import Collector
     from ..mypy_types import LabelsType
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_ACCEPTS = set(TEXT_CONTENT_TYPE.split("; "))
 
 
-class TextFormatter(IFormatter):
+class TextFormatter(RunFormatter):
     """Encodes a registry in the text format, collectors sorted by name."""
 
     def __init__(self, timestamp: bool = False) -> None:
@@ -33,27 +33,23 @@ class TextFormatter(IFormatter):
     def get_headers(self) -> Dict[str, str]:
         return {"Content-Type": TEXT_CONTENT_TYPE}
 
-    def marshall(self, registry: "Registry") -> bytes:
-        return self._encode(registry.sorted_collectors())
-
     def marshall_collector(self, collector: "Collector") -> str:
         """One collector's text (HELP, TYPE and sample lines, no final
         newline): the block :meth:`marshall` writes for it."""
-        return self._encode([collector]).decode()[:-1]
+        return self._plan([collector], detach=False)().decode()[:-1]
 
     def marshall_lines(self, collector: "Collector") -> List[str]:
         """One collector's text as a list of lines (see :meth:`marshall_collector`)."""
         return self.marshall_collector(collector).split("\n")
 
-    def _encode(self, collectors: Iterable["Collector"]) -> bytes:
-        timestamp_ms = int(time.time() * 1000) if self.timestamp else -1
-        blocks: List[bytes] = []
-        for through_python, run in runs(collectors):
-            if through_python:
-                blocks.extend(_python_block(c, timestamp_ms) for c in run)
-            else:
-                blocks.append(_core.encode_text(run, timestamp_ms))
-        return b"".join(blocks)
+    def _timestamp_ms(self) -> int:
+        return int(time.time() * 1000) if self.timestamp else -1
+
+    def _compiled(self, metrics: List[Any], timestamp_ms: int) -> bytes:
+        return _core.encode_text(metrics, timestamp_ms)
+
+    def _python_block(self, collector: "Collector", timestamp_ms: int) -> bytes:
+        return _python_block(collector, timestamp_ms)
 
 
 def _python_block(collector: "Collector", timestamp_ms: int) -> bytes:

@@ -82,3 +82,30 @@ def test_encoding_a_snapshot_lets_other_threads_run():
     shared = turns_while_encoding(snap)
     held = turns_while_encoding([c])
     assert shared >= 10 and shared > 3 * held, (shared, held)
+
+
+def test_prepared_scrape_encodes_the_registry_as_it_was_when_prepared():
+    """Formatter.prepare reads the registry at once (compiled metrics by
+    snapshot, Python-computed collectors through get_all) and encodes later."""
+    from aioprometheus.formats.binary import BinaryFormatter
+    from aioprometheus.formats.text import TextFormatter
+
+    registry = Registry()
+    c = Counter("c_total", "doc", registry=registry)
+    c.inc({"k": "v"})
+    calls = []
+
+    class Computed(Gauge):
+        def get_all(self):
+            calls.append(1)
+            return [({"at": "scrape"}, 7)]
+
+    Computed("computed", "doc", registry=registry)
+    for formatter in (TextFormatter(), BinaryFormatter()):
+        expected = formatter.marshall(registry)
+        job = formatter.prepare(registry)
+        reads = len(calls)
+        c.inc({"k": "v"})
+        c.inc({"other": "series"})
+        assert job() == expected
+        assert len(calls) == reads  # encoding reads nothing through Python
