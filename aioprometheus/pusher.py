@@ -15,7 +15,7 @@ import asyncio
 import base64
 import re
 import warnings
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Type, Union
 
 import aiohttp
 
@@ -29,23 +29,74 @@ DEFAULT_TIMEOUT = 30.0
 TEXT = "text"
 PROTOBUF = "protobuf"
 
-_LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Values made only of these characters go into the URL as they are; anything
-# else (notably '/', '%', '+', spaces, non-ASCII, empty, '.' and '..') is sent
-# in the Pushgateway's base64url form, which no proxy or client can mangle.
-_PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_.~:-]+$")
+# else (notably '/', '%', '+', spaces, control characters such as '\n',
+# non-ASCII, empty, '.' and '..') is sent in the Pushgateway's base64url form,
+# which no proxy or client can mangle. Always matched with ``fullmatch``: a
+# '$' anchor would accept a trailing newline, and "host\n" would then be
+# sent as the group "host".
+_PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_.~:-]+")
 
 
 class PushError(Exception):
-    """A push to the gateway failed: it could not be reached in time, or it
-    answered with a non-2xx status (then ``status`` and ``body`` are set)."""
+    """A push to the gateway failed: it answered with a non-2xx status (then
+    ``status`` and ``body`` are set), or the request itself failed.
+
+    When the request failed (no connection, no answer in time, ...), the
+    error raised is also an instance of the exception that aiohttp or asyncio
+    raised, which aioprometheus 23.12 let through: ``except
+    aiohttp.ClientError``, ``except aiohttp.ClientConnectorError`` or ``except
+    asyncio.TimeoutError`` written for 23.12 still catch it. That original
+    exception is its ``__cause__``, and its attributes (``host``, ``port``,
+    ``os_error``, ``errno``...) read the same on the PushError.
+    """
 
     def __init__(
         self, message: str, *, status: Optional[int] = None, body: str = ""
     ) -> None:
-        super().__init__(message)
+        # Not super().__init__: in a transport subclass the next class in the
+        # MRO is the cause's, whose __init__ takes other arguments.
+        Exception.__init__(self, message)
+        self.message = message
         self.status = status
         self.body = body
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        # A transport subclass is made at run time and cannot be imported by
+        # pickle; a copy or unpickled error is a plain PushError.
+        return (PushError, (self.message,), {"status": self.status, "body": self.body})
+
+
+# PushError subclasses by the class of the transport exception they stand for.
+_TRANSPORT_ERROR_CLASSES: Dict[type, Type[PushError]] = {}
+
+
+def _transport_error(message: str, cause: BaseException) -> PushError:
+    """A PushError that is also an instance of ``type(cause)`` (a subclass of
+    both, made once per cause class), carrying the cause's attributes."""
+    cause_class = type(cause)
+    error_class = _TRANSPORT_ERROR_CLASSES.get(cause_class)
+    if error_class is None:
+        error_class = _TRANSPORT_ERROR_CLASSES[cause_class] = type(
+            "Push" + cause_class.__name__,
+            (PushError, cause_class),
+            {"__module__": __name__, "__doc__": PushError.__doc__},
+        )
+    error = error_class.__new__(error_class)
+    error.__dict__.update(vars(cause))
+    if isinstance(cause, OSError):
+        # errno and friends are C slots of OSError, not in the instance dict.
+        os_error: Any = error
+        os_error.errno = cause.errno
+        os_error.strerror = cause.strerror
+        os_error.filename = cause.filename
+        os_error.filename2 = cause.filename2
+    PushError.__init__(error, message)
+    return error
 
 
 def encode_grouping_key(job: str, grouping_key: Mapping[str, Any]) -> str:
@@ -59,7 +110,7 @@ def encode_grouping_key(job: str, grouping_key: Mapping[str, Any]) -> str:
 
 
 def _encode_pair(name: str, value: str) -> str:
-    if _PLAIN_VALUE_RE.match(value) and value not in (".", ".."):
+    if _PLAIN_VALUE_RE.fullmatch(value) and value not in (".", ".."):
         return f"/{name}/{value}"
     if value == "":
         # An empty value needs at least one padding character so that the
@@ -115,7 +166,7 @@ class Pusher:
             raise ValueError(f"addr must be a URL string, got: {addr!r}")
         grouping: Dict[str, str] = {}
         for name, value in (grouping_key or {}).items():
-            if not isinstance(name, str) or not _LABEL_NAME_RE.match(name):
+            if not isinstance(name, str) or not _LABEL_NAME_RE.fullmatch(name):
                 raise ValueError(f"invalid grouping key label name: {name!r}")
             if name == "job":
                 raise ValueError(
@@ -178,9 +229,9 @@ class Pusher:
         timeout: Union[float, aiohttp.ClientTimeout, None] = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> aiohttp.ClientResponse:
-        """DELETE: remove the whole group from the gateway (the registry is
-        only accepted for compatibility; nothing of it is sent). Arguments and
-        errors as for :meth:`add`."""
+        """DELETE: remove the whole group from the gateway. The registry is
+        sent as the body, as aioprometheus 23.12 sent it (the Pushgateway
+        ignores it). Arguments and errors as for :meth:`add`."""
         return await self._push("DELETE", registry, timeout, kwargs)
 
     async def _push(
@@ -208,25 +259,21 @@ class Pusher:
             if "timeout" not in session_kwargs or timeout != DEFAULT_TIMEOUT:
                 session_kwargs["timeout"] = client_timeout
 
-        data: Optional[bytes] = None
-        headers: Dict[str, str] = {}
-        if method != "DELETE":
-            data = self.formatter.marshall(registry)
-            headers = self.headers
-
+        data = self.formatter.marshall(registry)
         try:
             async with aiohttp.ClientSession(**session_kwargs) as session:
                 async with session.request(
-                    method, self.path, data=data, headers=headers
+                    method, self.path, data=data, headers=self.headers
                 ) as resp:
                     body = await resp.read()
         except asyncio.TimeoutError as exc:
-            raise PushError(
+            raise _transport_error(
                 f"{method} {self.path} timed out after "
-                f"{_describe(session_kwargs.get('timeout'))}"
+                f"{_describe(session_kwargs.get('timeout'))}",
+                exc,
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise PushError(f"{method} {self.path} failed: {exc}") from exc
+            raise _transport_error(f"{method} {self.path} failed: {exc}", exc) from exc
 
         if not 200 <= resp.status < 300:
             text = body.decode("utf-8", "replace").strip()
