@@ -22,6 +22,7 @@ import logging
 from typing import (
     Callable,
     Dict,
+    Iterable,
     List,
     NamedTuple,
     Optional,
@@ -248,3 +249,34 @@ def parse_accepts(accept_headers: Sequence[str]) -> Set[str]:
         else:
             accepts.add(accept_header)
     return accepts
+
+
+def accepts_gzip(accept_encoding_headers: Iterable[str]) -> bool:
+    """Return True if the ``Accept-Encoding`` header values allow gzip.
+
+    ``gzip`` (or ``x-gzip``) with a non-zero quality, or ``*`` with a non-zero
+    quality when gzip is not named, allows it (RFC 9110, 12.5.3); an invalid
+    quality counts as 0.
+    """
+    named: Optional[float] = None
+    star: Optional[float] = None
+    for header in accept_encoding_headers:
+        if not isinstance(header, str):
+            continue
+        for element in header.split(","):
+            coding, *params = (part.strip() for part in element.split(";"))
+            q: Optional[float] = 1.0
+            for param in params:
+                name, _, value = param.partition("=")
+                if name.strip().lower() == "q":
+                    q = _parse_q(value.strip())
+                    break
+            weight = q or 0.0
+            coding = coding.lower()
+            if coding in ("gzip", "x-gzip"):
+                named = weight if named is None else max(named, weight)
+            elif coding == "*":
+                star = weight if star is None else max(star, weight)
+    if named is not None:
+        return named > 0.0
+    return star is not None and star > 0.0

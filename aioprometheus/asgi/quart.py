@@ -20,16 +20,15 @@ except ImportError as exc:  # pragma: no cover - depends on the optional extra
     ) from exc
 
 from ..collectors import REGISTRY
-from ..renderer import negotiate_encoding, render
+from ..renderer import scrape
 
 
 async def metrics() -> Tuple[bytes, Dict[str, str]]:
     """Render the metrics in the format negotiated from the Accept headers,
     gzip-compressed if ``Accept-Encoding`` allows it (as ``Service`` does)."""
     registry = getattr(current_app, "registry", REGISTRY)
-    content, http_headers = render(registry, request.headers.getlist("accept"))
-    headers = dict(http_headers)
-    content = await negotiate_encoding(
-        content, headers, request.headers.getlist("accept-encoding")
+    return await scrape(
+        registry,
+        request.headers.getlist("accept"),
+        request.headers.getlist("accept-encoding"),
     )
-    return content, headers

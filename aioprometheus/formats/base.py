@@ -21,6 +21,13 @@ class IFormatter(abc.ABC):
     def marshall(self, registry: "Registry") -> bytes:
         """Every collector of `registry`, encoded."""
 
+    def prepare(self, registry: "Registry") -> Callable[[], bytes]:
+        """Read `registry` now; the returned function gives the encoding of
+        what was read, and may be called on any thread. (This default encodes
+        at once; RunFormatter defers the encoding itself.)"""
+        body = self.marshall(registry)
+        return lambda: body
+
 
 class RunFormatter(IFormatter):
     """A formatter writing the compiled metrics with a compiled encoder and
