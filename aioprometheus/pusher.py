@@ -166,7 +166,12 @@ class Pusher:
             raise ValueError(f"addr must be a URL string, got: {addr!r}")
         grouping: Dict[str, str] = {}
         for name, value in (grouping_key or {}).items():
-            if not isinstance(name, str) or not _LABEL_NAME_RE.fullmatch(name):
+            # The Pushgateway refuses names reserved for Prometheus ('__').
+            if (
+                not isinstance(name, str)
+                or not _LABEL_NAME_RE.fullmatch(name)
+                or name.startswith("__")
+            ):
                 raise ValueError(f"invalid grouping key label name: {name!r}")
             if name == "job":
                 raise ValueError(

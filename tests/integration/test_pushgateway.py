@@ -4,6 +4,7 @@ failures."""
 
 import asyncio
 import itertools
+import urllib.parse
 
 import pytest
 import servers
@@ -222,3 +223,65 @@ def test_dead_gateway_raises(tmp_path):
             run(method(registry, timeout=5))
         assert f"127.0.0.1:{port}" in str(info.value)
     assert c.get({}) == 1
+
+
+def push_value(gw, job, grouping_key, value):
+    registry = Registry()
+    Gauge("pg_newline_probe", "Which push this is.", registry=registry).set({}, value)
+    run(Pusher(job, gw.base_url, grouping_key=grouping_key).replace(registry))
+
+
+def probe_values(gw, job):
+    """{instance label: value} of pg_newline_probe for ``job``."""
+    return {
+        dict(labels)["instance"]: value
+        for labels, value in gateway_samples(gw, "pg_newline_probe").items()
+        if dict(labels)["job"] == job
+    }
+
+
+def test_newline_in_grouping_value_is_its_own_group(pushgateway):
+    """'host\\n' and 'host' are two groups: pushing one (PUT replaces the
+    whole group) leaves the other's metrics in place."""
+    job = unique_job("newline")
+    push_value(pushgateway, job, {"instance": "host"}, 1)
+    push_value(pushgateway, job, {"instance": "host\n"}, 2)
+    assert probe_values(pushgateway, job) == {"host": 1, "host\n": 2}
+    push_value(pushgateway, job, {"instance": "host"}, 3)
+    assert probe_values(pushgateway, job) == {"host": 3, "host\n": 2}
+    assert find_group(pushgateway, {"job": job, "instance": "host\n"}) is not None
+
+
+def test_newline_in_job_name_is_its_own_job(pushgateway):
+    job = unique_job("job")
+    for name, value in ((job, 1), (job + "\n", 2)):
+        push_value(pushgateway, name, {"instance": "i"}, value)
+    samples = gateway_samples(pushgateway, "pg_newline_probe")
+    assert samples[frozenset({"job": job, "instance": "i"}.items())] == 1
+    assert samples[frozenset({"job": job + "\n", "instance": "i"}.items())] == 2
+    run(
+        Pusher(
+            job + "\n", pushgateway.base_url, grouping_key={"instance": "i"}
+        ).delete()
+    )
+    assert find_group(pushgateway, {"job": job, "instance": "i"}) is not None
+    assert find_group(pushgateway, {"job": job + "\n", "instance": "i"}) is None
+
+
+@pytest.mark.parametrize("name", ["a", "_a", "a1", "A_b", "__a", "1a", "a-b", "a\n"])
+def test_grouping_key_names_rejected_exactly_when_the_gateway_would(pushgateway, name):
+    """Pusher refuses at construction exactly the grouping-key names that the
+    Pushgateway would answer 400 for (asked directly, name percent-encoded)."""
+    job = unique_job("names")
+    raw = servers.http_request(
+        f"{pushgateway.base_url}/metrics/job/{job}/{urllib.parse.quote(name)}/v",
+        method="PUT",
+        data=b"pg_name_probe 1\n",
+    )
+    assert raw.status in (200, 400), raw
+    try:
+        Pusher(job, pushgateway.base_url, grouping_key={name: "v"})
+    except ValueError:
+        assert raw.status == 400
+    else:
+        assert raw.status == 200

@@ -149,6 +149,7 @@ def test_addr_path_and_custom_path():
         {"grouping_key": {"instance\n": "x"}},
         {"grouping_key": {"in stance": "x"}},
         {"grouping_key": {"1st": "x"}},
+        {"grouping_key": {"__reserved": "x"}},
         {"grouping_key": {5: "x"}},
         {"grouping_key": {"p": "\ud800"}},
         {"job_name": "\ud800"},
