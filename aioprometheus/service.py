@@ -19,24 +19,26 @@ defaults unless already started) and stops on exit:
 """
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
-import signal
 import threading
 import warnings
 from ssl import SSLContext
-from types import FrameType
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 import aiohttp.web
 from aiohttp import hdrs
 
 from .collectors import REGISTRY, Collector, Registry
-from .renderer import accepts_gzip, negotiate_encoding, render
+from .negotiator import negotiate
+from .renderer import accepts_gzip, negotiate_encoding
 
 __all__ = ["DEFAULT_METRICS_PATH", "Service", "accepts_gzip"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_METRICS_PATH = "/metrics"
 
@@ -47,65 +49,74 @@ _RUNNER_TAKES_SHUTDOWN_TIMEOUT = (
 )
 
 
-class _DeferredInterrupt:
-    """A SIGINT handler that raises KeyboardInterrupt between event-loop
-    callbacks rather than in the middle of whatever task is running.
+class _ServerThread:
+    """One Service's aiohttp server, on its own event loop in a daemon thread.
 
-    With Python's default handler, a Ctrl-C that lands while an aiohttp
-    request task runs is stored in that task and raised again from the next
-    ``loop.run_until_complete(...)`` -- typically the application's cleanup
-    call ``loop.run_until_complete(svc.stop())`` -- ending the program with a
-    traceback. Scheduling the interrupt as a loop callback makes it leave
-    ``run_until_complete``/``run_forever`` cleanly, with every task intact.
-
-    It is installed by :meth:`Service.start` only in the main thread and only
-    while the default handler is in place (so never over a handler set by the
-    application or by ``asyncio.run``), and restored when the last running
-    Service stops. Outside a running loop, or on a second Ctrl-C before the
-    first was delivered, it raises at once like the default handler.
+    Python runs signal handlers in the main thread only, so a Ctrl-C never
+    lands inside the server's tasks. On the application's loop it could: the
+    KeyboardInterrupt was then also stored in an aiohttp task, raised again by
+    ``svc.stop()`` and logged as "Task exception was never retrieved". Here
+    the application keeps Python's own Ctrl-C handling, untouched; the
+    registry is still rendered on the application's loop (see
+    :meth:`Service.handle_metrics`).
     """
 
-    def __init__(self) -> None:
-        self.users = 0
-        self.pending = False
+    def __init__(
+        self,
+        app: aiohttp.web.Application,
+        addr: str,
+        port: int,
+        ssl: Optional[SSLContext],
+    ) -> None:
+        runner_kwargs: Dict[str, Any] = {}
+        if _RUNNER_TAKES_SHUTDOWN_TIMEOUT:
+            runner_kwargs["shutdown_timeout"] = 2.0
+        self.runner = aiohttp.web.AppRunner(app, **runner_kwargs)
+        self.started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.loop = asyncio.new_event_loop()
+        self._stop_requested = asyncio.Event()
+        threading.Thread(
+            target=self._run,
+            args=(addr, port, ssl),
+            name="aioprometheus-service",
+            daemon=True,
+        ).start()
 
-    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _run(self, addr: str, port: int, ssl: Optional[SSLContext]) -> None:
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None or self.pending or loop.is_closed():
-            self.pending = False
-            raise KeyboardInterrupt
-        self.pending = True
-        loop.call_soon_threadsafe(self._interrupt)
+            self.loop.run_until_complete(self._serve(addr, port, ssl))
+        except BaseException as exc:  # handed to the awaiting start()/stop()
+            _settle(self.started, exc)
+            _settle(self.stopped, exc)
+        finally:
+            self.loop.close()
+        _settle(self.stopped, None)
 
-    def _interrupt(self) -> None:
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
+    async def _serve(self, addr: str, port: int, ssl: Optional[SSLContext]) -> None:
+        await self.runner.setup()
+        try:
+            await aiohttp.web.TCPSite(self.runner, addr, port, ssl_context=ssl).start()
+        except BaseException:
+            await self.runner.cleanup()
+            raise
+        _settle(self.started, None)
+        await self._stop_requested.wait()
+        await self.runner.cleanup()
 
-    def acquire(self) -> bool:
-        """Install (or keep) the handler; True if the caller must release."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        current = signal.getsignal(signal.SIGINT)
-        if current is not self:
-            if current is not signal.default_int_handler:
-                return False
-            signal.signal(signal.SIGINT, self)
-            self.users = 0
-        self.users += 1
-        return True
-
-    def release(self) -> None:
-        self.users = max(0, self.users - 1)
-        if self.users == 0 and signal.getsignal(signal.SIGINT) is self:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop_requested.set)
 
 
-_deferred_interrupt = _DeferredInterrupt()
+def _settle(
+    future: "concurrent.futures.Future[None]", exc: Optional[BaseException]
+) -> None:
+    """Resolve `future` (with `exc` if given) unless it already is."""
+    if not future.done():
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
 
 
 class Service:
@@ -144,13 +155,11 @@ class Service:
         if not isinstance(registry, Registry):
             raise TypeError(f"registry must be a Registry, got: {registry!r}")
         self.registry = registry
-        self._app: Optional[aiohttp.web.Application] = None
-        self._runner: Optional[aiohttp.web.AppRunner] = None
-        self._site: Optional[aiohttp.web.TCPSite] = None
+        self._server: Optional[_ServerThread] = None
+        self._app_loop: Optional[asyncio.AbstractEventLoop] = None
         self._https = False
         self._root_url = "/"
         self._metrics_url: str = DEFAULT_METRICS_PATH
-        self._owns_sigint = False
         self._render_lock: Optional[asyncio.Lock] = None
 
     # ------------------------------------------------- 18.x-21.x registration
@@ -178,7 +187,7 @@ class Service:
     @property
     def running(self) -> bool:
         """True while the server is started."""
-        return self._site is not None
+        return self._server is not None
 
     @property
     def base_url(self) -> str:
@@ -186,14 +195,14 @@ class Service:
 
         :raises: RuntimeError if the server is not running.
         """
-        if self._site is None or self._runner is None or not self._runner.addresses:
+        addresses = self._server.runner.addresses if self._server else []
+        if not addresses:
             raise RuntimeError(
                 "No URL available, Prometheus metrics server is not running"
             )
         # IPv4 addresses are 2-tuples, IPv6 addresses 4-tuples. Binding all
         # interfaces on port 0 gives IPv4 and IPv6 sockets different ports:
         # report the IPv4 one if there is one.
-        addresses = self._runner.addresses
         ipv4 = [a for a in addresses if len(a) == 2]
         host, port, *_ = (ipv4 or addresses)[0]
         if ":" in host:
@@ -236,7 +245,7 @@ class Service:
             raise ValueError(
                 f"metrics_url must be a path starting with '/', got: {metrics_url!r}"
             )
-        if self._site is not None:
+        if self._server is not None:
             logger.warning("Prometheus metrics server is already running")
             return
 
@@ -254,52 +263,34 @@ class Service:
             if path != metrics_url:
                 app.router.add_get(path, handler)
 
-        runner_kwargs: Dict[str, Any] = {}
-        if _RUNNER_TAKES_SHUTDOWN_TIMEOUT:
-            runner_kwargs["shutdown_timeout"] = 2.0
-        runner = aiohttp.web.AppRunner(app, **runner_kwargs)
-        await runner.setup()
-        try:
-            site = aiohttp.web.TCPSite(runner, addr, port, ssl_context=ssl)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-
-        self._app = app
-        self._runner = runner
-        self._site = site
+        server = _ServerThread(app, addr, port, ssl)
+        await asyncio.wrap_future(server.started)
+        self._server = server
+        self._app_loop = asyncio.get_running_loop()
         self._https = ssl is not None
-        self._render_lock = asyncio.Lock()
-        self._owns_sigint = _deferred_interrupt.acquire()
+        self._render_lock = None  # made on the server's loop by the first scrape
         self._metrics_url = metrics_url
         logger.debug("Prometheus metrics server started on %s", self.metrics_url)
 
     async def stop(self) -> None:
         """Stop the server and free its port. Stopping a stopped service only
         logs a warning."""
-        if self._site is None or self._runner is None:
+        server = self._server
+        if server is None:
             logger.warning("Prometheus metrics server is already stopped")
             return
-        runner = self._runner
-        self._site = None
-        self._runner = None
-        self._app = None
-        try:
-            await runner.cleanup()
-        finally:
-            if self._owns_sigint:
-                self._owns_sigint = False
-                _deferred_interrupt.release()
+        self._server = None
+        server.stop()
+        await asyncio.wrap_future(server.stopped)
         logger.debug("Prometheus metrics server stopped")
 
     async def __aenter__(self) -> "Service":
-        if self._site is None:
+        if self._server is None:
             await self.start()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self._site is not None:
+        if self._server is not None:
             await self.stop()
 
     # -------------------------------------------------------------- handlers
@@ -308,24 +299,58 @@ class Service:
         self, request: aiohttp.web.Request
     ) -> aiohttp.web.Response:
         """Serve the registry, in the format negotiated from ``Accept``,
-        gzip-compressed if the client accepts it."""
+        gzip-compressed if the client accepts it.
+
+        The registry is read on the application's loop, between its callbacks,
+        as when the server ran there (a collector computing values at scrape
+        time sees the application's state as its own tasks leave it); the
+        encoding then runs here, on the server's thread.
+        """
         accepts: List[str] = request.headers.getall(hdrs.ACCEPT, [])
-        # Concurrent scrapes render one per event-loop iteration: the lock is
-        # held across one yield, so the other scrapes of a burst wait for
-        # later iterations and other tasks run in between. A burst of scrapes
-        # of a big registry then delays the loop by about one render at a
-        # time instead of all of them back to back.
+        formatter = negotiate(accepts)()
+        # One read in flight at a time: a burst of scrapes of a big registry
+        # then costs the application's loop one read per iteration, with its
+        # other tasks running in between.
         lock = self._render_lock
         if lock is None:
             lock = self._render_lock = asyncio.Lock()
         async with lock:
-            body, render_headers = render(self.registry, accepts)
-            await asyncio.sleep(0)
-        headers = dict(render_headers)
+            encode = await self._on_app_loop(formatter.prepare, self.registry)
+        headers = dict(formatter.get_headers())
         body = await negotiate_encoding(
-            body, headers, request.headers.getall(hdrs.ACCEPT_ENCODING, [])
+            encode(), headers, request.headers.getall(hdrs.ACCEPT_ENCODING, [])
         )
         return aiohttp.web.Response(body=body, headers=headers)
+
+    async def _on_app_loop(
+        self, read: Callable[[Registry], T], registry: Registry
+    ) -> T:
+        """``read(registry)`` called in a plain callback on the application's
+        loop (directly if that is this loop), so that a Ctrl-C landing in it
+        is raised in the application's loop as ever and stored in no task."""
+        app_loop = self._app_loop
+        try:
+            here: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if app_loop is None or app_loop is here:
+            return read(registry)
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def read_now() -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # the scrape went away meanwhile
+            try:
+                done.set_result(read(registry))
+            except Exception as exc:
+                done.set_exception(exc)
+            except BaseException:
+                # a Ctrl-C belongs to the application: raised in its loop
+                done.set_exception(RuntimeError("scrape interrupted"))
+                raise
+
+        app_loop.call_soon_threadsafe(read_now)
+        return await asyncio.wrap_future(done)
 
     async def handle_root(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         """A small HTML page linking to the metrics (usable as a health check)."""

@@ -274,39 +274,47 @@ def test_serves_registry_changes_live():
     assert b"svc_live 2\n" in second and b"svc_added_later_total 1\n" in second
 
 
-def test_ctrl_c_inside_a_task_leaves_the_task_intact():
-    """While a Service runs, a SIGINT that lands inside a task surfaces as
-    KeyboardInterrupt from run_until_complete without being stored in the
-    task (so a later run_until_complete(svc.stop()) does not re-raise it)."""
+def test_ctrl_c_keeps_pythons_default_handling():
+    """A running Service leaves SIGINT to Python: a Ctrl-C is raised where it
+    lands, here inside a render on the application's loop, and leaves nothing
+    behind for svc.stop() to raise again (the server runs in its own thread,
+    where signals never land); the scrape it cut short gets a 500."""
     import os
     import signal
 
+    from aioprometheus import Gauge
+
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("SIGINT handler is not Python's default here")
-    loop = asyncio.new_event_loop()
-    try:
-        svc = Service(registry=Registry())
-        loop.run_until_complete(svc.start(addr="127.0.0.1"))
-        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        reached = []
+    reached = []
 
-        async def worker():
+    class Interrupting(Gauge):
+        def get_all(self):
             os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):  # the default handler would raise in here
+            for _ in range(1000):  # the default handler raises in here
                 pass
             reached.append(True)
-            await asyncio.sleep(30)
+            return []
 
-        task = loop.create_task(worker())
+    registry = Registry()
+    Interrupting("interrupting", "Presses Ctrl-C.", registry=registry)
+    loop = asyncio.new_event_loop()
+    try:
+        svc = Service(registry=registry)
+        loop.run_until_complete(svc.start(addr="127.0.0.1"))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        scrape = loop.create_task(fetch(svc.metrics_url))
         with pytest.raises(KeyboardInterrupt):
-            loop.run_until_complete(task)
-        assert reached and not task.done()
-        task.cancel()
-        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+            loop.run_until_complete(scrape)
+        assert not reached
+        status, _, _ = loop.run_until_complete(scrape)
+        assert status == 500
+        registry.deregister("interrupting")
+        assert loop.run_until_complete(fetch(svc.metrics_url))[0] == 200
         loop.run_until_complete(svc.stop())
+        assert not svc.running
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         loop.close()
 
 
