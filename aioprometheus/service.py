@@ -153,7 +153,7 @@ class Service:
                 stacklevel=2,
             )
         if not isinstance(registry, Registry):
-            raise TypeError(f"registry must be a Registry, got: {registry!r}")
+            raise TypeError(f"registry must be a Registry, got: {registry}")
         self.registry = registry
         self._server: Optional[_ServerThread] = None
         self._app_loop: Optional[asyncio.AbstractEventLoop] = None
