@@ -8,8 +8,9 @@ into ``io.prometheus.client.MetricFamily`` messages
 to inspect them.
 """
 
+import functools
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .. import _core
 from ._python_path import observation_parts, runs
@@ -138,43 +139,136 @@ def _read_varint(data: Any, pos: int, end: int) -> Tuple[int, int]:
             raise DecodeError("length prefix is longer than 10 bytes")
 
 
-def iter_decode(data: bytes) -> Iterator[Any]:
-    """Yield the MetricFamily messages of a varint-delimited stream.
+# The smallest MetricFamily with a name: the name's tag, its length, one byte.
+# Shorter messages are refused before anything is parsed, so that a stream of
+# zero bytes (one empty family each) costs nothing to reject.
+_MIN_NAMED_FAMILY = 3
+# Field 1, length-delimited: the tag of the repeated family field of the
+# stream message built by _stream_class.
+_FAMILY_FIELD_TAG = b"\x0a"
 
-    :raises DecodeError: if the stream is truncated or a message does not
-      parse.
-    """
-    from ..metrics_pb2 import MetricFamily  # protobuf only when decoding
 
+_Bytes = Union[bytes, bytearray, memoryview]
+
+
+def _byte_view(data: _Bytes) -> memoryview:
     view = memoryview(data)
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
+    return view
+
+
+def _frames(view: memoryview) -> Iterator[Tuple[int, int, int]]:
+    """``(start, body_start, end)`` of each length-prefixed message, its
+    length checked against the bytes left before the caller parses it."""
     end = len(view)
     pos = 0
     while pos < end:
+        start = pos
         size, pos = _read_varint(view, pos, end)
         if size > end - pos:
             raise DecodeError(
-                f"message of {size} bytes at offset {pos} exceeds the "
+                f"message of {size} bytes at offset {start} exceeds the "
                 f"{end - pos} bytes left"
             )
+        if size < _MIN_NAMED_FAMILY:
+            raise DecodeError(f"MetricFamily at offset {start} has no name")
+        yield start, pos, pos + size
+        pos += size
+
+
+def _named(family: Any, offset: int) -> Any:
+    if not family.name:
+        raise DecodeError(f"MetricFamily at offset {offset} has no name")
+    return family
+
+
+@functools.cache
+def _stream_class() -> Any:
+    """A message whose field 1 is ``repeated MetricFamily``.
+
+    Its wire form is the delimited stream with a tag byte before each length
+    prefix, so a whole stream parses in one call into one arena. Parsed one
+    by one, each family gets its own arena, about 600 bytes however small
+    the family: 150 times the size of a 4-byte family.
+    """
+    from google.protobuf import descriptor_pb2, message_factory
+
+    from ..metrics_pb2 import MetricFamily
+
+    family_file = MetricFamily.DESCRIPTOR.file
+    pool = family_file.pool
+    full_name = "aioprometheus.decode.Stream"
+    try:
+        descriptor = pool.FindMessageTypeByName(full_name)
+    except KeyError:
+        field = descriptor_pb2.FieldDescriptorProto
+        proto = descriptor_pb2.FileDescriptorProto(
+            name="aioprometheus/decode_stream.proto",
+            package="aioprometheus.decode",
+            dependency=[family_file.name],
+        )
+        proto.message_type.add(name="Stream").field.add(
+            name="family",
+            number=1,
+            label=field.LABEL_REPEATED,
+            type=field.TYPE_MESSAGE,
+            type_name="." + MetricFamily.DESCRIPTOR.full_name,
+        )
+        pool.Add(proto)
+        descriptor = pool.FindMessageTypeByName(full_name)
+    return message_factory.GetMessageClass(descriptor)
+
+
+def iter_decode(data: _Bytes) -> Iterator[Any]:
+    """Yield the MetricFamily messages of a varint-delimited stream, one
+    parsed at a time (memory stays flat when each is dropped after use).
+
+    :raises DecodeError: if the stream is truncated, a message does not
+      parse or a family has no name.
+    """
+    from ..metrics_pb2 import MetricFamily  # protobuf only when decoding
+
+    view = _byte_view(data)
+    for start, body_start, end in _frames(view):
         family = MetricFamily()
         try:
-            family.ParseFromString(view[pos : pos + size].tobytes())
+            family.ParseFromString(view[body_start:end])
         except Exception as exc:  # protobuf's DecodeError differs by backend
-            raise DecodeError(f"bad MetricFamily at offset {pos}: {exc}") from exc
-        pos += size
-        yield family
+            raise DecodeError(f"bad MetricFamily at offset {start}: {exc}") from exc
+        yield _named(family, start)
 
 
-def decode(data: bytes) -> List[Any]:
+def decode(data: _Bytes) -> List[Any]:
     """Decode a varint-delimited stream into a list of MetricFamily messages.
+
+    Every length is checked before anything is parsed, and the families
+    share one protobuf arena, so memory stays within a small multiple of the
+    input size whatever the input.
 
     >>> from aioprometheus.formats.binary import decode
     >>> families = decode(body)   # body of a protobuf scrape
     >>> {f.name: f.type for f in families}
 
-    :raises DecodeError: if the stream is truncated or a message does not
-      parse.
+    :raises DecodeError: if the stream is truncated, a message does not
+      parse or a family has no name.
     """
-    return list(iter_decode(data))
+    view = _byte_view(data)
+    stream = bytearray()
+    for start, _, end in _frames(view):
+        stream += _FAMILY_FIELD_TAG
+        stream += view[start:end]
+    container = _stream_class()()
+    try:
+        container.ParseFromString(stream)
+    except Exception as exc:
+        # Parse the families one by one (each dropped at once) to report the
+        # first bad one with its offset.
+        for _ in iter_decode(view):
+            pass
+        raise DecodeError(f"bad MetricFamily stream: {exc}") from exc
+    del stream
+    return [
+        _named(family, start)
+        for (start, _, _), family in zip(_frames(view), container.family)
+    ]

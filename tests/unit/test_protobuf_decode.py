@@ -1,6 +1,8 @@
 """decode()/iter_decode(): delimited MetricFamily streams back into messages."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 from wire import varint
@@ -80,9 +82,21 @@ def test_accepts_bytearray_and_memoryview():
     assert len(list(iter_decode(memoryview(data)))) == 4
 
 
-def test_zero_length_message_is_an_empty_family():
-    (family,) = decode(b"\x00")
-    assert family == pb.MetricFamily()
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00",  # an empty family
+        bytes(1000),  # a thousand of them
+        b"\x03\x12\x01h",  # only a HELP
+        b"\x05\x0a\x00\x12\x01h",  # a name set to ""
+        b"\x03\x0a\x01a\x00",  # a named family, then an empty one
+    ],
+)
+def test_family_without_a_name(data):
+    with pytest.raises(DecodeError, match="has no name"):
+        decode(data)
+    with pytest.raises(DecodeError, match="has no name"):
+        list(iter_decode(data))
 
 
 @pytest.mark.parametrize(
@@ -107,3 +121,115 @@ def test_truncated_real_stream():
     # DecodeError is a ValueError, so callers can catch either
     with pytest.raises(ValueError):
         decode(data[:-3])
+
+
+def test_bad_family_is_reported_with_its_offset():
+    good = BinaryFormatter().marshall(sample_registry())
+    bad = b"\x05\x0a\x05abc"  # the name is longer than its message
+    for stream in (decode, lambda data: list(iter_decode(data))):
+        with pytest.raises(DecodeError, match=f"offset {len(good)}:"):
+            stream(good + bad + good)
+
+
+def test_iter_decode_and_decode_agree():
+    data = BinaryFormatter().marshall(sample_registry()) * 3
+    assert decode(data) == list(iter_decode(data))
+    assert [f.name for f in decode(data)] == ["jobs_total", "lat", "size", "temp"] * 3
+
+
+# ------------------------------------------------------- hostile input memory
+
+# Measured in a fresh interpreter: the peak resident size while decoding
+# (the kernel's high-water mark, reset once the input is loaded) above the
+# size before. tracemalloc would miss most of it, since the protobuf runtime
+# (upb) allocates messages with C malloc.
+_MEASURE = """
+import sys
+from aioprometheus.formats.binary import DecodeError, decode
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+decode(b"\\x03\\x0a\\x01a")  # protobuf and the stream class loaded
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the high-water mark starts again from here
+before = status("VmRSS")
+try:
+    outcome = str(len(decode(data)))
+except DecodeError:
+    outcome = "DecodeError"
+print(outcome, status("VmHWM") - before)
+"""
+
+_SIZE = 1 << 20
+
+
+def _frame(body):
+    return varint(len(body)) + body
+
+
+def _field(tag, body):
+    return bytes([tag]) + varint(len(body)) + body
+
+
+# Each about 1 MB; the family "a" is b"\x0a\x01a" (field 1, one byte).
+HOSTILE = {
+    # one empty (nameless) family per byte: refused at the first
+    "zeros": lambda: bytes(_SIZE),
+    # the smallest named families, 4 bytes each: the worst case
+    "named families": lambda: _frame(b"\x0a\x01a") * (_SIZE // 4),
+    # then one that is truncated at the very end
+    "truncated varint": lambda: _frame(b"\x0a\x01a") * (_SIZE // 4) + b"\x80",
+    # then one that does not parse at the very end
+    "bad last family": lambda: _frame(b"\x0a\x01a") * (_SIZE // 4) + b"\x05\x0a\x05abc",
+    # nameless families that are only a HELP (refused once parsed)
+    "nameless families": lambda: _frame(b"\x12\x01h") * (_SIZE // 4),
+    # one family, empty metrics (field 4), 2 bytes each
+    "empty metrics": lambda: _frame(b"\x0a\x01a" + b"\x22\x00" * (_SIZE // 2)),
+    # one metric, empty label pairs, 2 bytes each
+    "empty labels": lambda: _frame(
+        b"\x0a\x01a" + _field(0x22, b"\x0a\x00" * (_SIZE // 2))
+    ),
+    # one histogram (field 7 of the metric), empty buckets, 2 bytes each
+    "empty buckets": lambda: _frame(
+        b"\x0a\x01a" + _field(0x22, _field(0x3A, b"\x1a\x00" * (_SIZE // 2)))
+    ),
+    # a length of 2**62 bytes declared, 1 MB given
+    "huge declared length": lambda: varint(1 << 62) + bytes(_SIZE),
+    # a length prefix that never ends
+    "endless varint": lambda: b"\xff" * _SIZE,
+}
+
+# Peak memory allowed per input byte. The worst case is the stream of
+# 4-byte named families: each becomes a Python message object (~90 bytes)
+# plus its protobuf struct and cache entry, about 75 bytes per input byte in
+# all. Parsed one arena per family, it took about 150; a stream of zero bytes
+# took about 590 (5 MB -> 2.6 GB).
+BYTES_PER_INPUT_BYTE = 100
+SLACK = 1 << 20  # page-granular noise
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("pattern", sorted(HOSTILE))
+def test_hostile_input_memory_is_bounded(pattern, tmp_path):
+    data = HOSTILE[pattern]()
+    path = tmp_path / "stream.bin"
+    path.write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome, grown = result.stdout.split()
+    limit = BYTES_PER_INPUT_BYTE * len(data) + SLACK
+    assert int(grown) <= limit, (pattern, int(grown) / len(data))
+    decodes = pattern in ("named families", "empty metrics", "empty labels")
+    decodes = decodes or pattern == "empty buckets"
+    assert (outcome != "DecodeError") == decodes, outcome
