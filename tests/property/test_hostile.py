@@ -83,15 +83,30 @@ class HostileStr(str):
     __ne__ = object.__ne__
 
 
-class HostileValue:
-    """A non-str label value exposing ``text``; hashes collide on purpose."""
+class FinalizingStr(str):
+    """Text whose finalizer runs the trap when the core lets go of it."""
 
-    def __init__(self, text: str) -> None:
+    def __del__(self) -> None:
+        try:
+            Trap.fire()
+        except HostileError:
+            pass  # a finalizer cannot fail the call; the plan moves on
+
+
+class HostileValue:
+    """A non-str label value exposing ``text``; hashes collide on purpose.
+
+    With ``finalizing``, ``__str__`` returns a str subclass the core must
+    copy and drop, so its finalizer runs metric operations mid-call.
+    """
+
+    def __init__(self, text: str, finalizing: bool = False) -> None:
         self.text = text
+        self.finalizing = finalizing
 
     def __str__(self) -> str:
         Trap.fire()
-        return self.text
+        return FinalizingStr(self.text) if self.finalizing else self.text
 
     def __hash__(self) -> int:
         Trap.fire()
@@ -160,7 +175,7 @@ def make_value(kind: str, text: str) -> Any:
         return HostileStr(text)
     if kind == "enum":
         return HostileEnum(text) if text in ("x", "200") else HostileValue(text)
-    return HostileValue(text)
+    return HostileValue(text, finalizing=kind == "finalizing")
 
 
 def make_number(kind: str, amount: float) -> Any:
@@ -171,7 +186,9 @@ def make_number(kind: str, amount: float) -> Any:
     return amount
 
 
-value_kinds = st.sampled_from(["str", "plain", "hostile_str", "enum", "hostile"])
+value_kinds = st.sampled_from(
+    ["str", "plain", "hostile_str", "enum", "hostile", "finalizing"]
+)
 label_specs = st.dictionaries(
     st.sampled_from(["a", "b"]),
     st.tuples(st.booleans(), value_kinds, st.sampled_from(TEXTS)),
@@ -623,6 +640,31 @@ REPRODUCERS = {
             [frozenset({("a", "1"), ("b", "2")})],
             [frozenset(("z%d" % i, "v") for i in range(30))],
         ), series
+    """,
+    "value_str_changes_dict": """
+        from aioprometheus import Counter, Registry
+
+        metric = Counter("c", "doc", registry=Registry())
+
+        class Mutating:
+            def __str__(self):
+                labels.clear()
+                labels.update({"z%d" % i: Mutating() for i in range(30)})
+                return "x"
+
+        labels = {"a": Mutating(), "b": "2"}
+        original = frozenset({("a", "x"), ("b", "2")})
+        try:
+            metric.inc(labels)
+        except RuntimeError:
+            assert len(metric.values) == 0
+        else:
+            ((found, value),) = metric.get_all()
+            assert value == 1
+            assert frozenset(found.items()) in (
+                original,
+                frozenset(("z%d" % i, "x") for i in range(30)),
+            )
     """,
 }
 
