@@ -115,12 +115,17 @@ cdef class HistogramCore(Metric):
                 lo = mid + 1
         return lo
 
+    cdef BoundSeries bound(self, tuple key):
+        return HistogramSeries(self, key)
+
     def observe(self, labels, value):
         """Count `value` into its bucket of the series for `labels`."""
         cdef double v = to_observation(value, "Histogram")
         if self.nbounds == 0:
             raise RuntimeError("Histogram buckets were never set")
-        cdef Py_ssize_t i = self.slot(labels)
+        self.observe_at(self.slot(labels), v)
+
+    cdef inline void observe_at(self, Py_ssize_t i, double v) noexcept:
         self.counts[i * self.nbounds + self.bucket_of(v)] += 1
         self.sums[i] += v
 

@@ -42,6 +42,7 @@ cdef class Metric:
     cdef list states              # series number -> the kind's Python object (summary estimators)
     cdef list objects             # a plain Collector's values (any objects); None for the kinds
     cdef bint is_snapshot         # a detached copy: nothing else can reach it
+    cdef unsigned long long layout   # bumped whenever series numbers move (remove, clear)
 
     def __cinit__(self, *args, **kwargs):
         self.series = SeriesTable()
@@ -235,6 +236,20 @@ cdef class Metric:
             raise KeyError(labels)
         return i
 
+    # -- bound series: one lookup, then updates without any --------------------
+
+    def labels(self, labels=None, **names):
+        """The series for `labels` (a dict, or names as keywords), created now,
+        as an object whose methods (inc, add, set, observe... as this kind
+        has them) update it without looking it up again."""
+        cdef dict d = dict(self.as_labels(labels))
+        d.update(names)
+        cdef tuple key = label_key(d)
+        return self.bound(key)
+
+    cdef BoundSeries bound(self, tuple key):
+        raise TypeError(f"{type(self).__name__} has no bound series")
+
     # -- Python-facing helpers for the collectors layer -----------------------
 
     def _label_sets(self):
@@ -260,6 +275,7 @@ cdef class Metric:
         """Drop the series of `labels`; KeyError if it does not exist."""
         cdef Py_ssize_t gone = self.existing(labels)
         cdef Py_ssize_t last = self.series.remove_number(gone)
+        self.layout += 1
         if gone != last:
             self.move(gone, last)
         # The Python objects of the removed series are released only here, by
@@ -272,6 +288,7 @@ cdef class Metric:
         old_states = self.states
         old_objects = self.objects
         self.series.clear()
+        self.layout += 1
         if old_states is not None:
             self.states = []
         if old_objects is not None:

@@ -79,12 +79,17 @@ cdef class SummaryCore(Metric):
         self.sums[dst] = self.sums[src]
         return 0
 
+    cdef BoundSeries bound(self, tuple key):
+        return SummarySeries(self, key)
+
     def observe(self, labels, value):
         """Add `value` to the series for `labels`."""
         cdef double v = to_observation(value, "Summary")
         if self.invariant_pairs is None:
             raise RuntimeError("Summary invariants were never set")
-        cdef Py_ssize_t i = self.slot(labels)
+        self.observe_at(self.slot(labels), v)
+
+    cdef inline void observe_at(self, Py_ssize_t i, double v) noexcept:
         self.estimator_at(i).insert(v)
         self.counts[i] += 1
         self.sums[i] += v

@@ -62,22 +62,35 @@ cdef class ScalarMetric(Metric):
     def set(self, labels, value):
         """Set the series for `labels` to `value` (a number, or a numeric str)."""
         cdef bint is_int
-        cdef double v
-        if isinstance(value, str):
-            v = number_from_text(value, self, &is_int)
-        else:
-            v = to_number(value, self, &is_int)
-        cdef Py_ssize_t i = self.slot(labels)
+        cdef double v = settable_number(value, self, &is_int)
+        self.set_at(self.slot(labels), v, is_int)
+
+    cdef inline void set_at(self, Py_ssize_t i, double v, bint is_int) noexcept:
         self.values[i] = v
         self.is_float[i] = not is_int
 
-    cdef int add_value(self, object labels, double v, bint is_int) except -1:
-        """Add `v` to the series for `labels` (a float makes the value a float)."""
-        cdef Py_ssize_t i = self.slot(labels)
+    cdef inline void add_at(self, Py_ssize_t i, double v, bint is_int) noexcept:
+        """Add `v` to series `i` (a float makes the value a float)."""
         self.values[i] += v
         if not is_int:
             self.is_float[i] = 1
-        return 0
+
+
+cdef double settable_number(object value, object what, bint* is_int) except? -1.0:
+    """What set() stores: a number, or the number a numeric str spells."""
+    if isinstance(value, str):
+        return number_from_text(value, what, is_int)
+    return to_number(value, what, is_int)
+
+
+cdef double counter_amount(object value, bint* is_int) except? -1.0:
+    """An amount a counter may be increased by: a number >= 0."""
+    cdef double v = to_number(value, "Counter", is_int)
+    if not v >= 0.0:
+        if v != v:
+            raise ValueError("Counters can't be incremented by NaN")
+        raise ValueError("Counters can't decrease")
+    return v
 
 
 cdef class CounterCore(ScalarMetric):
@@ -85,6 +98,9 @@ cdef class CounterCore(ScalarMetric):
 
     cdef Metric blank(self):
         return CounterCore.__new__(CounterCore)
+
+    cdef BoundSeries bound(self, tuple key):
+        return CounterSeries(self, key)
 
     def inc(self, labels):
         """Add 1 to the series for `labels`."""
@@ -94,12 +110,8 @@ cdef class CounterCore(ScalarMetric):
     def add(self, labels, value):
         """Add `value` (>= 0) to the series for `labels`."""
         cdef bint is_int
-        cdef double v = to_number(value, "Counter", &is_int)
-        if not v >= 0.0:
-            if v != v:
-                raise ValueError("Counters can't be incremented by NaN")
-            raise ValueError("Counters can't decrease")
-        self.add_value(labels, v, is_int)
+        cdef double v = counter_amount(value, &is_int)
+        self.add_at(self.slot(labels), v, is_int)
 
 
 cdef class GaugeCore(ScalarMetric):
@@ -107,6 +119,9 @@ cdef class GaugeCore(ScalarMetric):
 
     cdef Metric blank(self):
         return GaugeCore.__new__(GaugeCore)
+
+    cdef BoundSeries bound(self, tuple key):
+        return GaugeSeries(self, key)
 
     def inc(self, labels):
         """Add 1 to the series for `labels`."""
@@ -122,10 +137,10 @@ cdef class GaugeCore(ScalarMetric):
         """Add `value` (may be negative) to the series for `labels`."""
         cdef bint is_int
         cdef double v = to_number(value, "Gauge", &is_int)
-        self.add_value(labels, v, is_int)
+        self.add_at(self.slot(labels), v, is_int)
 
     def sub(self, labels, value):
         """Subtract `value` from the series for `labels`."""
         cdef bint is_int
         cdef double v = to_number(value, "Gauge", &is_int)
-        self.add_value(labels, -v, is_int)
+        self.add_at(self.slot(labels), -v, is_int)

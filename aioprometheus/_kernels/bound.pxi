@@ -1,0 +1,101 @@
+# Bound series: a label set looked up once, then updated without a lookup.
+#
+#     get = requests.labels(method="GET", path="/")   # looked up (or created) here
+#     get.inc()                                        # straight to the value
+#
+# A bound series keeps its label set and the series number it had. Numbers
+# only move when a series is removed or the metric cleared, and both bump the
+# metric's `layout`; a bound series whose layout is stale finds its number
+# again (creating the series if it is gone), so it never writes to another.
+
+
+cdef class BoundSeries:
+    """One series of a metric, held by number and label set."""
+
+    cdef Metric metric
+    cdef tuple key
+    cdef Py_ssize_t index
+    cdef unsigned long long layout
+
+    def __cinit__(self, Metric metric, tuple key):
+        self.metric = metric
+        self.key = key
+        self.index = metric.create(key)
+        self.layout = metric.layout
+
+    cdef inline Py_ssize_t slot(self) except -1:
+        """The series' number now (found again if numbers moved since)."""
+        if self.layout != self.metric.layout:
+            self.index = self.metric.create(self.key)
+            self.layout = self.metric.layout
+        return self.index
+
+    @property
+    def label_values(self):
+        """The series' labels, as their exposed texts."""
+        return {self.key[i]: self.key[i + 1] for i in range(0, len(self.key), 2)}
+
+    def get(self):
+        """The series' value (as the metric's get() gives it)."""
+        return self.metric.read(self.slot())
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.metric.metric_name} {self.label_values!r}>"
+
+
+cdef class ScalarSeries(BoundSeries):
+    def inc(self):
+        """Add 1."""
+        cdef Py_ssize_t i = self.slot()
+        (<ScalarMetric>self.metric).values[i] += 1.0
+
+    def set(self, value):
+        """Set to `value` (a number, or a numeric str)."""
+        cdef bint is_int
+        cdef double v = settable_number(value, self.metric, &is_int)
+        (<ScalarMetric>self.metric).set_at(self.slot(), v, is_int)
+
+
+cdef class CounterSeries(ScalarSeries):
+    def add(self, value):
+        """Add `value` (>= 0)."""
+        cdef bint is_int
+        cdef double v = counter_amount(value, &is_int)
+        (<ScalarMetric>self.metric).add_at(self.slot(), v, is_int)
+
+
+cdef class GaugeSeries(ScalarSeries):
+    def dec(self):
+        """Subtract 1."""
+        cdef Py_ssize_t i = self.slot()
+        (<ScalarMetric>self.metric).values[i] -= 1.0
+
+    def add(self, value):
+        """Add `value` (may be negative)."""
+        cdef bint is_int
+        cdef double v = to_number(value, "Gauge", &is_int)
+        (<ScalarMetric>self.metric).add_at(self.slot(), v, is_int)
+
+    def sub(self, value):
+        """Subtract `value`."""
+        cdef bint is_int
+        cdef double v = to_number(value, "Gauge", &is_int)
+        (<ScalarMetric>self.metric).add_at(self.slot(), -v, is_int)
+
+
+cdef class HistogramSeries(BoundSeries):
+    def observe(self, value):
+        """Count `value` into its bucket."""
+        cdef double v = to_observation(value, "Histogram")
+        if (<HistogramCore>self.metric).nbounds == 0:
+            raise RuntimeError("Histogram buckets were never set")
+        (<HistogramCore>self.metric).observe_at(self.slot(), v)
+
+
+cdef class SummarySeries(BoundSeries):
+    def observe(self, value):
+        """Add `value` to the series' quantile estimate, count and sum."""
+        cdef double v = to_observation(value, "Summary")
+        if (<SummaryCore>self.metric).invariant_pairs is None:
+            raise RuntimeError("Summary invariants were never set")
+        (<SummaryCore>self.metric).observe_at(self.slot(), v)
