@@ -10,6 +10,7 @@ path taken.
 """
 
 import math
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, List, Tuple
 
 if TYPE_CHECKING:
@@ -69,3 +70,15 @@ def observation_parts(value: Any) -> Tuple[List[Tuple[float, Any]], Any, Any]:
         if not isinstance(key, str)
     )
     return points, value["count"], value["sum"]
+
+
+@contextmanager
+def exposing(collector: "Collector") -> Iterator[None]:
+    """Name `collector` in errors its Python-computed values cause."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        error = ValueError if isinstance(exc, ValueError) else TypeError
+        raise error(
+            f"Cannot expose {collector.kind.name} {collector.name!r}: {exc}"
+        ) from exc

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .. import _core
-from ._python_path import observation_parts, runs
+from ._python_path import exposing, observation_parts, runs
 from .base import RunFormatter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,28 +89,29 @@ def _family_message(collector: "Collector", timestamp_ms: Optional[int]) -> Any:
     kind = collector.kind.name
     family = MetricFamily(name=collector.name, help=str(collector.doc))
     family.type = _FAMILY_TYPES[kind]
-    for labels, value in collector.get_all():
-        metric = family.metric.add()
-        merged = {
-            **collector.const_labels,
-            **{str(k): str(v) for k, v in (labels or {}).items()},
-        }
-        for name in sorted(merged):
-            metric.label.add(name=name, value=merged[name])
-        if timestamp_ms is not None:
-            metric.timestamp_ms = timestamp_ms
-        if kind in ("counter", "gauge"):
-            getattr(metric, kind).value = float(value)
-            continue
-        points, count, total = observation_parts(value)
-        body = getattr(metric, kind)
-        body.sample_count = int(count)
-        body.sample_sum = float(total)
-        for point, number in points:
-            if kind == "summary":
-                body.quantile.add(quantile=point, value=float(number))
-            else:
-                body.bucket.add(cumulative_count=int(number), upper_bound=point)
+    with exposing(collector):
+        for labels, value in collector.get_all():
+            metric = family.metric.add()
+            merged = {
+                **collector.const_labels,
+                **{str(k): str(v) for k, v in (labels or {}).items()},
+            }
+            for name in sorted(merged):
+                metric.label.add(name=name, value=merged[name])
+            if timestamp_ms is not None:
+                metric.timestamp_ms = timestamp_ms
+            if kind in ("counter", "gauge"):
+                getattr(metric, kind).value = float(value)
+                continue
+            points, count, total = observation_parts(value)
+            body = getattr(metric, kind)
+            body.sample_count = int(count)
+            body.sample_sum = float(total)
+            for point, number in points:
+                if kind == "summary":
+                    body.quantile.add(quantile=point, value=float(number))
+                else:
+                    body.bucket.add(cumulative_count=int(number), upper_bound=point)
     return family
 
 

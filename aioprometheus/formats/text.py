@@ -6,10 +6,10 @@ gauges, so every byte (escaping, number spelling) comes from the one encoder.
 """
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from .. import _core
-from ._python_path import bound_text, observation_parts
+from ._python_path import bound_text, exposing, observation_parts
 from .base import RunFormatter
 
 if TYPE_CHECKING:
@@ -53,35 +53,40 @@ class TextFormatter(RunFormatter):
 
 
 def _python_block(collector: "Collector", timestamp_ms: int) -> bytes:
-    """`collector`'s block from its ``get_all()``, in the compiled layout:
-    per series the quantiles (or buckets), then ``_count`` and ``_sum``."""
+    """`collector`'s block from its ``get_all()``, in the compiled layout."""
     name = collector.name
-    kind = collector.kind.name
     header = _GaugeLines(name, collector.const_labels, collector.doc)
     parts = [header.encode(timestamp_ms).split(b"\n", 1)[0], b"\n"]
-    parts.append(f"# TYPE {name} {kind}\n".encode())
-    for labels, value in collector.get_all():
-        if kind in ("counter", "gauge"):
-            parts.append(_samples(name, collector, [(labels, value)], timestamp_ms))
-            continue
-        points, count, total = observation_parts(value)
-        extra, suffix = ("quantile", "") if kind == "summary" else ("le", "_bucket")
-        # summary quantiles are floats and its count an integer; every
-        # histogram sample is a float, as the compiled encoder writes them
-        as_number = float if kind == "histogram" else int
-        series = [
-            ({**(labels or {}), extra: bound_text(p)}, float(v)) for p, v in points
-        ]
-        parts.append(_samples(name + suffix, collector, series, timestamp_ms))
-        parts.append(
-            _samples(
-                name + "_count", collector, [(labels, as_number(count))], timestamp_ms
-            )
-        )
-        parts.append(
-            _samples(name + "_sum", collector, [(labels, float(total))], timestamp_ms)
-        )
+    parts.append(f"# TYPE {name} {collector.kind.name}\n".encode())
+    with exposing(collector):
+        for labels, value in collector.get_all():
+            for sample_name, series in _series_samples(collector, labels, value):
+                parts.append(_samples(sample_name, collector, series, timestamp_ms))
     return b"".join(parts)
+
+
+def _series_samples(
+    collector: "Collector", labels: Any, value: Any
+) -> List[Tuple[str, List[Tuple[Any, Any]]]]:
+    """One series' samples as ``[(sample name, [(labels, number), ...])]``:
+    the value itself, or the quantiles (buckets), then ``_count`` and
+    ``_sum``, numbers typed as the compiled encoder writes them (summary
+    quantiles floats and count an integer; every histogram sample a float)."""
+    name = collector.name
+    kind = collector.kind.name
+    if kind in ("counter", "gauge"):
+        return [(name, [(labels, value)])]
+    points, count, total = observation_parts(value)
+    extra, suffix = ("quantile", "") if kind == "summary" else ("le", "_bucket")
+    as_count = float if kind == "histogram" else int
+    return [
+        (
+            name + suffix,
+            [({**(labels or {}), extra: bound_text(p)}, float(v)) for p, v in points],
+        ),
+        (name + "_count", [(labels, as_count(count))]),
+        (name + "_sum", [(labels, float(total))]),
+    ]
 
 
 class _GaugeLines(_core.GaugeCore):

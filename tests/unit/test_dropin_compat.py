@@ -315,3 +315,15 @@ def test_service_register_and_deregister_are_deprecated_aliases():
         svc.deregister("legacy_total")
     with pytest.raises(KeyError):
         registry.get("legacy_total")
+
+
+def test_a_value_get_all_cannot_expose_names_its_collector():
+    class Broken(Counter):
+        def get_all(self):
+            return [({"a": "1"}, "many")]
+
+    registry = Registry()
+    Broken("broken_total", "doc", registry=registry)
+    for formatter in (TextFormatter(), BinaryFormatter()):
+        with pytest.raises((TypeError, ValueError), match="counter 'broken_total'"):
+            formatter.marshall(registry)
