@@ -11,34 +11,33 @@ path taken.
 
 import math
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, List, Tuple
+from typing import Any, Iterable, Iterator, List, Tuple
 
-if TYPE_CHECKING:
-    from ..collectors import Collector
+from ..collectors import _CORE_GETS, Collector, MetricsTypes
+
+_BASE_GET_ALL = Collector.get_all
 
 
-def renders_through_python(collector: "Collector") -> bool:
+def renders_through_python(collector: Collector) -> bool:
     """True if `collector`'s values must be read through ``get_all()``."""
-    from ..collectors import _CORE_GETS, Collector
-
     cls = type(collector)
     return (
-        cls.get_all is not Collector.get_all
+        cls.get_all is not _BASE_GET_ALL
         or cls.get not in _CORE_GETS
-        or not collector._core_holds_values()
+        # objects stored by a Summary/Histogram subclass (a plain Collector's
+        # objects never get here: it has no exposition type)
+        or collector._holds_objects()
     )
 
 
 def runs(
-    collectors: Iterable["Collector"],
-) -> Iterator[Tuple[bool, List["Collector"]]]:
+    collectors: Iterable[Collector],
+) -> Iterator[Tuple[bool, List[Collector]]]:
     """Consecutive ``(through_python, [collector, ...])`` runs, in order.
 
     :raises TypeError: for a collector of no exposition type (a plain
       ``Collector``), as 23.12 did.
     """
-    from ..collectors import MetricsTypes
-
     current: List[Collector] = []
     current_python = False
     for collector in collectors:
@@ -73,7 +72,7 @@ def observation_parts(value: Any) -> Tuple[List[Tuple[float, Any]], Any, Any]:
 
 
 @contextmanager
-def exposing(collector: "Collector") -> Iterator[None]:
+def exposing(collector: Collector) -> Iterator[None]:
     """Name `collector` in errors its Python-computed values cause."""
     try:
         yield
