@@ -268,7 +268,7 @@ def decode(data: _Bytes) -> List[Any]:
         for _ in iter_decode(view):
             pass
         raise DecodeError(f"bad MetricFamily stream: {exc}") from exc
-    del stream
+    del stream  # freed before the message objects are made: a lower peak
     return [
         _named(family, start)
         for (start, _, _), family in zip(_frames(view), container.family)
