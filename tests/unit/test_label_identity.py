@@ -110,6 +110,19 @@ def test_get_all_and_iteration_yield_exact_str_texts(counter):
     assert all(type(k) is str and type(v) is str for k, v in iterated.items())
 
 
+def test_const_label_values_expose_their_str(registry):
+    gauge = Gauge(
+        "g",
+        "doc",
+        registry=registry,
+        const_labels={"color": Color.RED, "name": Shouting("v"), "code": 200},
+    )
+    gauge.set({"a": 1}, 1)
+    assert exposed_samples(registry) == [
+        ("g", {"a": "1", "code": "200", "color": "Color.RED", "name": "V"}, 1.0)
+    ]
+
+
 def test_key_order_does_not_matter(counter):
     counter.inc({"a": 1, "b": 2})
     counter.inc({"b": "2", "a": "1"})
