@@ -71,6 +71,18 @@ class MetricsMiddleware:
     The counters are created lazily on the first call, and a counter of the
     same name already in the registry (for example from a previous instance,
     as Starlette rebuilds its middleware stack) is reused.
+
+    A request is counted once the router has chosen its route: when the
+    response starts (a websocket is accepted or refused), when the app raises
+    (status 500 if no response started; the exception is re-raised), or when
+    it returns without a response (the request alone).  The template is then
+    read from the route the router left in the scope (``scope["route"]``,
+    else ``scope["endpoint"]``), through a map of the app's route tree built
+    once (mounts and FastAPI ``include_router`` prefixes included), instead
+    of matching every route again.  A route reachable under two templates, or
+    a request the router did not see, falls back to matching the request's
+    own path against the routes, as 23.12 did before calling the app.  A path
+    no route matches (a 404) is reported as is, as in 23.12.
     """
 
     def __init__(
@@ -246,6 +258,10 @@ class MetricsMiddleware:
                     known = self._learn_route(routed)
                 if known[1] is not None:
                     return known[1]
+            elif "router" in scope:
+                # The router ran and matched nothing (a 404, a slash
+                # redirect): the walk would find nothing either.
+                return f"{root_path}{path}"
             template = _starlette_template(
                 getattr(app, "routes", None),
                 {**scope, "path": path, "root_path": root_path},

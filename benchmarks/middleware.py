@@ -1,0 +1,587 @@
+"""ASGI middleware overhead: ``python -m benchmarks.middleware [--quick]``.
+
+An uninstrumented FastAPI app against the same app behind each library's
+middleware, in one run: ours, aioprometheus 23.12.0's ``MetricsMiddleware``
+and prometheus-fastapi-instrumentator's default ``Instrumentator``.  Each
+library runs in its own worker process (ours from the checkout, the peers
+from isolated ``pip --target`` folders, see ``peers.py``; the instrumentator
+is installed without dependencies so that FastAPI, Starlette and
+prometheus_client are the environment's, the same for every worker).
+
+A worker times the bare app and the instrumented app in alternating batches
+and reports the median over rounds of the per-request difference (process
+CPU time; ``--clock wall`` for wall time), for two drivers:
+
+- ``asgi``: the app called directly with a fresh scope per request (the
+  smallest framework floor, so the middleware's own cost shows most clearly);
+- ``httpx``: ``httpx.AsyncClient`` over ``httpx.ASGITransport``.
+
+With ``--uvicorn`` each app also runs under a real uvicorn on 127.0.0.1 (an
+ephemeral port), loaded by an asyncio HTTP/1.1 client with keep-alive
+connections on loopback, and the server's CPU time per request and its
+throughput are reported.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+IMPLS = ("ours", "aioprometheus", "instrumentator")
+# installed with --no-deps next to the harness' peers
+NO_DEPS_TOOLS = {
+    "instrumentator": ("prometheus-fastapi-instrumentator", "8.1.0"),
+    "uvicorn": ("uvicorn", "0.54.0"),
+}
+# the requests of one batch, cycled: templated, static and a 404
+PATHS = ("/users/42", "/items/7", "/health", "/users/42/orders/9", "/nowhere")
+
+
+# ------------------------------------------------------------------ worker
+
+
+def make_app(instrument: Optional[str]) -> Any:
+    """A small FastAPI app (a few static and templated routes), bare or
+    behind the named library's middleware."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/")
+    async def root() -> Dict[str, str]:
+        return {"ok": "root"}
+
+    @app.get("/health")
+    async def health() -> Dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.get("/users")
+    async def users() -> List[int]:
+        return [1, 2, 3]
+
+    @app.get("/users/{user_id}")
+    async def user(user_id: int) -> Dict[str, int]:
+        return {"user_id": user_id}
+
+    @app.get("/users/{user_id}/orders/{order_id}")
+    async def order(user_id: int, order_id: int) -> Dict[str, int]:
+        return {"user_id": user_id, "order_id": order_id}
+
+    @app.get("/items")
+    async def items() -> List[int]:
+        return [7]
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> Dict[str, int]:
+        return {"item_id": item_id}
+
+    @app.post("/items")
+    async def new_item() -> Dict[str, int]:
+        return {"item_id": 8}
+
+    if instrument in ("ours", "aioprometheus"):
+        from aioprometheus.asgi.middleware import MetricsMiddleware
+        from aioprometheus.collectors import Registry
+
+        app.state.bench_registry = Registry()
+        app.add_middleware(MetricsMiddleware, registry=app.state.bench_registry)
+    elif instrument == "instrumentator":
+        from prometheus_client import CollectorRegistry
+        from prometheus_fastapi_instrumentator import Instrumentator
+
+        app.state.bench_registry = CollectorRegistry()
+        Instrumentator(registry=app.state.bench_registry).instrument(app)
+    elif instrument is not None:
+        raise ValueError(f"unknown instrumentation: {instrument}")
+    return app
+
+
+def counted_requests(app: Any, instrument: str) -> float:
+    """How many requests the instrumented app's metrics counted (a check
+    that the middleware really ran)."""
+    registry = app.state.bench_registry
+    if instrument == "instrumentator":
+        return sum(
+            s.value
+            for family in registry.collect()
+            if family.name == "http_requests"
+            for s in family.samples
+            if s.name == "http_requests_total"
+        )
+    return sum(v for _, v in registry.get("requests_total_counter").get_all())
+
+
+def asgi_driver(app: Any) -> Callable[[int], Any]:
+    """Requests straight into the ASGI app: a fresh scope each (the router
+    writes into it), an empty body, a send that drops the response."""
+    scopes = [
+        {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"bench")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        for path in PATHS
+    ]
+    request = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> Dict[str, Any]:
+        return request
+
+    async def send(message: Dict[str, Any]) -> None:
+        pass
+
+    async def batch(n: int) -> None:
+        for i in range(n):
+            await app(dict(scopes[i % len(scopes)]), receive, send)
+
+    return batch
+
+
+def httpx_driver(app: Any, client: Any) -> Callable[[int], Any]:
+    async def batch(n: int) -> None:
+        for i in range(n):
+            await client.get(PATHS[i % len(PATHS)])
+
+    return batch
+
+
+async def paired_overhead(
+    bare: Callable[[int], Any],
+    instrumented: Callable[[int], Any],
+    n: int,
+    rounds: int,
+    clock: Callable[[], int],
+) -> Dict[str, Any]:
+    """Alternate bare and instrumented batches (ABBA), n requests each; the
+    median over rounds of per-request times and of their difference (ns)."""
+    await bare(n)  # warm-up: imports, caches, first-request paths
+    await instrumented(n)
+    bare_ns: List[float] = []
+    instr_ns: List[float] = []
+    for r in range(rounds):
+        order = [(bare, bare_ns), (instrumented, instr_ns)]
+        for run, out in order if r % 2 == 0 else reversed(order):
+            t0 = clock()
+            await run(n)
+            out.append((clock() - t0) / n)
+    diffs = [i - b for b, i in zip(bare_ns, instr_ns)]
+    return {
+        "bare_us": statistics.median(bare_ns) / 1e3,
+        "instrumented_us": statistics.median(instr_ns) / 1e3,
+        "overhead_us": statistics.median(diffs) / 1e3,
+        "overhead_iqr_us": _iqr(diffs) / 1e3,
+    }
+
+
+def _iqr(values: List[float]) -> float:
+    if len(values) < 4:
+        return max(values) - min(values)
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]
+
+
+def _clock(name: str) -> Callable[[int], int]:
+    return time.process_time_ns if name == "cpu" else time.perf_counter_ns
+
+
+async def in_process(impl: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    import httpx
+
+    bare_app = make_app(None)
+    instr_app = make_app(impl)
+    clock = _clock(params["clock"])
+    results: Dict[str, Any] = {}
+    results["asgi"] = await paired_overhead(
+        asgi_driver(bare_app),
+        asgi_driver(instr_app),
+        params["asgi_batch"],
+        params["rounds"],
+        clock,
+    )
+    base = "http://bench"
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=bare_app), base_url=base
+        ) as bare_client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=instr_app), base_url=base
+        ) as instr_client,
+    ):
+        results["httpx"] = await paired_overhead(
+            httpx_driver(bare_app, bare_client),
+            httpx_driver(instr_app, instr_client),
+            params["httpx_batch"],
+            params["rounds"],
+            clock,
+        )
+    results["counted"] = counted_requests(instr_app, impl)
+    return results
+
+
+def worker_main(impl: str, params_json: str) -> None:
+    """In the worker process: check the library came from where it should,
+    measure, print one JSON line."""
+    params = json.loads(params_json)
+    expect = params.get("expect")
+    if impl in ("ours", "aioprometheus"):
+        import aioprometheus
+
+        where = aioprometheus.__file__ or ""
+    else:
+        import prometheus_fastapi_instrumentator
+
+        where = prometheus_fastapi_instrumentator.__file__ or ""
+    if expect and not os.path.realpath(where).startswith(os.path.realpath(expect)):
+        raise SystemExit(f"{impl} imported from {where}, expected under {expect}")
+    answer = asyncio.run(in_process(impl, params))
+    answer["imported_from"] = where
+    print(json.dumps(answer), flush=True)
+
+
+def serve_main(impl: str, fd: int) -> None:
+    """In a server process: the app (bare when impl is "bare") under uvicorn
+    on the inherited listening socket.  SIGUSR1 marks the start of the
+    measured load, SIGUSR2 prints the process CPU seconds since the mark."""
+    import uvicorn
+
+    app = make_app(None if impl == "bare" else impl)
+    sock = socket.socket(fileno=fd)
+    mark = [time.process_time()]
+
+    def start(*_: Any) -> None:
+        mark[0] = time.process_time()
+
+    def report(*_: Any) -> None:
+        print(json.dumps({"cpu_s": time.process_time() - mark[0]}), flush=True)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, report)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", http="h11"
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+# ------------------------------------------------------------------ load
+
+
+async def load(port: int, connections: int, seconds: float) -> Tuple[int, float]:
+    """Keep-alive GETs over ``connections`` loopback connections for about
+    ``seconds``; returns (responses, elapsed seconds).  Bounded in time."""
+    requests = [
+        f"GET {p} HTTP/1.1\r\nHost: bench\r\n\r\n".encode("ascii") for p in PATHS
+    ]
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def one_connection(offset: int) -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        try:
+            while time.perf_counter() < deadline:
+                writer.write(requests[i % len(requests)])
+                i += 1
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                done += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_connection(c) for c in range(connections)))
+    return done, time.perf_counter() - t0
+
+
+def uvicorn_sample(
+    impl: str, env: Dict[str, str], connections: int, seconds: float
+) -> Dict[str, float]:
+    """One server process for ``impl`` ("bare" or a library): warm up, then
+    measure its CPU per request under load."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "serve", impl, str(fd)],
+        env=env,
+        pass_fds=(fd,),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    listener.close()
+    try:
+        _wait_until_serving(port, server)
+        asyncio.run(load(port, connections, min(1.0, seconds)))  # warm-up
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(0.05)
+        done, elapsed = asyncio.run(load(port, connections, seconds))
+        server.send_signal(signal.SIGUSR2)
+        assert server.stdout is not None
+        cpu_s = json.loads(server.stdout.readline())["cpu_s"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return {
+        "cpu_us_per_request": cpu_s * 1e6 / done,
+        "requests_per_s": done / elapsed,
+        "requests": done,
+    }
+
+
+def _wait_until_serving(port: int, server: "subprocess.Popen[str]") -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited with {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("server did not start within 60 s")
+
+
+# ------------------------------------------------------------------ driver
+
+
+def _log(msg: str) -> None:
+    print(f"[benchmarks.middleware] {msg}", file=sys.stderr, flush=True)
+
+
+def impl_folders(install: bool) -> Dict[str, Optional[Path]]:
+    """PYTHONPATH folder per implementation (None: cannot run)."""
+    from benchmarks import peers
+
+    root = peers.cache_root()
+    folders: Dict[str, Optional[Path]] = {"ours": peers.REPO_ROOT}
+    spec = next(p for p in peers.PEERS if p.key == "aioprometheus")
+    try:
+        folders["aioprometheus"] = peers.ensure_peer(spec, root, install=install)
+    except Exception as exc:
+        _log(f"{spec.label} unavailable: {exc}")
+        folders["aioprometheus"] = None
+    for key, (dist, version) in NO_DEPS_TOOLS.items():
+        try:
+            folders[key] = ensure_no_deps(dist, version, root, install)
+        except Exception as exc:
+            _log(f"{dist} {version} unavailable: {exc}")
+            folders[key] = None
+    return folders
+
+
+def ensure_no_deps(dist: str, version: str, root: Path, install: bool) -> Path:
+    """``pip install --no-deps --target`` a pure-Python tool once: its
+    dependencies are the environment's, the same in every worker."""
+    folder = root / f"{dist}-{version}-nodeps"
+    marker = folder / ".bench-installed"
+    requirement = f"{dist}=={version}"
+    if marker.exists() and marker.read_text().strip() == requirement:
+        return folder
+    if not install:
+        raise RuntimeError(f"{requirement} is not installed in {folder}")
+    _log(f"installing {requirement} into {folder} (first run only)")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-input",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(folder),
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr or proc.stdout).strip()[-800:])
+    marker.write_text(requirement + "\n")
+    return folder
+
+
+def worker_env(folders: List[Path]) -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(f) for f in folders)
+    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run(
+    quick: bool = False,
+    clock: str = "cpu",
+    with_uvicorn: bool = False,
+    install: bool = True,
+    impls: Tuple[str, ...] = IMPLS,
+) -> Dict[str, Any]:
+    """All rows: {impl: {"asgi": {...}, "httpx": {...}, "uvicorn": {...}}}."""
+    folders = impl_folders(install)
+    params = {
+        "clock": clock,
+        "rounds": 7 if quick else 21,
+        "asgi_batch": 300 if quick else 1000,
+        "httpx_batch": 100 if quick else 300,
+    }
+    results: Dict[str, Any] = {}
+    for impl in impls:
+        folder = folders.get(impl)
+        if folder is None:
+            results[impl] = {"problem": "not installed"}
+            continue
+        params["expect"] = str(folder)
+        proc = subprocess.run(
+            [sys.executable, __file__, "worker", impl, json.dumps(params)],
+            env=worker_env([folder]),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            results[impl] = {"problem": proc.stderr.strip()[-800:]}
+            _log(f"{impl}: failed: {proc.stderr.strip()[-300:]}")
+            continue
+        results[impl] = json.loads(lines[-1])
+        _log(f"{impl}: in-process done")
+    uvicorn_folder = folders.get("uvicorn")
+    if with_uvicorn and uvicorn_folder is not None:
+        seconds = 2.0 if quick else 5.0
+        rounds = 1 if quick else 3
+        samples: Dict[str, List[Dict[str, float]]] = {}
+        runnable = ["bare"] + [i for i in impls if folders.get(i) is not None]
+        for _ in range(rounds):  # interleaved: bare A B C bare A B C ...
+            for impl in runnable:
+                path = [uvicorn_folder]
+                if impl != "bare":
+                    path.insert(0, folders[impl])  # type: ignore[arg-type]
+                samples.setdefault(impl, []).append(
+                    uvicorn_sample(impl, worker_env(path), 8, seconds)
+                )
+        bare = samples["bare"]
+        for impl in runnable:
+            mine = samples[impl]
+            row = {
+                k: statistics.median(s[k] for s in mine)
+                for k in ("cpu_us_per_request", "requests_per_s")
+            }
+            row["cpu_overhead_us"] = statistics.median(
+                m["cpu_us_per_request"] - b["cpu_us_per_request"]
+                for m, b in zip(mine, bare)
+            )
+            row["throughput_kept"] = statistics.median(
+                m["requests_per_s"] / b["requests_per_s"] for m, b in zip(mine, bare)
+            )
+            results.setdefault(impl, {})["uvicorn"] = row
+        _log("uvicorn done")
+    return results
+
+
+def table(results: Dict[str, Any], clock: str) -> str:
+    unit = "CPU" if clock == "cpu" else "wall"
+    lines = [
+        f"Middleware overhead per request over the bare FastAPI app "
+        f"(median of paired rounds, {unit} time)",
+        f"{'':32}" + "".join(f"{i:>18}" for i in IMPLS),
+    ]
+
+    def row(title: str, cell: Callable[[Dict[str, Any]], str]) -> None:
+        cells = []
+        for impl in IMPLS:
+            got = results.get(impl) or {}
+            try:
+                cells.append(cell(got))
+            except (KeyError, TypeError):
+                cells.append("-")
+        lines.append(f"{title:32}" + "".join(f"{c:>18}" for c in cells))
+
+    for driver in ("asgi", "httpx"):
+        row(
+            f"{driver}: overhead us (iqr)",
+            lambda r, d=driver: (
+                f"{r[d]['overhead_us']:.2f} ({r[d]['overhead_iqr_us']:.2f})"
+            ),
+        )
+        row(f"{driver}: bare app us", lambda r, d=driver: f"{r[d]['bare_us']:.1f}")
+    if any("uvicorn" in (r or {}) for r in results.values()):
+        bare = results.get("bare", {}).get("uvicorn", {})
+        lines.append(
+            f"uvicorn bare: {bare.get('cpu_us_per_request', 0):.1f} us CPU/request, "
+            f"{bare.get('requests_per_s', 0):.0f} requests/s"
+        )
+        row(
+            "uvicorn: server CPU added us",
+            lambda r: f"{r['uvicorn']['cpu_overhead_us']:+.1f}",
+        )
+        row(
+            "uvicorn: throughput kept",
+            lambda r: f"{r['uvicorn']['throughput_kept']:.0%}",
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.middleware", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument(
+        "--uvicorn", action="store_true", help="also under uvicorn on 127.0.0.1"
+    )
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the results here too")
+    args = ap.parse_args(argv)
+    impls = tuple(i for i in args.impls.split(",") if i)
+    unknown = set(impls) - set(IMPLS)
+    if unknown:
+        ap.error(f"unknown implementation(s): {', '.join(sorted(unknown))}")
+    results = run(args.quick, args.clock, args.uvicorn, not args.no_install, impls)
+    print(table(results, args.clock))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        worker_main(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve_main(sys.argv[2], int(sys.argv[3]))
+    else:
+        sys.exit(main())
