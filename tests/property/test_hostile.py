@@ -161,6 +161,30 @@ class LabelDict(dict):
     """A user dict subclass: must work wherever a dict does."""
 
 
+class HostileDict(dict):
+    """A dict subclass whose Python-level accessors run the trap."""
+
+    def __iter__(self):
+        Trap.fire()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        Trap.fire()
+        return dict.__len__(self)
+
+    def __getitem__(self, key: Any) -> Any:
+        Trap.fire()
+        return dict.__getitem__(self, key)
+
+    def items(self):
+        Trap.fire()
+        return dict.items(self)
+
+    def keys(self):
+        Trap.fire()
+        return dict.keys(self)
+
+
 TEXTS = ["x", "200", "True", "1.0"]
 PLAIN_VALUE_FOR_TEXT = {"x": "x", "200": 200, "True": True, "1.0": 1.0}
 
@@ -194,7 +218,9 @@ label_specs = st.dictionaries(
     st.tuples(st.booleans(), value_kinds, st.sampled_from(TEXTS)),
     max_size=2,
 )
-dict_types = st.sampled_from([dict, OrderedDict, LabelDict, "defaultdict", None])
+dict_types = st.sampled_from(
+    [dict, OrderedDict, LabelDict, HostileDict, "defaultdict", None]
+)
 amounts = st.sampled_from([0.0, 1.0, 2.0, 0.5, 3.25])
 number_kinds = st.sampled_from(["plain", "float", "index"])
 plain_keys = st.sampled_from(
