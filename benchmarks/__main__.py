@@ -102,6 +102,17 @@ def make_plan(
             {"target_ms": 40 if quick else 100},
         )
     )
+    plan.append(
+        Step(
+            "middleware_fastapi",
+            "middleware",
+            5 if quick else 15,
+            {
+                "asgi_batch": 300 if quick else 1000,
+                "httpx_batch": 100 if quick else 300,
+            },
+        )
+    )
     mem_n = 20_000 if quick else 100_000
     for kind in ("counter", "histogram"):
         plan.append(

@@ -16,16 +16,19 @@ CPU time; ``--clock wall`` for wall time), for two drivers:
   smallest framework floor, so the middleware's own cost shows most clearly);
 - ``httpx``: ``httpx.AsyncClient`` over ``httpx.ASGITransport``.
 
-With ``--uvicorn`` each app also runs under a real uvicorn on 127.0.0.1 (an
-ephemeral port), loaded by an asyncio HTTP/1.1 client with keep-alive
-connections on loopback, and the server's CPU time per request and its
-throughput are reported.
+With ``--uvicorn`` each app also runs under a real uvicorn (h11) on
+127.0.0.1 (an ephemeral port), loaded over 8 keep-alive connections on
+loopback by Debian's ``wrk`` when installed (else by an asyncio client, too
+slow to keep the server busy: then only the CPU per request means much), for
+a bounded time; the server's CPU time per request and its throughput are
+reported, bare and instrumented servers interleaved.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -168,11 +171,13 @@ async def paired_overhead(
     n: int,
     rounds: int,
     clock: Callable[[], int],
+    warm_up: bool = True,
 ) -> Dict[str, Any]:
     """Alternate bare and instrumented batches (ABBA), n requests each; the
     median over rounds of per-request times and of their difference (ns)."""
-    await bare(n)  # warm-up: imports, caches, first-request paths
-    await instrumented(n)
+    if warm_up:  # imports, caches, first-request paths
+        await bare(n)
+        await instrumented(n)
     bare_ns: List[float] = []
     instr_ns: List[float] = []
     for r in range(rounds):
@@ -255,6 +260,60 @@ def worker_main(impl: str, params_json: str) -> None:
     print(json.dumps(answer), flush=True)
 
 
+class HarnessRunner:
+    """One ``python -m benchmarks`` worker's middleware samples: the bare and
+    the instrumented app, in alternating batches.  The aioprometheus family
+    (ours or 23.12, whichever the worker imports) uses its MetricsMiddleware;
+    the prometheus_client family, prometheus-fastapi-instrumentator."""
+
+    def __init__(
+        self, family: str, params: Dict[str, Any], clock: Callable[[], int]
+    ) -> None:
+        import httpx
+
+        if family == "prometheus_client":
+            import peers  # beside this file, as for the harness' worker script
+
+            dist, version = NO_DEPS_TOOLS["instrumentator"]
+            folder = ensure_no_deps(dist, version, peers.cache_root(), install=True)
+            sys.path.insert(0, str(folder))
+            impl = "instrumentator"
+        else:
+            impl = "ours"  # the same code for 23.12: the worker's aioprometheus
+        self.loop = asyncio.new_event_loop()
+        self.clock = clock
+        self.params = params
+        apps = (make_app(None), make_app(impl))
+        self.asgi = tuple(asgi_driver(app) for app in apps)
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bench"
+            )
+            for app in apps
+        ]
+        self.httpx = tuple(httpx_driver(a, c) for a, c in zip(apps, clients))
+        for run in (*self.asgi, *self.httpx):
+            self.loop.run_until_complete(run(params["httpx_batch"]))
+
+    def sample(self) -> Dict[str, Any]:
+        """Two rounds (ABBA) of each driver; "value" is the direct-ASGI
+        overhead in microseconds per request."""
+        asgi = self.loop.run_until_complete(
+            paired_overhead(*self.asgi, self.params["asgi_batch"], 2, self.clock, False)
+        )
+        via_httpx = self.loop.run_until_complete(
+            paired_overhead(
+                *self.httpx, self.params["httpx_batch"], 2, self.clock, False
+            )
+        )
+        return {
+            "value": asgi["overhead_us"],
+            "bare_us": asgi["bare_us"],
+            "httpx_us": via_httpx["overhead_us"],
+            "httpx_bare_us": via_httpx["bare_us"],
+        }
+
+
 def serve_main(impl: str, fd: int) -> None:
     """In a server process: the app (bare when impl is "bare") under uvicorn
     on the inherited listening socket.  SIGUSR1 marks the start of the
@@ -314,6 +373,53 @@ async def load(port: int, connections: int, seconds: float) -> Tuple[int, float]
     return done, time.perf_counter() - t0
 
 
+WRK_SCRIPT = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+"""
+
+
+def load_wrk(port: int, connections: int, seconds: float) -> Tuple[int, float]:
+    """The same request mix from Debian's ``wrk`` (one thread, keep-alive
+    connections): a client fast enough to keep the server busy."""
+    import re
+    import tempfile
+
+    paths = ", ".join(f'"{p}"' for p in PATHS)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % paths)
+        script.flush()
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        ).stdout
+    found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
+    if not found:
+        raise RuntimeError(f"unexpected wrk output: {out[-500:]}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[found.group(3)]
+    return int(found.group(1)), float(found.group(2)) * scale
+
+
+def run_load(port: int, connections: int, seconds: float) -> Tuple[int, float]:
+    if shutil.which("wrk"):
+        return load_wrk(port, connections, seconds)
+    return asyncio.run(load(port, connections, seconds))
+
+
 def uvicorn_sample(
     impl: str, env: Dict[str, str], connections: int, seconds: float
 ) -> Dict[str, float]:
@@ -335,15 +441,15 @@ def uvicorn_sample(
     listener.close()
     try:
         _wait_until_serving(port, server)
-        asyncio.run(load(port, connections, min(1.0, seconds)))  # warm-up
+        run_load(port, connections, 1.0)  # warm-up
         server.send_signal(signal.SIGUSR1)
         time.sleep(0.05)
-        done, elapsed = asyncio.run(load(port, connections, seconds))
+        done, elapsed = run_load(port, connections, seconds)
         server.send_signal(signal.SIGUSR2)
         assert server.stdout is not None
         cpu_s = json.loads(server.stdout.readline())["cpu_s"]
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -541,7 +647,8 @@ def table(results: Dict[str, Any], clock: str) -> str:
         bare = results.get("bare", {}).get("uvicorn", {})
         lines.append(
             f"uvicorn bare: {bare.get('cpu_us_per_request', 0):.1f} us CPU/request, "
-            f"{bare.get('requests_per_s', 0):.0f} requests/s"
+            f"{bare.get('requests_per_s', 0):.0f} requests/s "
+            f"(load: {'wrk' if shutil.which('wrk') else 'asyncio client'})"
         )
         row(
             "uvicorn: server CPU added us",

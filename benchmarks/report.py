@@ -145,6 +145,19 @@ ROWS: Tuple[Row, ...] = (
         control=True,
     ),
     Row(
+        "middleware_asgi",
+        "ASGI middleware on FastAPI, added",
+        "us/req",
+        "middleware_fastapi",
+    ),
+    Row(
+        "middleware_httpx",
+        "ASGI middleware on FastAPI via httpx, added",
+        "us/req",
+        "middleware_fastapi",
+        field="httpx_us",
+    ),
+    Row(
         "memory_counter", "memory, 2-label counter series", "B/series", "memory_counter"
     ),
     Row("memory_histogram", "memory, histogram series", "B/series", "memory_histogram"),
@@ -182,6 +195,7 @@ TARGETS: Dict[str, List[Tuple[str, Optional[str], float]]] = {
     "memory_counter": [("abs", None, 250)],
     "memory_histogram": [("abs", None, 500)],
     "scrape_p99_10k": [("abs", None, 5), ("speedup", "aioprometheus", 5)],
+    "middleware_asgi": [("abs", None, 2)],  # issue 14
 }
 
 NOTES = (
@@ -216,6 +230,13 @@ NOTES = (
     "= (instrumented - uninstrumented time) / events.",
     "Memory: RSS growth / series in a fresh process creating N new series with a "
     "unique route label string each (the strings' cost included).",
+    "ASGI middleware: a FastAPI app (8 routes; requests cycle over 4 matched "
+    "paths and a 404) bare and behind the middleware, in alternating batches "
+    "(called directly with a fresh scope, then through httpx.ASGITransport); "
+    "per-request difference, median over rounds. aioprometheus: asgi."
+    "MetricsMiddleware; in the pc column, prometheus-fastapi-instrumentator 8.1.0 "
+    "(default Instrumentator().instrument(app), on prometheus_client). Under "
+    "uvicorn: python -m benchmarks.middleware --uvicorn.",
 )
 
 

@@ -810,6 +810,10 @@ def prepare(api: Api, workload: str, params: Dict[str, Any]) -> Any:
         )
     if workload == "asyncio_loop":
         return LoopRunner(AsyncLoop(api), target_ns)
+    if workload == "middleware":
+        import middleware  # benchmarks/middleware.py, beside this script
+
+        return middleware.HarnessRunner(api.family, params, clock)
     raise ValueError(f"unknown workload {workload!r}")
 
 
