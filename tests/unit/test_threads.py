@@ -30,12 +30,14 @@ class State(enum.Enum):
     UP = "up"
     DOWN = "down"
 
-class Tag(str):
+class Tag(str):  # its __str__ hands the GIL to another thread mid-call
     def __str__(self):
+        time.sleep(0)
         return str.__str__(self)
 
-class One:  # 1, converted by Python code: another switch point mid-call
+class One:  # 1, converted by Python code that hands the GIL over too
     def __float__(self):
+        time.sleep(0)
         return 1.0
 
 def worker(body):
