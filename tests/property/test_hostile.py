@@ -4,7 +4,8 @@ The core calls back into Python through a label's ``__str__``/``__hash__``/
 ``__eq__`` and a number's ``__float__``/``__index__``. Here that Python code
 performs metric operations of its own at random points (inc/observe, delete a
 series, clear, create enough series to grow the table, deregister, render
-text or protobuf, raise). Whatever it does, the core must not crash, and the
+text or protobuf, raise), whose own labels are hostile in turn (two calls
+deep). Whatever it does, the core must not crash, and the
 metrics must match a plain-Python model: the dunders' operations apply first,
 then the call itself applies fully, or raises and leaves everything as it was.
 
@@ -47,22 +48,25 @@ class Trap:
     """The actions hostile dunders perform, one per dunder call, in order.
 
     Armed only while the state machine makes the call under test, so building
-    labels, the model and the checks never trigger anything.
+    labels, the model and the checks never trigger anything. An action's own
+    hostile labels fire the next actions too, up to ``MAX_DEPTH`` calls deep.
     """
 
+    MAX_DEPTH = 2
     armed = False
+    depth = 0
     plan: List[Callable[[], None]] = []
 
     @classmethod
     def fire(cls) -> None:
-        if not (cls.armed and cls.plan):
+        if not (cls.armed and cls.plan) or cls.depth >= cls.MAX_DEPTH:
             return
         action = cls.plan.pop(0)
-        cls.armed = False  # one level deep: the action's own calls are plain
+        cls.depth += 1
         try:
             action()
         finally:
-            cls.armed = True
+            cls.depth -= 1
 
 
 class HostileStr(str):
@@ -234,7 +238,7 @@ plain_keys = st.sampled_from(
 )
 metric_names = st.sampled_from(["hc", "hg", "hh", "hs"])
 actions = st.one_of(
-    st.tuples(st.just("inc"), metric_names, plain_keys, amounts),
+    st.tuples(st.just("inc"), metric_names, label_specs, dict_types, amounts),
     st.tuples(st.just("delete"), metric_names, plain_keys),
     st.tuples(st.just("clear"), metric_names),
     st.tuples(st.just("grow"), metric_names),
@@ -279,7 +283,7 @@ OPS = {
 class HostileMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        Trap.armed, Trap.plan = False, []
+        Trap.armed, Trap.depth, Trap.plan = False, 0, []
         self.registry = Registry()
         self.metrics = {
             "hc": Counter("hc", "counter", registry=self.registry),
@@ -305,9 +309,9 @@ class HostileMachine(RuleBasedStateMachine):
         else:
             getattr(metric, op)(labels, amount)
 
-    def _plain_inc(self, name: str, key: Key, amount: float) -> None:
+    def _add(self, name: str, labels: Any, key: Key, amount: float) -> None:
         op = "observe" if self.kinds[name] in ("histogram", "summary") else "add"
-        self._apply(name, dict(key), op, amount)
+        self._apply(name, labels, op, amount)
         series = self.model[name]
         series[key] = merge(self.kinds[name], series.get(key), op, amount)
 
@@ -325,7 +329,7 @@ class HostileMachine(RuleBasedStateMachine):
 
     def _grow(self, name: str) -> None:
         for i in range(GROWTH):
-            self._plain_inc(name, frozenset({("grow", str(i))}), 1.0)
+            self._add(name, {"grow": str(i)}, frozenset({("grow", str(i))}), 1.0)
 
     def _toggle_registration(self, name: str) -> None:
         if name in self.registered:
@@ -352,7 +356,9 @@ class HostileMachine(RuleBasedStateMachine):
 
             return fail
         handlers: Dict[str, Callable[..., None]] = {
-            "inc": self._plain_inc,
+            "inc": lambda name, spec, dict_type, amount: self._add(
+                name, *build_labels(spec, dict_type), amount
+            ),
             "delete": self._plain_delete,
             "clear": self._clear,
             "grow": self._grow,
@@ -369,7 +375,7 @@ class HostileMachine(RuleBasedStateMachine):
         try:
             return call()
         finally:
-            Trap.armed, Trap.plan = False, []
+            Trap.armed, Trap.depth, Trap.plan = False, 0, []
 
     # -- the calls under test: labels and numbers are hostile
 
