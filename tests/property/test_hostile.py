@@ -5,9 +5,9 @@ The core calls back into Python through a label's ``__str__``/``__hash__``/
 performs metric operations of its own at random points (inc/observe, delete a
 series, clear, create enough series to grow the table, deregister, render
 text or protobuf, raise), whose own labels are hostile in turn (two calls
-deep). Whatever it does, the core must not crash, and the
-metrics must match a plain-Python model: the dunders' operations apply first,
-then the call itself applies fully, or raises and leaves everything as it was.
+deep). Whatever it does, the core must not crash, and the metrics must match
+a plain-Python model: the dunders' operations apply first, then the call
+itself applies fully, or raises and leaves everything as it was.
 
 A crash kills the interpreter, so the issue's reproducers also run once each
 in a child process, where a segfault is reported as a failure with its stderr.
