@@ -107,10 +107,12 @@ def make_app(instrument: Optional[str]) -> Any:
     return app
 
 
-def counted_requests(app: Any, instrument: str) -> float:
+def counted_requests(app: Any, instrument: str) -> Optional[float]:
     """How many requests the instrumented app's metrics counted (a check
-    that the middleware really ran)."""
-    registry = app.state.bench_registry
+    that the middleware really ran); None for the bare app."""
+    registry = getattr(app.state, "bench_registry", None)
+    if registry is None:
+        return None
     if instrument == "instrumentator":
         return sum(
             s.value
@@ -283,7 +285,7 @@ class HarnessRunner:
         self.loop = asyncio.new_event_loop()
         self.clock = clock
         self.params = params
-        apps = (make_app(None), make_app(impl))
+        self.apps = apps = (make_app(None), make_app(impl))
         self.asgi = tuple(asgi_driver(app) for app in apps)
         clients = [
             httpx.AsyncClient(

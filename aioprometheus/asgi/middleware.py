@@ -54,6 +54,66 @@ _Series = Tuple[Dict[str, str], Optional[Dict[str, str]]]
 _EXCLUDED: _Series = ({}, None)
 
 
+class _Exchange:
+    """One request's state: its send wrapper counts when the response starts.
+    Slots, not a closure: one allocation instead of a function and its cells."""
+
+    __slots__ = ("middleware", "scope", "send", "path", "root_path", "counted")
+
+    middleware: "MetricsMiddleware"
+    scope: Scope
+    send: Send
+    path: str
+    root_path: str
+    counted: bool
+
+    def send_counting(self, message: Message) -> Awaitable[None]:
+        # A plain method handing back send's awaitable: no extra coroutine.
+        if not self.counted:
+            message_type = message.get("type")
+            if message_type == "http.response.start":
+                self.count(message.get("status", 200), False)
+            elif message_type == "websocket.accept":
+                self.count(101, False)
+            elif message_type == "websocket.close":
+                self.count(403, False)  # closed before accepting: refused
+        return self.send(message)
+
+    def count(self, status: Any, failed: bool) -> None:
+        """Count the request once the router has chosen its route (so the
+        template is read, not searched for): with a ``status``, the request,
+        its response and status code; ``failed`` adds the exception, and
+        without a status it counts only that (the response was counted) or,
+        not failed, only the request (no response was sent)."""
+        self.counted = True
+        middleware = self.middleware
+        scope = self.scope
+        routed = scope.get("route")
+        if routed is None:
+            routed = scope.get("endpoint")
+        # the map is empty unless templates apply: a hit is the template
+        known = middleware._route_templates.get(id(routed))
+        if known is not None and known[0] is routed and known[1] is not None:
+            template = known[1]
+        else:
+            template = middleware._path_label(scope, self.path, self.root_path, routed)
+        series_key = (scope.get("method"), template, status)
+        series = middleware._series.get(series_key)
+        if series is None:
+            series = middleware._new_series(series_key, scope.get("type"))
+        if series is _EXCLUDED:
+            return
+        labels, status_labels = series
+        if status_labels is not None:
+            middleware.requests_counter.inc(labels)
+            middleware.responses_counter.inc(labels)
+            middleware.status_codes_counter.inc(status_labels)
+        elif not failed:
+            middleware.requests_counter.inc(labels)
+        if failed:
+            middleware.exceptions_counter.inc(labels)
+
+
 class MetricsMiddleware:
     """Prometheus metrics for an ASGI application.
 
@@ -158,67 +218,23 @@ class MetricsMiddleware:
         if self.starlette_app is None and scope_type == "http":
             self.starlette_app = scope.get("app")
 
+        exchange = _Exchange()
+        exchange.middleware = self
+        exchange.scope = scope
+        exchange.send = send
         # The router may rewrite these (a Mount extends root_path): keep the
         # request's own for the raw path label and the fallback route walk.
-        path = scope.get("path", "")
-        root_path = scope.get("root_path", "")
-        counted = False
-
-        def send_counting(message: Message) -> Awaitable[None]:
-            # A plain function handing back send's awaitable: no extra coroutine.
-            nonlocal counted
-            if not counted:
-                message_type = message.get("type")
-                if message_type == "http.response.start":
-                    counted = True
-                    self._count(scope, path, root_path, message.get("status", 200))
-                elif message_type == "websocket.accept":
-                    counted = True
-                    self._count(scope, path, root_path, 101)
-                elif message_type == "websocket.close":
-                    counted = True  # closed before accepting: refused
-                    self._count(scope, path, root_path, 403)
-            return send(message)
-
+        exchange.path = scope.get("path", "")
+        exchange.root_path = scope.get("root_path", "")
+        exchange.counted = False
         try:
-            await self.asgi_callable(scope, receive, send_counting)
+            await self.asgi_callable(scope, receive, exchange.send_counting)
         except Exception:
-            self._count(scope, path, root_path, None if counted else 500, True)
-            counted = True
+            exchange.count(None if exchange.counted else 500, True)
             raise
         finally:
-            if not counted:  # returned or cancelled without a response
-                self._count(scope, path, root_path, None)
-
-    def _count(
-        self,
-        scope: Scope,
-        path: str,
-        root_path: str,
-        status: Any,
-        failed: bool = False,
-    ) -> None:
-        """Count a request once the router has chosen its route (so the
-        template is read, not searched for): with a ``status``, the request,
-        its response and status code; ``failed`` adds the exception, and
-        without a status it counts only that (the response was counted) or,
-        not failed, only the request (no response was sent)."""
-        template = self._path_label(scope, path, root_path)
-        series_key = (scope.get("method"), template, status)
-        series = self._series.get(series_key)
-        if series is None:
-            series = self._new_series(series_key, scope.get("type"))
-        if series is _EXCLUDED:
-            return
-        labels, status_labels = series
-        if status_labels is not None:
-            self.requests_counter.inc(labels)
-            self.responses_counter.inc(labels)
-            self.status_codes_counter.inc(status_labels)
-        elif not failed:
-            self.requests_counter.inc(labels)
-        if failed:
-            self.exceptions_counter.inc(labels)
+            if not exchange.counted:  # returned or cancelled without a response
+                exchange.count(None, False)
 
     def _new_series(self, series_key: Tuple[Any, str, Any], scope_type: Any) -> _Series:
         """The label dicts of one (method, path, status), made once and handed
@@ -244,14 +260,12 @@ class MetricsMiddleware:
         self._series[series_key] = series
         return series
 
-    def _path_label(self, scope: Scope, path: str, root_path: str) -> str:
-        """The route template the router chose (when ``use_template_urls``
-        applies), else the full request path (``root_path`` + ``path``)."""
+    def _path_label(self, scope: Scope, path: str, root_path: str, routed: Any) -> str:
+        """The template of the route the router chose (``routed``: its
+        scope["route"] or ["endpoint"]) when ``use_template_urls`` applies,
+        else the full request path (``root_path`` + ``path``)."""
         app = self.starlette_app
         if self.use_template_urls and app is not None:
-            routed = scope.get("route")
-            if routed is None:
-                routed = scope.get("endpoint")
             if routed is not None:
                 known = self._route_templates.get(id(routed))
                 if known is None or known[0] is not routed:

@@ -285,3 +285,24 @@ def test_fastapi_included_router_prefixes():
         key(method="POST", path="/items/{item_id}", status_code="200"): 1,
         key(method="GET", path="/items/{item_id}", status_code="405"): 1,
     }
+
+
+def test_benchmark_runner_times_bare_and_instrumented_apps():
+    """The benchmark's harness runner drives both apps and the instrumented
+    one really counts (timings are only checked to be numbers)."""
+    pytest.importorskip("fastapi")
+    import time
+
+    from benchmarks import middleware as bench
+
+    runner = bench.HarnessRunner(
+        "aioprometheus", {"asgi_batch": 10, "httpx_batch": 5}, time.perf_counter_ns
+    )
+    sample = runner.sample()
+    assert set(sample) == {"value", "bare_us", "httpx_us", "httpx_bare_us"}
+    assert all(isinstance(v, float) for v in sample.values())
+    assert sample["bare_us"] > 0 and sample["httpx_bare_us"] > 0
+    instrumented_app = runner.apps[1]
+    # warm-up (5 + 5) and two rounds of each driver (2 x 10 + 2 x 5)
+    assert bench.counted_requests(instrumented_app, "ours") == 40
+    assert bench.counted_requests(runner.apps[0], "ours") is None
