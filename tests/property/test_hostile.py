@@ -344,8 +344,10 @@ class HostileMachine(RuleBasedStateMachine):
             self.check_text(TextFormatter().marshall(self.registry))
         elif how == "render_proto":
             self.check_protobuf(binary.BinaryFormatter().marshall(self.registry))
-        else:
-            aioprometheus.render(self.registry, [binary.BINARY_CONTENT_TYPE])
+        else:  # what the service does per scrape: negotiate, then encode
+            self.check_text(aioprometheus.render(self.registry, [])[0])
+            accept = [binary.BINARY_CONTENT_TYPE]
+            self.check_protobuf(aioprometheus.render(self.registry, accept)[0])
 
     def _action(self, drawn: tuple) -> Callable[[], None]:
         what, *args = drawn
