@@ -341,13 +341,15 @@ class Service:
             if not done.set_running_or_notify_cancel():
                 return  # the scrape went away meanwhile
             try:
-                done.set_result(read(registry))
+                result = read(registry)
             except Exception as exc:
                 done.set_exception(exc)
+                return
             except BaseException:
                 # a Ctrl-C belongs to the application: raised in its loop
                 done.set_exception(RuntimeError("scrape interrupted"))
                 raise
+            done.set_result(result)
 
         app_loop.call_soon_threadsafe(read_now)
         return await asyncio.wrap_future(done)
