@@ -346,8 +346,11 @@ class Service:
                 done.set_exception(exc)
                 return
             except BaseException:
-                # a Ctrl-C belongs to the application: raised in its loop
-                done.set_exception(RuntimeError("scrape interrupted"))
+                # a Ctrl-C belongs to the application: raised in its loop;
+                # the scrape is answered 503 (no error logged for it)
+                done.set_exception(
+                    aiohttp.web.HTTPServiceUnavailable(text="scrape interrupted")
+                )
                 raise
             done.set_result(result)
 

@@ -274,11 +274,11 @@ def test_serves_registry_changes_live():
     assert b"svc_live 2\n" in second and b"svc_added_later_total 1\n" in second
 
 
-def test_ctrl_c_keeps_pythons_default_handling():
+def test_ctrl_c_keeps_pythons_default_handling(caplog):
     """A running Service leaves SIGINT to Python: a Ctrl-C is raised where it
     lands, here inside a render on the application's loop, and leaves nothing
     behind for svc.stop() to raise again (the server runs in its own thread,
-    where signals never land); the scrape it cut short gets a 500."""
+    where signals never land); the scrape it cut short gets a 503."""
     import os
     import signal
 
@@ -308,7 +308,8 @@ def test_ctrl_c_keeps_pythons_default_handling():
             loop.run_until_complete(scrape)
         assert not reached
         status, _, _ = loop.run_until_complete(scrape)
-        assert status == 500
+        assert status == 503
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         registry.deregister("interrupting")
         assert loop.run_until_complete(fetch(svc.metrics_url))[0] == 200
         loop.run_until_complete(svc.stop())
