@@ -361,7 +361,7 @@ def _compare(row: Row, rows: Dict[str, Any]) -> Dict[str, Optional[float]]:
             out[f"vs_{peer}"] = other / ours
         else:
             out[f"vs_{peer}"] = ours / other
-    if row.micro:
+    if row.micro and not row.control:  # a floor is not compared with a floor
         for impl in ("ours", *PEER_KEYS):
             cell = rows[row.key]["values"].get(impl, {})
             if "x_floor" in cell:  # paired within samples: median of ratios

@@ -178,6 +178,8 @@ def test_fresh_literal_ratio_is_to_its_own_floor():
     rows = report.build({"command": "test"}, [impl], samples)["rows"]
     paired = rows["counter_inc_literal"]["compare"]["x_floor_ours"]
     assert paired == pytest.approx(inc["value"] / inc["floor"])
+    # the floors themselves get no ratio
+    assert not any(k.startswith("x_floor") for k in rows["floor_literal"]["compare"])
 
 
 def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
