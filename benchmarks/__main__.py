@@ -1,6 +1,6 @@
 """Driver: ``python -m benchmarks [--quick]``.
 
-Starts one worker process per implementation (ours from the checkout,
+Starts one worker process per implementation (ours: see ``peers.ours``,
 aioprometheus 23.12.0 and prometheus_client 0.26.0 from isolated pip
 ``--target`` folders, see ``peers.py``) and asks them for samples in
 interleaved rounds (A B C A B C ...), one workload after another.  Memory per

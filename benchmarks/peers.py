@@ -5,7 +5,8 @@ its version) is installed with ``pip install --target`` into a cache folder
 outside the repository, by default ``~/.cache/aioprometheus-bench/<name>-<version>``
 (``$AIOPROMETHEUS_BENCH_CACHE`` or ``$XDG_CACHE_HOME`` move it).  Each
 implementation then runs in its own worker process whose ``PYTHONPATH`` holds
-exactly one of: the repository checkout (ours) or one peer folder.
+exactly one of: the repository checkout (ours, when built in place) or one peer
+folder; without an in-place build, ours is an installed build of ours.
 """
 
 import json
@@ -185,7 +186,7 @@ def check(impl: Impl) -> None:
 
 def ours(root: Path) -> Impl:
     """Our package: the checkout's in-place build if there is one, else an
-    installed build of ours; neither raises OursUnavailable with the
+    installed build of ours; with neither, OursUnavailable carrying the
     checkout's ImportError (which says how to build)."""
     installed = None if _has_core(REPO_ROOT / "aioprometheus") else _installed_ours()
     path = installed or REPO_ROOT
