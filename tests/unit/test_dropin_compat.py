@@ -327,3 +327,31 @@ def test_a_value_get_all_cannot_expose_names_its_collector():
     for formatter in (TextFormatter(), BinaryFormatter()):
         with pytest.raises((TypeError, ValueError), match="counter 'broken_total'"):
             formatter.marshall(registry)
+
+
+def test_histogram_subclass_storing_23_12_bucket_counters():
+    from aioprometheus import histogram
+
+    class ObjectHistogram(Histogram):
+        """Keeps 23.12's stand-alone bucket counter per series."""
+
+        def observe(self, labels, value):
+            try:
+                counter = self.get_value(labels)
+            except KeyError:
+                counter = histogram.Histogram(*self.upper_bounds)
+                self.set_value(labels, counter)
+            counter.observe(float(value))
+
+    compiled, through_objects = Registry(), Registry()
+    plain = Histogram("h", "doc", {"k": "v"}, registry=compiled, buckets=[1, 5])
+    stored = ObjectHistogram(
+        "h", "doc", {"k": "v"}, registry=through_objects, buckets=[1, 5]
+    )
+    for labels, value in (({"a": "1"}, 0.5), ({"a": "1"}, 3), ({"a": "2"}, 9)):
+        plain.observe(labels, value)
+        stored.observe(labels, value)
+    assert isinstance(stored.values[{"a": "1"}], histogram.Histogram)
+    assert stored.get({"a": "1"}) == plain.get({"a": "1"})
+    for formatter in (TextFormatter(), BinaryFormatter()):
+        assert formatter.marshall(through_objects) == formatter.marshall(compiled)
