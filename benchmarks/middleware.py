@@ -20,8 +20,10 @@ With ``--uvicorn`` each app also runs under a real uvicorn (h11) on
 127.0.0.1 (an ephemeral port), loaded over 8 keep-alive connections on
 loopback by Debian's ``wrk`` when installed (else by an asyncio client, too
 slow to keep the server busy: then only the CPU per request means much), for
-a bounded time; the server's CPU time per request and its throughput are
-reported, bare and instrumented servers interleaved.
+a bounded time.  Each instrumented server runs side by side with a bare one,
+both loaded at once, so that both meet the same competition for the cores;
+the difference in server CPU time per request and the ratio of throughputs
+are reported (medians over rounds).
 """
 
 import argparse
@@ -159,7 +161,9 @@ def asgi_driver(app: Any) -> Callable[[int], Any]:
     return batch
 
 
-def httpx_driver(app: Any, client: Any) -> Callable[[int], Any]:
+def httpx_driver(client: Any) -> Callable[[int], Any]:
+    """Requests through an httpx client (over ASGITransport)."""
+
     async def batch(n: int) -> None:
         for i in range(n):
             await client.get(PATHS[i % len(PATHS)])
@@ -176,7 +180,8 @@ async def paired_overhead(
     warm_up: bool = True,
 ) -> Dict[str, Any]:
     """Alternate bare and instrumented batches (ABBA), n requests each; the
-    median over rounds of per-request times and of their difference (ns)."""
+    median over rounds of per-request times and of their difference, in
+    microseconds."""
     if warm_up:  # imports, caches, first-request paths
         await bare(n)
         await instrumented(n)
@@ -204,7 +209,7 @@ def _iqr(values: List[float]) -> float:
     return q[2] - q[0]
 
 
-def _clock(name: str) -> Callable[[int], int]:
+def _clock(name: str) -> Callable[[], int]:
     return time.process_time_ns if name == "cpu" else time.perf_counter_ns
 
 
@@ -232,8 +237,8 @@ async def in_process(impl: str, params: Dict[str, Any]) -> Dict[str, Any]:
         ) as instr_client,
     ):
         results["httpx"] = await paired_overhead(
-            httpx_driver(bare_app, bare_client),
-            httpx_driver(instr_app, instr_client),
+            httpx_driver(bare_client),
+            httpx_driver(instr_client),
             params["httpx_batch"],
             params["rounds"],
             clock,
@@ -293,7 +298,7 @@ class HarnessRunner:
             )
             for app in apps
         ]
-        self.httpx = tuple(httpx_driver(a, c) for a, c in zip(apps, clients))
+        self.httpx = tuple(httpx_driver(client) for client in clients)
         for run in (*self.asgi, *self.httpx):
             self.loop.run_until_complete(run(params["httpx_batch"]))
 
@@ -422,46 +427,93 @@ def run_load(port: int, connections: int, seconds: float) -> Tuple[int, float]:
     return asyncio.run(load(port, connections, seconds))
 
 
-def uvicorn_sample(
-    impl: str, env: Dict[str, str], connections: int, seconds: float
-) -> Dict[str, float]:
-    """One server process for ``impl`` ("bare" or a library): warm up, then
-    measure its CPU per request under load."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-    port = listener.getsockname()[1]
-    fd = listener.fileno()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "serve", impl, str(fd)],
-        env=env,
-        pass_fds=(fd,),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    listener.close()
-    try:
-        _wait_until_serving(port, server)
-        run_load(port, connections, 1.0)  # warm-up
-        server.send_signal(signal.SIGUSR1)
-        time.sleep(0.05)
-        done, elapsed = run_load(port, connections, seconds)
-        server.send_signal(signal.SIGUSR2)
-        assert server.stdout is not None
-        cpu_s = json.loads(server.stdout.readline())["cpu_s"]
-    finally:
-        server.send_signal(signal.SIGTERM)
+class UvicornServer:
+    """A server process for ``impl`` ("bare" or a library) on an ephemeral
+    loopback port; ``mark()`` starts its CPU clock, ``cpu_s()`` reads it."""
+
+    def __init__(self, impl: str, env: Dict[str, str]) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(512)
+        self.port = listener.getsockname()[1]
+        fd = listener.fileno()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "serve", impl, str(fd)],
+            env=env,
+            pass_fds=(fd,),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        listener.close()
         try:
-            server.wait(timeout=20)
+            _wait_until_serving(self.port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def mark(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def cpu_s(self) -> float:
+        self.proc.send_signal(signal.SIGUSR2)
+        assert self.proc.stdout is not None
+        return float(json.loads(self.proc.stdout.readline())["cpu_s"])
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return {
-        "cpu_us_per_request": cpu_s * 1e6 / done,
-        "requests_per_s": done / elapsed,
-        "requests": done,
-    }
+            self.proc.kill()
+            self.proc.wait()
+
+
+def uvicorn_pair(
+    envs: Tuple[Dict[str, str], Dict[str, str]],
+    impl: str,
+    connections: int,
+    seconds: float,
+) -> List[Dict[str, float]]:
+    """The bare server and ``impl``'s side by side, loaded at the same time
+    by identical clients, so that both meet the same competition for the
+    cores: [bare sample, impl sample] (CPU per request, requests/s)."""
+    import threading
+
+    servers: List[UvicornServer] = []
+    try:
+        for name, env in zip(("bare", impl), envs):
+            servers.append(UvicornServer(name, env))
+        loads: List[Tuple[int, float]] = [(0, 1.0)] * len(servers)
+
+        def load_all(duration: float) -> None:
+            def one(i: int) -> None:
+                loads[i] = run_load(servers[i].port, connections, duration)
+
+            threads = [
+                threading.Thread(target=one, args=(i,)) for i in range(len(servers))
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        load_all(1.0)  # warm-up
+        for server in servers:
+            server.mark()
+        time.sleep(0.05)
+        load_all(seconds)
+        return [
+            {
+                "cpu_us_per_request": server.cpu_s() * 1e6 / done,
+                "requests_per_s": done / elapsed,
+                "requests": done,
+            }
+            for server, (done, elapsed) in zip(servers, loads)
+        ]
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def _wait_until_serving(port: int, server: "subprocess.Popen[str]") -> None:
@@ -589,32 +641,36 @@ def run(
     uvicorn_folder = folders.get("uvicorn")
     if with_uvicorn and uvicorn_folder is not None:
         seconds = 2.0 if quick else 5.0
-        rounds = 1 if quick else 3
-        samples: Dict[str, List[Dict[str, float]]] = {}
-        runnable = ["bare"] + [i for i in impls if folders.get(i) is not None]
-        for _ in range(rounds):  # interleaved: bare A B C bare A B C ...
-            for impl in runnable:
-                path = [uvicorn_folder]
-                if impl != "bare":
-                    path.insert(0, folders[impl])  # type: ignore[arg-type]
-                samples.setdefault(impl, []).append(
-                    uvicorn_sample(impl, worker_env(path), 8, seconds)
+        rounds = 1 if quick else 5
+        bare_env = worker_env([uvicorn_folder])
+        paired: Dict[str, List[List[Dict[str, float]]]] = {}
+        for _ in range(rounds):  # interleaved: A B C A B C ...
+            for impl in impls:
+                folder = folders.get(impl)
+                if folder is None:
+                    continue
+                impl_env = worker_env([folder, uvicorn_folder])
+                paired.setdefault(impl, []).append(
+                    uvicorn_pair((bare_env, impl_env), impl, 8, seconds)
                 )
-        bare = samples["bare"]
-        for impl in runnable:
-            mine = samples[impl]
-            row = {
-                k: statistics.median(s[k] for s in mine)
-                for k in ("cpu_us_per_request", "requests_per_s")
+        for impl, pairs in paired.items():
+            results[impl]["uvicorn"] = {
+                "bare_cpu_us_per_request": statistics.median(
+                    b["cpu_us_per_request"] for b, _ in pairs
+                ),
+                "cpu_us_per_request": statistics.median(
+                    m["cpu_us_per_request"] for _, m in pairs
+                ),
+                "cpu_overhead_us": statistics.median(
+                    m["cpu_us_per_request"] - b["cpu_us_per_request"] for b, m in pairs
+                ),
+                "throughput_kept": statistics.median(
+                    m["requests_per_s"] / b["requests_per_s"] for b, m in pairs
+                ),
+                "requests_per_s": statistics.median(
+                    m["requests_per_s"] for _, m in pairs
+                ),
             }
-            row["cpu_overhead_us"] = statistics.median(
-                m["cpu_us_per_request"] - b["cpu_us_per_request"]
-                for m, b in zip(mine, bare)
-            )
-            row["throughput_kept"] = statistics.median(
-                m["requests_per_s"] / b["requests_per_s"] for m, b in zip(mine, bare)
-            )
-            results.setdefault(impl, {})["uvicorn"] = row
         _log("uvicorn done")
     return results
 
@@ -646,11 +702,13 @@ def table(results: Dict[str, Any], clock: str) -> str:
         )
         row(f"{driver}: bare app us", lambda r, d=driver: f"{r[d]['bare_us']:.1f}")
     if any("uvicorn" in (r or {}) for r in results.values()):
-        bare = results.get("bare", {}).get("uvicorn", {})
         lines.append(
-            f"uvicorn bare: {bare.get('cpu_us_per_request', 0):.1f} us CPU/request, "
-            f"{bare.get('requests_per_s', 0):.0f} requests/s "
-            f"(load: {'wrk' if shutil.which('wrk') else 'asyncio client'})"
+            "uvicorn, each server side by side with a bare one under the same "
+            f"load ({'wrk' if shutil.which('wrk') else 'asyncio client'}):"
+        )
+        row(
+            "uvicorn: bare server CPU us",
+            lambda r: f"{r['uvicorn']['bare_cpu_us_per_request']:.1f}",
         )
         row(
             "uvicorn: server CPU added us",
