@@ -7,6 +7,9 @@
 # only move when a series is removed or the metric cleared, and both bump the
 # metric's `layout`; a bound series whose layout is stale finds its number
 # again (creating the series if it is gone), so it never writes to another.
+#
+# The update methods take their one value positionally only (a bare METH_O
+# or METH_NOARGS call, the cheapest Python can make).
 
 
 cdef class BoundSeries:
@@ -35,6 +38,7 @@ cdef class BoundSeries:
         """The series' labels, as their exposed texts."""
         return {self.key[i]: self.key[i + 1] for i in range(0, len(self.key), 2)}
 
+    @cython.always_allow_keywords(False)
     def get(self):
         """The series' value (as the metric's get() gives it)."""
         return self.metric.read(self.slot())
@@ -44,11 +48,13 @@ cdef class BoundSeries:
 
 
 cdef class ScalarSeries(BoundSeries):
+    @cython.always_allow_keywords(False)
     def inc(self):
         """Add 1."""
         cdef Py_ssize_t i = self.slot()
         (<ScalarMetric>self.metric).values[i] += 1.0
 
+    @cython.always_allow_keywords(False)
     def set(self, value):
         """Set to `value` (a number, or a numeric str)."""
         cdef bint is_int
@@ -57,6 +63,7 @@ cdef class ScalarSeries(BoundSeries):
 
 
 cdef class CounterSeries(ScalarSeries):
+    @cython.always_allow_keywords(False)
     def add(self, value):
         """Add `value` (>= 0)."""
         cdef bint is_int
@@ -65,17 +72,20 @@ cdef class CounterSeries(ScalarSeries):
 
 
 cdef class GaugeSeries(ScalarSeries):
+    @cython.always_allow_keywords(False)
     def dec(self):
         """Subtract 1."""
         cdef Py_ssize_t i = self.slot()
         (<ScalarMetric>self.metric).values[i] -= 1.0
 
+    @cython.always_allow_keywords(False)
     def add(self, value):
         """Add `value` (may be negative)."""
         cdef bint is_int
         cdef double v = to_number(value, "Gauge", &is_int)
         (<ScalarMetric>self.metric).add_at(self.slot(), v, is_int)
 
+    @cython.always_allow_keywords(False)
     def sub(self, value):
         """Subtract `value`."""
         cdef bint is_int
@@ -84,6 +94,7 @@ cdef class GaugeSeries(ScalarSeries):
 
 
 cdef class HistogramSeries(BoundSeries):
+    @cython.always_allow_keywords(False)
     def observe(self, value):
         """Count `value` into its bucket."""
         cdef double v = to_observation(value, "Histogram")
@@ -93,6 +104,7 @@ cdef class HistogramSeries(BoundSeries):
 
 
 cdef class SummarySeries(BoundSeries):
+    @cython.always_allow_keywords(False)
     def observe(self, value):
         """Add `value` to the series' quantile estimate, count and sum."""
         cdef double v = to_observation(value, "Summary")
