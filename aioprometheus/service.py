@@ -25,7 +25,7 @@ import logging
 import threading
 import warnings
 from ssl import SSLContext
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Set, TypeVar
 
 import aiohttp.web
 from aiohttp import hdrs
@@ -44,8 +44,12 @@ DEFAULT_METRICS_PATH = "/metrics"
 
 _ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
 
+# How long stopping waits for scrapes in flight. aiohttp >= 3.9 takes it on
+# the runner (AppRunner passes it on to BaseRunner through **kwargs); older
+# releases on the site.
+_SHUTDOWN_TIMEOUT = 2.0
 _RUNNER_TAKES_SHUTDOWN_TIMEOUT = (
-    "shutdown_timeout" in inspect.signature(aiohttp.web.AppRunner.__init__).parameters
+    "shutdown_timeout" in inspect.signature(aiohttp.web.BaseRunner.__init__).parameters
 )
 
 
@@ -68,9 +72,9 @@ class _ServerThread:
         port: int,
         ssl: Optional[SSLContext],
     ) -> None:
-        runner_kwargs: Dict[str, Any] = {}
-        if _RUNNER_TAKES_SHUTDOWN_TIMEOUT:
-            runner_kwargs["shutdown_timeout"] = 2.0
+        timeout: Dict[str, Any] = {"shutdown_timeout": _SHUTDOWN_TIMEOUT}
+        runner_kwargs = timeout if _RUNNER_TAKES_SHUTDOWN_TIMEOUT else {}
+        self._site_kwargs = {} if _RUNNER_TAKES_SHUTDOWN_TIMEOUT else timeout
         self.runner = aiohttp.web.AppRunner(app, **runner_kwargs)
         self.started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -96,7 +100,10 @@ class _ServerThread:
     async def _serve(self, addr: str, port: int, ssl: Optional[SSLContext]) -> None:
         await self.runner.setup()
         try:
-            await aiohttp.web.TCPSite(self.runner, addr, port, ssl_context=ssl).start()
+            site = aiohttp.web.TCPSite(
+                self.runner, addr, port, ssl_context=ssl, **self._site_kwargs
+            )
+            await site.start()
         except BaseException:
             await self.runner.cleanup()
             raise
@@ -106,6 +113,11 @@ class _ServerThread:
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self._stop_requested.set)
+
+
+def _cut_short() -> aiohttp.web.HTTPServiceUnavailable:
+    """The answer to a scrape cut short (an HTTPException: no error logged)."""
+    return aiohttp.web.HTTPServiceUnavailable(text="scrape interrupted")
 
 
 def _settle(
@@ -161,6 +173,8 @@ class Service:
         self._root_url = "/"
         self._metrics_url: str = DEFAULT_METRICS_PATH
         self._render_lock: Optional[asyncio.Lock] = None
+        # reads handed to the application's loop and not yet run there
+        self._queued_reads: Set[concurrent.futures.Future[Any]] = set()
 
     # ------------------------------------------------- 18.x-21.x registration
 
@@ -280,6 +294,12 @@ class Service:
             logger.warning("Prometheus metrics server is already stopped")
             return
         self._server = None
+        # A read the application's loop never ran (a Ctrl-C can land before
+        # it starts) would hold its scrape, and so the shutdown, for seconds.
+        for read in list(self._queued_reads):
+            if not read.done():
+                read.set_exception(_cut_short())
+        self._queued_reads.clear()
         server.stop()
         await asyncio.wrap_future(server.stopped)
         logger.debug("Prometheus metrics server stopped")
@@ -338,7 +358,8 @@ class Service:
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def read_now() -> None:
-            if not done.set_running_or_notify_cancel():
+            self._queued_reads.discard(done)
+            if done.done() or not done.set_running_or_notify_cancel():
                 return  # the scrape went away meanwhile
             try:
                 result = read(registry)
@@ -348,12 +369,11 @@ class Service:
             except BaseException:
                 # a Ctrl-C belongs to the application: raised in its loop;
                 # the scrape is answered 503 (no error logged for it)
-                done.set_exception(
-                    aiohttp.web.HTTPServiceUnavailable(text="scrape interrupted")
-                )
+                done.set_exception(_cut_short())
                 raise
             done.set_result(result)
 
+        self._queued_reads.add(done)
         app_loop.call_soon_threadsafe(read_now)
         return await asyncio.wrap_future(done)
 

@@ -389,3 +389,65 @@ def test_https_with_ssl_context(tmp_path):
     url, status, body = run(scenario())
     assert url.startswith("https://127.0.0.1:")
     assert status == 200 and b"svc_hits_total" in body
+
+
+def test_stop_does_not_wait_long_for_a_stuck_scrape():
+    """A scrape that never completes (here its handler waits forever) holds
+    stop() for the short shutdown timeout, not aiohttp's default minute."""
+    import time
+
+    entered = asyncio.Event()
+
+    class StuckService(Service):
+        async def handle_metrics(self, request):
+            self._app_loop.call_soon_threadsafe(entered.set)
+            await asyncio.Event().wait()
+
+    async def scenario():
+        svc = StuckService(registry=Registry())
+        await svc.start(addr="127.0.0.1")
+        scrape = asyncio.ensure_future(fetch(svc.metrics_url))
+        await asyncio.wait_for(entered.wait(), 10)
+        started = time.monotonic()
+        await svc.stop()
+        scrape.cancel()
+        await asyncio.gather(scrape, return_exceptions=True)
+        return time.monotonic() - started
+
+    assert run(scenario()) < 10
+
+
+def test_stop_answers_scrapes_whose_read_never_ran():
+    """The application's loop stopped with a scrape's read queued on it (as
+    after a Ctrl-C): stop() answers that scrape 503 at once instead of holding
+    the shutdown until aiohttp gives up on it."""
+    import threading
+    import time
+
+    app_loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=app_loop.run_forever)
+    thread.start()
+    svc = Service(registry=make_registry())
+    try:
+        asyncio.run_coroutine_threadsafe(svc.start(addr="127.0.0.1"), app_loop).result(
+            10
+        )
+        app_loop.call_soon_threadsafe(app_loop.stop)
+        thread.join(10)
+
+        async def scenario():
+            scrape = asyncio.ensure_future(fetch(svc.metrics_url))
+            for _ in range(500):
+                if svc._queued_reads:
+                    break
+                await asyncio.sleep(0.01)
+            assert svc._queued_reads
+            started = time.monotonic()
+            await svc.stop()
+            return time.monotonic() - started, (await scrape)[0]
+
+        took, status = asyncio.run(scenario())
+        assert status == 503
+        assert took < 1.5
+    finally:
+        app_loop.close()
