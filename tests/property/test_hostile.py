@@ -9,6 +9,9 @@ deep). Whatever it does, the core must not crash, and the metrics must match
 a plain-Python model: the dunders' operations apply first, then the call
 itself applies fully, or raises and leaves everything as it was.
 
+Bound series (``metric.labels(...)``), which keep their series across calls,
+are updated through hostile numbers too, and from inside dunders.
+
 A crash kills the interpreter, so the issue's reproducers also run once each
 in a child process, where a segfault is reported as a failure with its stderr.
 ``AIOPROMETHEUS_HOSTILE_EXAMPLES`` sets the state machine's example count
@@ -243,6 +246,7 @@ actions = st.one_of(
     st.tuples(st.just("clear"), metric_names),
     st.tuples(st.just("grow"), metric_names),
     st.tuples(st.just("registration"), metric_names),
+    st.tuples(st.just("bound"), st.integers(0, 7), amounts),
     st.tuples(st.sampled_from(["render_text", "render_proto", "render", "raise"])),
 )
 
@@ -299,6 +303,8 @@ class HostileMachine(RuleBasedStateMachine):
         }
         self.model: Dict[str, Dict[Key, Any]] = {name: {} for name in self.metrics}
         self.registered = set(self.metrics)
+        # (metric name, series key, metric.labels(...)) bound earlier
+        self.bound: List[Tuple[str, Key, Any]] = []
 
     # -- the plain operations hostile dunders perform (and the model follows)
 
@@ -322,6 +328,24 @@ class HostileMachine(RuleBasedStateMachine):
             assert key not in self.model[name]
         else:
             del self.model[name][key]
+
+    def _bound_update(self, index: int, op: str, number: Any, amount: float) -> None:
+        """Update a bound series; it stays bound to its labels (recreated if
+        it was deleted or cleared meanwhile)."""
+        if not self.bound:
+            return
+        name, key, series = self.bound[index % len(self.bound)]
+        op = op if op in OPS[self.kinds[name]] else OPS[self.kinds[name]][0]
+        if op in ("inc", "dec"):
+            getattr(series, op)()
+        else:
+            getattr(series, op)(number)
+        self.model[name][key] = merge(
+            self.kinds[name], self.model[name].get(key), op, amount
+        )
+
+    def _bound_add(self, index: int, amount: float) -> None:
+        self._bound_update(index, "add", amount, amount)
 
     def _clear(self, name: str) -> None:
         self.metrics[name].values.clear()
@@ -365,6 +389,7 @@ class HostileMachine(RuleBasedStateMachine):
             "clear": self._clear,
             "grow": self._grow,
             "registration": self._toggle_registration,
+            "bound": self._bound_add,
         }
         if what in handlers:
             return lambda: handlers[what](*args)
@@ -435,6 +460,38 @@ class HostileMachine(RuleBasedStateMachine):
             assert key not in self.model[name]
         else:
             assert_same_value(self.kinds[name], got, self.model[name][key])
+
+    @rule(
+        name=metric_names,
+        spec=label_specs,
+        dict_type=dict_types,
+        plan=st.lists(actions, max_size=4),
+    )
+    def bind(self, name, spec, dict_type, plan):
+        labels, key = build_labels(spec, dict_type)
+        try:
+            series = self._armed_call(plan, lambda: self.metrics[name].labels(labels))
+        except HostileError:
+            return
+        zero = (0, 0.0) if self.kinds[name] in ("histogram", "summary") else 0.0
+        self.model[name].setdefault(key, zero)  # created at once
+        self.bound = self.bound[-7:] + [(name, key, series)]
+
+    @rule(
+        index=st.integers(0, 7),
+        op=st.sampled_from(["inc", "dec", "add", "sub", "set", "observe"]),
+        amount=amounts,
+        number_kind=number_kinds,
+        plan=st.lists(actions, max_size=4),
+    )
+    def update_bound(self, index, op, amount, number_kind, plan):
+        number = make_number(number_kind, amount)
+        try:
+            self._armed_call(
+                plan, lambda: self._bound_update(index, op, number, amount)
+            )
+        except HostileError:
+            return
 
     @rule(plan=st.lists(actions, min_size=1, max_size=4))
     def actions_alone(self, plan):
