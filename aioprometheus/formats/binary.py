@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .. import _core
-from ._python_path import exposing, observation_parts, runs
+from ._python_path import exposing, observation_parts
 from .base import RunFormatter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,10 +57,7 @@ class BinaryFormatter(RunFormatter):
     def marshall_collector(self, collector: "Collector") -> Any:
         """One collector as the ``MetricFamily`` message :meth:`marshall`
         writes for it (aioprometheus' binary formatter returned this too)."""
-        timestamp_ms = self._timestamp_ms()
-        if any(python for python, _ in runs([collector])):
-            return _family_message(collector, timestamp_ms)
-        return decode(_core.encode_protobuf([collector], timestamp_ms))[0]
+        return decode(self._plan([collector], detach=False)())[0]
 
     def _timestamp_ms(self) -> Optional[int]:
         return int(time.time() * 1000) if self.timestamp else None
