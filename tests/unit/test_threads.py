@@ -94,10 +94,14 @@ def own_updates(owner):  # only this thread touches the owner's series
     def body():
         n = 0
         labels = {{"owner": owner, "state": State.UP}}
+        bound = counter.labels(owner=owner, state="bound")
+        cleared_meanwhile = gauge.labels(owner=owner)  # churn clears gauges
         while time.monotonic() < DEADLINE:
             counter.inc(labels) if n % 2 else counter.add(labels, One())
             hist.observe(labels, One())
             summ.observe(labels, 1)
+            bound.add(One())
+            cleared_meanwhile.inc()
             n += 1
         owned[str(owner)] = n
     return body
@@ -161,6 +165,7 @@ print(json.dumps({{
             counter.get(labels),
             hist.get(labels)["count"],
             summ.get(labels)["count"],
+            counter.get({{"owner": owner, "state": "bound"}}),
         ]
         for owner in owned
         for labels in [{{"owner": owner, "state": State.UP}}]
@@ -193,7 +198,7 @@ def test_mixed_threads_lose_no_update_and_stay_consistent():
     assert set(report["owned"]) == {"a", "State.UP"}
     assert all(n > 0 for n in report["owned"].values())
     assert report["owned_read"] == {
-        owner: [n, n, n] for owner, n in report["owned"].items()
+        owner: [n, n, n, n] for owner, n in report["owned"].items()
     }
     assert report["counts_agree"]
     assert report["series_agree"]
