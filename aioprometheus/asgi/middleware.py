@@ -44,14 +44,13 @@ EXCLUDE_PATHS: Tuple[str, ...] = (
 # starlette.routing.Match.FULL
 _MATCH_FULL = 2
 
-# Label dicts kept per (method, path, status); a full cache starts again
+# Bound series kept per (method, path, outcome); a full cache starts again
 # (the method and, off templates, the path come from the client).
 SERIES_CACHE_SIZE = 1024
 
-# (labels, status labels or None) of one (method, path, status)
-_Series = Tuple[Dict[str, str], Optional[Dict[str, str]]]
-# the cached "not counted" of an excluded path
-_EXCLUDED: _Series = ({}, None)
+# the outcome of an exception (an int is a response's status code, None a
+# request without a response)
+_FAILED = "exception"
 
 
 class _Exchange:
@@ -97,21 +96,20 @@ class _Exchange:
             template = known[1]
         else:
             template = middleware._path_label(scope, self.path, self.root_path, routed)
-        series_key = (scope.get("method"), template, status)
-        series = middleware._series.get(series_key)
-        if series is None:
-            series = middleware._new_series(series_key, scope.get("type"))
-        if series is _EXCLUDED:
-            return
-        labels, status_labels = series
-        if status_labels is not None:
-            middleware.requests_counter.inc(labels)
-            middleware.responses_counter.inc(labels)
-            middleware.status_codes_counter.inc(status_labels)
-        elif not failed:
-            middleware.requests_counter.inc(labels)
-        if failed:
-            middleware.exceptions_counter.inc(labels)
+        if not failed:
+            outcomes: Tuple[Any, ...] = (status,)
+        elif status is None:  # after the response started: counted then
+            outcomes = (_FAILED,)
+        else:  # before any response: the request, a 500 and the exception
+            outcomes = (status, _FAILED)
+        method = scope.get("method")
+        for outcome in outcomes:
+            series_key = (method, template, outcome)
+            bound = middleware._series.get(series_key)
+            if bound is None:
+                bound = middleware._bind(series_key, scope.get("type"))
+            for series in bound:
+                series.inc()
 
 
 class MetricsMiddleware:
@@ -167,7 +165,7 @@ class MetricsMiddleware:
         # The Starlette/FastAPI app, for route templates; taken from the scope.
         self.starlette_app: Any = None
         self.metrics_created = False
-        self._series: Dict[Tuple[Any, str, Any], _Series] = {}
+        self._series: Dict[Tuple[Any, str, Any], Tuple[Any, ...]] = {}
         # id(route or endpoint) -> (it, its template or None): the app's routes
         self._route_templates: Dict[int, Tuple[Any, Optional[str]]] = {}
 
@@ -236,29 +234,38 @@ class MetricsMiddleware:
             if not exchange.counted:  # returned or cancelled without a response
                 exchange.count(None, False)
 
-    def _new_series(self, series_key: Tuple[Any, str, Any], scope_type: Any) -> _Series:
-        """The label dicts of one (method, path, status), made once and handed
-        to the counters again and again (the core's fastest lookup)."""
-        method, template, status = series_key
-        series: _Series
-        if template in self.exclude_paths:
-            series = _EXCLUDED
-        else:
+    def _bind(
+        self, series_key: Tuple[Any, str, Any], scope_type: Any
+    ) -> Tuple[Any, ...]:
+        """The series one outcome of a (method, path) increments, looked up
+        once and kept bound (none for an excluded path): for a response, the
+        request, response and status code; for a request without response,
+        the request; for an exception, the exception."""
+        method, template, outcome = series_key
+        bound: Tuple[Any, ...] = ()
+        if template not in self.exclude_paths:
             if method is None:
                 method = "WEBSOCKET" if scope_type == "websocket" else ""
             labels = {"method": str(method), "path": template}
-            status_labels = None
-            if status is not None:
-                code = str(status)
+            if outcome is None:
+                bound = (self.requests_counter.labels(labels),)
+            elif outcome is _FAILED:
+                bound = (self.exceptions_counter.labels(labels),)
+            else:
+                code = str(outcome)
                 status_labels = dict(labels)
                 status_labels["status_code"] = (
                     f"{code[0]}xx" if self.group_status_codes else code
                 )
-            series = (labels, status_labels)
+                bound = (
+                    self.requests_counter.labels(labels),
+                    self.responses_counter.labels(labels),
+                    self.status_codes_counter.labels(status_labels),
+                )
         if len(self._series) >= SERIES_CACHE_SIZE:
             self._series.clear()
-        self._series[series_key] = series
-        return series
+        self._series[series_key] = bound
+        return bound
 
     def _path_label(self, scope: Scope, path: str, root_path: str, routed: Any) -> str:
         """The template of the route the router chose (``routed``: its
