@@ -110,6 +110,11 @@ class _ServerThread:
         _settle(self.started, None)
         await self._stop_requested.wait()
         await self.runner.cleanup()
+        # what aiohttp gave up waiting for ends here, not "destroyed pending"
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self._stop_requested.set)
@@ -173,7 +178,7 @@ class Service:
         self._root_url = "/"
         self._metrics_url: str = DEFAULT_METRICS_PATH
         self._render_lock: Optional[asyncio.Lock] = None
-        # reads handed to the application's loop and not yet run there
+        # reads handed to the application's loop and not yet answered
         self._queued_reads: Set[concurrent.futures.Future[Any]] = set()
 
     # ------------------------------------------------- 18.x-21.x registration
@@ -294,12 +299,12 @@ class Service:
             logger.warning("Prometheus metrics server is already stopped")
             return
         self._server = None
-        # A read the application's loop never ran (a Ctrl-C can land before
-        # it starts) would hold its scrape, and so the shutdown, for seconds.
+        # A read the application's loop never finished (a Ctrl-C can land
+        # anywhere in it) would hold its scrape, and so the shutdown, for
+        # seconds. Reads run on this thread, so none is under way here.
         for read in list(self._queued_reads):
             if not read.done():
                 read.set_exception(_cut_short())
-        self._queued_reads.clear()
         server.stop()
         await asyncio.wrap_future(server.stopped)
         logger.debug("Prometheus metrics server stopped")
@@ -358,7 +363,6 @@ class Service:
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def read_now() -> None:
-            self._queued_reads.discard(done)
             if done.done() or not done.set_running_or_notify_cancel():
                 return  # the scrape went away meanwhile
             try:
@@ -374,6 +378,7 @@ class Service:
             done.set_result(result)
 
         self._queued_reads.add(done)
+        done.add_done_callback(self._queued_reads.discard)
         app_loop.call_soon_threadsafe(read_now)
         return await asyncio.wrap_future(done)
 
