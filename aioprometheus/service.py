@@ -301,7 +301,8 @@ class Service:
         self._server = None
         # A read the application's loop never finished (a Ctrl-C can land
         # anywhere in it) would hold its scrape, and so the shutdown, for
-        # seconds. Reads run on this thread, so none is under way here.
+        # seconds. Reads run on the application's loop, where stop() is
+        # awaited, so none is under way here.
         for read in list(self._queued_reads):
             if not read.done():
                 read.set_exception(_cut_short())
