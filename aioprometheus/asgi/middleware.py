@@ -140,7 +140,9 @@ class MetricsMiddleware:
     of matching every route again.  A route reachable under two templates, or
     a request the router did not see, falls back to matching the request's
     own path against the routes, as 23.12 did before calling the app.  A path
-    no route matches (a 404) is reported as is, as in 23.12.
+    no route matches (a 404) is reported as is, as in 23.12.  The series each
+    (method, path, outcome) increments are bound once (``metric.labels``) and
+    kept in a cache of ``SERIES_CACHE_SIZE`` entries, emptied when full.
     """
 
     def __init__(
