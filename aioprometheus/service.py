@@ -79,7 +79,9 @@ class _ServerThread:
         self.started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.loop = asyncio.new_event_loop()
-        self._stop_requested = asyncio.Event()
+        # made by the server's own loop: an asyncio.Event built here would
+        # bind to the application's loop on Python 3.9 and never wake
+        self._stop_requested: asyncio.Future[None] = self.loop.create_future()
         threading.Thread(
             target=self._run,
             args=(addr, port, ssl),
@@ -108,7 +110,7 @@ class _ServerThread:
             await self.runner.cleanup()
             raise
         _settle(self.started, None)
-        await self._stop_requested.wait()
+        await self._stop_requested
         await self.runner.cleanup()
         # what aiohttp gave up waiting for ends here, not "destroyed pending"
         left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -117,7 +119,11 @@ class _ServerThread:
         await asyncio.gather(*left, return_exceptions=True)
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self._stop_requested.set)
+        self.loop.call_soon_threadsafe(self._request_stop)
+
+    def _request_stop(self) -> None:
+        if not self._stop_requested.done():
+            self._stop_requested.set_result(None)
 
 
 def _cut_short() -> aiohttp.web.HTTPServiceUnavailable:

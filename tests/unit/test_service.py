@@ -394,9 +394,8 @@ def test_https_with_ssl_context(tmp_path):
 def test_stop_does_not_wait_long_for_a_stuck_scrape():
     """A scrape that never completes (here its handler waits forever) holds
     stop() for the short shutdown timeout, not aiohttp's default minute."""
+    entered: asyncio.Event
     import time
-
-    entered = asyncio.Event()
 
     class StuckService(Service):
         async def handle_metrics(self, request):
@@ -404,6 +403,8 @@ def test_stop_does_not_wait_long_for_a_stuck_scrape():
             await asyncio.Event().wait()
 
     async def scenario():
+        nonlocal entered
+        entered = asyncio.Event()  # made in the loop (Python 3.9 binds at creation)
         svc = StuckService(registry=Registry())
         await svc.start(addr="127.0.0.1")
         scrape = asyncio.ensure_future(fetch(svc.metrics_url))
