@@ -24,6 +24,8 @@ cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
     PyObject* PyList_GET_ITEM(object l, Py_ssize_t i)
     bint is_exact_str "PyUnicode_CheckExact"(PyObject* o)
+    bint is_exact_int "PyLong_CheckExact"(PyObject* o)
+    long PyLong_AsLongAndOverflow(object o, int* overflow) noexcept  # exact int: cannot fail
     int PyUnicode_Compare(PyObject* a, PyObject* b) noexcept
 
 cdef extern from *:
@@ -86,8 +88,9 @@ ctypedef struct PlainItems:
 
 
 cdef bint collect_plain(dict labels, PlainItems* items, Py_hash_t* out) noexcept:
-    """Walk a dict once: its items and their hash, if every name and value is
-    an exact str (no call is made on anything); False as soon as one is not."""
+    """Walk a dict once: its names, value texts and their hash, if every name
+    is an exact str and every value's text is known without a call
+    (plain_text); False as soon as one is not, before any call on it."""
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t n = 0
     cdef PyObject* key
@@ -96,7 +99,10 @@ cdef bint collect_plain(dict labels, PlainItems* items, Py_hash_t* out) noexcept
     if PyDict_GET_SIZE(labels) > MAX_PLAIN_LABELS:
         return False
     while PyDict_Next(labels, &pos, &key, &value):
-        if not is_exact_str(key) or not is_exact_str(value):
+        if not is_exact_str(key):
+            return False
+        value = plain_text(value)
+        if value == NULL:
             return False
         # exact str hashes cannot fail (nor call anything)
         acc += mix_item(<Py_uhash_t>str_hash(key), <Py_uhash_t>str_hash(value))
@@ -119,10 +125,41 @@ cdef Py_hash_t flat_hash(tuple flat) except? -1:
     return finish_hash(acc)
 
 
+# The texts of the label values that are not str but common (HTTP status
+# codes, small ids, flags), made once: such values then take the plain path,
+# which calls nothing, and match the stored text object by identity.
+cdef enum:
+    SMALL_INT_TEXTS = 1024
+cdef tuple SMALL_INT_TEXT = tuple([str(k) for k in range(SMALL_INT_TEXTS)])
+cdef str TRUE_TEXT = "True"
+cdef str FALSE_TEXT = "False"
+
+
+cdef inline PyObject* plain_text(PyObject* o) noexcept:
+    """The text of `o` without calling anything (borrowed, kept alive by `o`
+    or by this module), or NULL when that would take a call: an exact str,
+    True/False, an exact int in 0..1023."""
+    cdef long v
+    cdef int overflow
+    if is_exact_str(o):
+        return o
+    if is_exact_int(o):
+        v = PyLong_AsLongAndOverflow(<object>o, &overflow)
+        if overflow == 0 and 0 <= v < SMALL_INT_TEXTS:
+            return PyTuple_GET_ITEM(SMALL_INT_TEXT, v)
+        return NULL
+    if o == <PyObject*>True:
+        return <PyObject*>TRUE_TEXT
+    if o == <PyObject*>False:
+        return <PyObject*>FALSE_TEXT
+    return NULL
+
+
 cdef str exact_text(object o):
     """str(o) as an exact str object: the text a label name or value exposes."""
-    if type(o) is str:
-        return <str>o
+    cdef PyObject* known = plain_text(<PyObject*>o)
+    if known != NULL:
+        return <str>known
     cdef object text = str(o)           # may run Python code
     if type(text) is not str:
         text = PyUnicode_FromObject(text)   # a str subclass: copy, no call
@@ -213,8 +250,8 @@ def check_labels(dict labels, str reserved=None):
 
 cdef bint same_objects(tuple stored, dict labels) noexcept:
     """True when every item of `labels` is, object for object, a name and its
-    value in `stored` (so exact str): a match proven without comparing or
-    calling anything. Stops at the first item that is not."""
+    value's text in `stored`: a match proven without comparing or calling
+    anything. Stops at the first item that is not."""
     cdef Py_ssize_t n = PyTuple_GET_SIZE(stored)
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t i
@@ -226,7 +263,7 @@ cdef bint same_objects(tuple stored, dict labels) noexcept:
         i = 0
         while i < n and PyTuple_GET_ITEM(stored, i) != key:
             i += 2
-        if i >= n or PyTuple_GET_ITEM(stored, i + 1) != value:
+        if i >= n or PyTuple_GET_ITEM(stored, i + 1) != plain_text(value):
             return False
     return True
 

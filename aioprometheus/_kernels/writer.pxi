@@ -148,6 +148,14 @@ cdef class Writer:
         value as Python's repr of the float ("1.0", "0.25", "1e+20", "inf",
         "nan")."""
         cdef char* text
+        if v == floor(v) and -FIXED_MAX < v < FIXED_MAX:
+            # whole: its digits, and for a float the ".0" repr adds
+            if as_int:
+                return self.write_int(<long long>v)
+            if v == 0.0:
+                return self.write(b"-0.0", 4) if signbit(v) else self.write(b"0.0", 3)
+            self.write_int(<long long>v)
+            return self.write(b".0", 2)
         if as_int and v == floor(v) and -INT64_SAFE < v < INT64_SAFE:
             return self.write_int(<long long>v)
         if FIXED_MIN <= fabs(v) < FIXED_MAX and self.write_short_fixed(v):
