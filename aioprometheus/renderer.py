@@ -9,7 +9,17 @@ client_golang's promhttp does), so a burst of scrapers costs one render.
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterable,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from .negotiator import accepts_gzip, negotiate
 
@@ -50,19 +60,26 @@ def render(
     return formatter.marshall(registry), formatter.get_headers()
 
 
+Encode = Callable[[], bytes]
+Reader = Callable[[Callable[["Registry"], Encode], "Registry"], Awaitable[Encode]]
+
+
 async def scrape(
     registry: "Registry",
     accept_headers: Sequence[str],
     accept_encoding_headers: Iterable[str],
+    read: Optional[Reader] = None,
 ) -> Tuple[bytes, Dict[str, str]]:
     """Body and headers answering a scrape with these Accept and
     Accept-Encoding header values.
 
-    The registry is read on the calling loop, in one go (collectors that
-    compute values in Python run here, between the application's callbacks);
-    encoding and compression run in a worker thread that lets the loop run
-    meanwhile. A scrape arriving while another with the same registry,
-    format and encoding is under way gets that one's bytes.
+    The registry is read in one go (collectors that compute values in Python
+    run then): on the calling loop, or wherever ``await read(prepare,
+    registry)`` calls ``prepare(registry)`` (Service reads on the
+    application's loop from its server thread). Encoding and compression run
+    in a worker thread that lets the loop run meanwhile. A scrape arriving
+    while another with the same registry, format and encoding is under way
+    gets that one's bytes.
     """
     formatter_class = negotiate(accept_headers)
     compress = accepts_gzip(accept_encoding_headers)
@@ -71,8 +88,9 @@ async def scrape(
     key = (registry, formatter_class, compress)
     task = in_flight.get(key)
     if task is None:
-        formatter = formatter_class()
-        task = loop.create_task(_render_off_loop(formatter.prepare(registry), compress))
+        task = loop.create_task(
+            _render(formatter_class().prepare, registry, compress, read)
+        )
         in_flight[key] = task
         task.add_done_callback(lambda _: in_flight.pop(key, None))
     body = await asyncio.shield(task)
@@ -83,7 +101,13 @@ async def scrape(
     return body, headers
 
 
-async def _render_off_loop(encode: Callable[[], bytes], compress: bool) -> bytes:
+async def _render(
+    prepare: Callable[["Registry"], Encode],
+    registry: "Registry",
+    compress: bool,
+    read: Optional[Reader],
+) -> bytes:
+    encode = prepare(registry) if read is None else await read(prepare, registry)
     return await asyncio.get_running_loop().run_in_executor(
         None, _encode_and_compress, encode, compress
     )
@@ -94,19 +118,6 @@ def _encode_and_compress(encode: Callable[[], bytes], compress: bool) -> bytes:
     if compress and body:
         return gzip_body(body)
     return body
-
-
-async def negotiate_encoding(
-    body: bytes, headers: Dict[str, str], accept_encoding_headers: Iterable[str]
-) -> bytes:
-    """`body` gzip-compressed (in a worker thread) if the scraper accepts it.
-
-    Sets ``Vary`` in `headers`, and ``Content-Encoding`` when compressing."""
-    headers["Vary"] = "Accept, Accept-Encoding"
-    if not body or not accepts_gzip(accept_encoding_headers):
-        return body
-    headers["Content-Encoding"] = "gzip"
-    return await asyncio.get_running_loop().run_in_executor(None, gzip_body, body)
 
 
 def gzip_body(body: bytes) -> bytes:

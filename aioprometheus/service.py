@@ -25,14 +25,13 @@ import logging
 import threading
 import warnings
 from ssl import SSLContext
-from typing import Any, Callable, Dict, List, Optional, Set, TypeVar
+from typing import Any, Callable, Dict, Optional, Set, TypeVar
 
 import aiohttp.web
 from aiohttp import hdrs
 
 from .collectors import REGISTRY, Collector, Registry
-from .negotiator import negotiate
-from .renderer import accepts_gzip, negotiate_encoding
+from .renderer import accepts_gzip, scrape
 
 __all__ = ["DEFAULT_METRICS_PATH", "Service", "accepts_gzip"]
 
@@ -183,7 +182,6 @@ class Service:
         self._https = False
         self._root_url = "/"
         self._metrics_url: str = DEFAULT_METRICS_PATH
-        self._render_lock: Optional[asyncio.Lock] = None
         # reads handed to the application's loop and not yet answered
         self._queued_reads: Set[concurrent.futures.Future[Any]] = set()
 
@@ -293,7 +291,6 @@ class Service:
         self._server = server
         self._app_loop = asyncio.get_running_loop()
         self._https = ssl is not None
-        self._render_lock = None  # made on the server's loop by the first scrape
         self._metrics_url = metrics_url
         logger.debug("Prometheus metrics server started on %s", self.metrics_url)
 
@@ -338,19 +335,11 @@ class Service:
         time sees the application's state as its own tasks leave it); the
         encoding then runs here, on the server's thread.
         """
-        accepts: List[str] = request.headers.getall(hdrs.ACCEPT, [])
-        formatter = negotiate(accepts)()
-        # One read in flight at a time: a burst of scrapes of a big registry
-        # then costs the application's loop one read per iteration, with its
-        # other tasks running in between.
-        lock = self._render_lock
-        if lock is None:
-            lock = self._render_lock = asyncio.Lock()
-        async with lock:
-            encode = await self._on_app_loop(formatter.prepare, self.registry)
-        headers = dict(formatter.get_headers())
-        body = await negotiate_encoding(
-            encode(), headers, request.headers.getall(hdrs.ACCEPT_ENCODING, [])
+        body, headers = await scrape(
+            self.registry,
+            request.headers.getall(hdrs.ACCEPT, []),
+            request.headers.getall(hdrs.ACCEPT_ENCODING, []),
+            read=self._on_app_loop,
         )
         return aiohttp.web.Response(body=body, headers=headers)
 

@@ -122,3 +122,31 @@ def test_a_cancelled_scrape_does_not_cancel_the_shared_one():
         return body
 
     assert asyncio.run(main()) == TextFormatter().marshall(registry)
+
+
+def test_service_answers_a_burst_of_scrapes_with_one_read():
+    """Service reads the registry on the application's loop once per burst
+    of same-kind scrapes (client_golang's promhttp does the same)."""
+    import aiohttp
+
+    from aioprometheus import Service
+
+    registry, reads = counting_registry()
+
+    async def main():
+        async with Service(registry=registry) as svc:
+            async with aiohttp.ClientSession() as session:
+
+                async def fetch():
+                    async with session.get(
+                        svc.metrics_url, headers={"Accept-Encoding": "gzip"}
+                    ) as resp:
+                        return resp.status, await resp.read()
+
+                return await asyncio.gather(*(fetch() for _ in range(30)))
+
+    results = asyncio.run(main())
+    assert {status for status, _ in results} == {200}
+    assert len({body for _, body in results}) == 1
+    assert b"computed" in results[0][1]
+    assert len(reads) < 30  # shared: 30 scrapes, far fewer reads
