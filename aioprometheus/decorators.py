@@ -66,9 +66,8 @@ def timer(metric: Union[Histogram, Summary], labels: Labels = None) -> Callable[
 def inprogress(metric: Gauge, labels: Labels = None) -> Callable[[F], F]:
     """Keep a Gauge at the number of calls currently running."""
     if not isinstance(metric, Gauge):
-        raise TypeError(
-            f"inprogress decorator expects a Gauge metric but got: {metric}"
-        )
+        # 23.12's exact words, misspelling included: tests match on them
+        raise TypeError(f"inprogess decorator expects a Gauge metric but got: {metric}")
 
     def decorate(func: F) -> F:
         return _wrap(
