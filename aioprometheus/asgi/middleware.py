@@ -88,12 +88,16 @@ class _Exchange:
         middleware = self.middleware
         scope = self.scope
         routed = scope.get("route")
-        if routed is None:
-            routed = scope.get("endpoint")
         # the map is empty unless templates apply: a hit is the template
         known = middleware._route_templates.get(id(routed))
         if known is not None and known[0] is routed and known[1] is not None:
             template = known[1]
+        elif routed is None and scope.get("endpoint") is not None:
+            # Starlette before scope["route"]: one endpoint may serve several
+            # routes, so the route walk decides (as 23.12 did)
+            template = middleware.get_full_or_template_path(
+                {**scope, "path": self.path, "root_path": self.root_path}
+            )
         else:
             template = middleware._path_label(scope, self.path, self.root_path, routed)
         if not failed:
@@ -271,7 +275,7 @@ class MetricsMiddleware:
 
     def _path_label(self, scope: Scope, path: str, root_path: str, routed: Any) -> str:
         """The template of the route the router chose (``routed``: its
-        scope["route"] or ["endpoint"]) when ``use_template_urls`` applies,
+        scope["route"]) when ``use_template_urls`` applies,
         else the full request path (``root_path`` + ``path``)."""
         app = self.starlette_app
         if self.use_template_urls and app is not None:
