@@ -5,6 +5,8 @@ import asyncio
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from registry_views import label_key as key  # noqa: E402
+from registry_views import series_values as values  # noqa: E402
 
 from aioprometheus.asgi.middleware import EXCLUDE_PATHS, MetricsMiddleware
 from aioprometheus.collectors import Counter, Registry
@@ -15,20 +17,6 @@ NAMES = (
     "exceptions_total_counter",
     "status_codes_counter",
 )
-
-
-def values(registry, name):
-    try:
-        collector = registry.get(name)
-    except KeyError:
-        return {}
-    return {
-        tuple(sorted(labels.items())): value for labels, value in collector.get_all()
-    }
-
-
-def key(**labels):
-    return tuple(sorted(labels.items()))
 
 
 # ------------------------------------------------------------ raw ASGI app

@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
 
+from registry_views import label_key as key  # noqa: E402
+from registry_views import series_values as counts  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import PlainTextResponse, StreamingResponse  # noqa: E402
 from starlette.routing import Mount, Route, WebSocketRoute  # noqa: E402
@@ -17,20 +19,6 @@ from starlette.routing import Mount, Route, WebSocketRoute  # noqa: E402
 from aioprometheus.asgi import middleware as middleware_module  # noqa: E402
 from aioprometheus.asgi.middleware import MetricsMiddleware  # noqa: E402
 from aioprometheus.collectors import Registry  # noqa: E402
-
-
-def counts(registry, name):
-    try:
-        collector = registry.get(name)
-    except KeyError:
-        return {}
-    return {
-        tuple(sorted(labels.items())): value for labels, value in collector.get_all()
-    }
-
-
-def key(**labels):
-    return tuple(sorted(labels.items()))
 
 
 async def get_all(app, paths, method="GET"):
