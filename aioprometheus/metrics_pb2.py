@@ -234,7 +234,8 @@ def _file_descriptor_proto() -> Any:
     return fdp
 
 
-def _message_class(descriptor: Any) -> Any:
+def message_class(descriptor: Any) -> Any:
+    """The message class of `descriptor`, on any protobuf >= 4.21."""
     get_message_class = getattr(message_factory, "GetMessageClass", None)
     if get_message_class is not None:  # protobuf >= 4.22
         return get_message_class(descriptor)
@@ -263,16 +264,16 @@ HISTOGRAM = 4
 GAUGE_HISTOGRAM = 5
 
 _by_name = DESCRIPTOR.message_types_by_name
-LabelPair = _message_class(_by_name["LabelPair"])
-Gauge = _message_class(_by_name["Gauge"])
-Counter = _message_class(_by_name["Counter"])
-Quantile = _message_class(_by_name["Quantile"])
-Summary = _message_class(_by_name["Summary"])
-Untyped = _message_class(_by_name["Untyped"])
-Histogram = _message_class(_by_name["Histogram"])
-Bucket = _message_class(_by_name["Bucket"])
-BucketSpan = _message_class(_by_name["BucketSpan"])
-Exemplar = _message_class(_by_name["Exemplar"])
-Metric = _message_class(_by_name["Metric"])
-MetricFamily = _message_class(_by_name["MetricFamily"])
+LabelPair = message_class(_by_name["LabelPair"])
+Gauge = message_class(_by_name["Gauge"])
+Counter = message_class(_by_name["Counter"])
+Quantile = message_class(_by_name["Quantile"])
+Summary = message_class(_by_name["Summary"])
+Untyped = message_class(_by_name["Untyped"])
+Histogram = message_class(_by_name["Histogram"])
+Bucket = message_class(_by_name["Bucket"])
+BucketSpan = message_class(_by_name["BucketSpan"])
+Exemplar = message_class(_by_name["Exemplar"])
+Metric = message_class(_by_name["Metric"])
+MetricFamily = message_class(_by_name["MetricFamily"])
 del _by_name

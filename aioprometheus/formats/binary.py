@@ -190,9 +190,9 @@ def _stream_class() -> Any:
     by one, each family gets its own arena, about 600 bytes however small
     the family: 150 times the size of a 4-byte family.
     """
-    from google.protobuf import descriptor_pb2, message_factory
+    from google.protobuf import descriptor_pb2
 
-    from ..metrics_pb2 import MetricFamily
+    from ..metrics_pb2 import MetricFamily, message_class
 
     family_file = MetricFamily.DESCRIPTOR.file
     pool = family_file.pool
@@ -215,7 +215,7 @@ def _stream_class() -> Any:
         )
         pool.Add(proto)
         descriptor = pool.FindMessageTypeByName(full_name)
-    return message_factory.GetMessageClass(descriptor)
+    return message_class(descriptor)
 
 
 def iter_decode(data: _Bytes) -> Iterator[Any]:
@@ -258,7 +258,8 @@ def decode(data: _Bytes) -> List[Any]:
         stream += view[start:end]
     container = _stream_class()()
     try:
-        container.ParseFromString(stream)
+        # bytes: protobuf before 4.22 parses nothing else
+        container.ParseFromString(bytes(stream))
     except Exception as exc:
         # Parse the families one by one (each dropped at once) to report the
         # first bad one with its offset.
