@@ -9,8 +9,6 @@
 # encoding time. Encoding the copies may then let other threads run between
 # series, every SHARE_GIL_EVERY bytes, since nothing else can reach them.
 
-from posix.unistd cimport usleep
-
 cdef enum:
     SHARE_GIL_EVERY = 128 * 1024   # bytes encoded between two GIL releases (~0.3 ms)
     SHARE_GIL_PAUSE_US = 50        # how long the encoder stays off the GIL then
