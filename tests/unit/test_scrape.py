@@ -134,7 +134,9 @@ def test_service_answers_a_burst_of_scrapes_with_one_read():
     registry, reads = counting_registry()
 
     async def main():
-        async with Service(registry=registry) as svc:
+        svc = Service(registry=registry)
+        await svc.start(addr="127.0.0.1")
+        try:
             async with aiohttp.ClientSession() as session:
 
                 async def fetch():
@@ -144,6 +146,8 @@ def test_service_answers_a_burst_of_scrapes_with_one_read():
                         return resp.status, await resp.read()
 
                 return await asyncio.gather(*(fetch() for _ in range(30)))
+        finally:
+            await svc.stop()
 
     results = asyncio.run(main())
     assert {status for status, _ in results} == {200}
