@@ -95,10 +95,12 @@ cdef bint collect_plain(dict labels, PlainItems* items, Py_hash_t* out) noexcept
     cdef Py_ssize_t n = 0
     cdef PyObject* key
     cdef PyObject* value
-    cdef Py_uhash_t acc = <Py_uhash_t>PyDict_GET_SIZE(labels)
-    if PyDict_GET_SIZE(labels) > MAX_PLAIN_LABELS:
+    cdef Py_ssize_t size = PyDict_GET_SIZE(labels)
+    cdef Py_uhash_t acc = <Py_uhash_t>size
+    if size > MAX_PLAIN_LABELS:
         return False
-    while PyDict_Next(labels, &pos, &key, &value):
+    # (stopping at `size` saves the walk's final, empty step)
+    while n < size and PyDict_Next(labels, &pos, &key, &value):
         if not is_exact_str(key):
             return False
         value = plain_text(value)
@@ -254,12 +256,14 @@ cdef bint same_objects(tuple stored, dict labels) noexcept:
     anything. Stops at the first item that is not."""
     cdef Py_ssize_t n = PyTuple_GET_SIZE(stored)
     cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t seen = 0
     cdef Py_ssize_t i
     cdef PyObject* key
     cdef PyObject* value
     if n != 2 * PyDict_GET_SIZE(labels):
         return False
-    while PyDict_Next(labels, &pos, &key, &value):
+    while 2 * seen < n and PyDict_Next(labels, &pos, &key, &value):
+        seen += 1
         i = 0
         while i < n and PyTuple_GET_ITEM(stored, i) != key:
             i += 2
