@@ -563,35 +563,14 @@ def impl_folders(install: bool) -> Dict[str, Optional[Path]]:
 def ensure_no_deps(dist: str, version: str, root: Path, install: bool) -> Path:
     """``pip install --no-deps --target`` a pure-Python tool once: its
     dependencies are the environment's, the same in every worker."""
-    folder = root / f"{dist}-{version}-nodeps"
-    marker = folder / ".bench-installed"
-    requirement = f"{dist}=={version}"
-    if marker.exists() and marker.read_text().strip() == requirement:
-        return folder
-    if not install:
-        raise RuntimeError(f"{requirement} is not installed in {folder}")
-    _log(f"installing {requirement} into {folder} (first run only)")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-input",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--target",
-            str(folder),
-            requirement,
-        ],
-        capture_output=True,
-        text=True,
+    try:
+        from benchmarks import peers
+    except ImportError:  # in a worker: this folder is on sys.path
+        import peers  # type: ignore[no-redef]
+
+    return peers.ensure_installed(
+        f"{dist}=={version}", root / f"{dist}-{version}-nodeps", install, no_deps=True
     )
-    if proc.returncode != 0:
-        raise RuntimeError((proc.stderr or proc.stdout).strip()[-800:])
-    marker.write_text(requirement + "\n")
-    return folder
 
 
 def worker_env(folders: List[Path]) -> Dict[str, str]:

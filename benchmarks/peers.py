@@ -105,19 +105,25 @@ def _log(msg: str) -> None:
 
 def ensure_peer(spec: PeerSpec, root: Path, install: bool = True) -> Path:
     """Return the peer's folder, installing it with pip on first use."""
-    folder = root / spec.folder_name
+    return ensure_installed(spec.requirement, root / spec.folder_name, install)
+
+
+def ensure_installed(
+    requirement: str, folder: Path, install: bool = True, no_deps: bool = False
+) -> Path:
+    """``pip install --target folder requirement`` once (a marker remembers
+    it); with `no_deps`, its dependencies are the running environment's."""
     marker = folder / ".bench-installed"
-    if marker.exists() and marker.read_text().strip() == spec.requirement:
+    if marker.exists() and marker.read_text().strip() == requirement:
         return folder
     if not install:
         raise RuntimeError(
-            f"{spec.requirement} is not installed in {folder} "
-            "(run without --no-install)"
+            f"{requirement} is not installed in {folder} (run without --no-install)"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / (spec.folder_name + ".partial")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    _log(f"installing {spec.requirement} into {folder} (first run only)")
+    _log(f"installing {requirement} into {folder} (first run only)")
     cmd = [
         sys.executable,
         "-m",
@@ -127,20 +133,21 @@ def ensure_peer(spec: PeerSpec, root: Path, install: bool = True) -> Path:
         "--no-input",
         "--disable-pip-version-check",
         "--no-warn-script-location",
+        *(["--no-deps"] if no_deps else []),
         "--target",
         str(staging),
-        spec.requirement,
+        requirement,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(
-            f"pip install {spec.requirement} failed: "
+            f"pip install {requirement} failed: "
             f"{(proc.stderr or proc.stdout).strip()[-800:]}"
         )
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    marker.write_text(spec.requirement + "\n")
+    marker.write_text(requirement + "\n")
     return folder
 
 
