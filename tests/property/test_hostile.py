@@ -579,52 +579,41 @@ TestHostile = HostileMachine.TestCase
 
 # -- the issue's reproducers, as plain code (run in-process and in a child) --
 
+# The issue's third reproducer, on a Summary and on a Counter: every value
+# has hash 1 and an __eq__ that clears the metric.
+EQ_CLEARS_COLLIDING = """
+    from aioprometheus import {kind}, Registry
+
+    events = []
+    metric = {kind}("m", "doc", registry=Registry())
+
+    class Colliding:
+        def __str__(self):
+            return "x"
+        def __hash__(self):
+            return 1
+        def __eq__(self, other):
+            metric.values.clear()
+            events.append("clear")
+            return True
+
+    for labels in ({{"k": Colliding()}}, {{"k": Colliding()}}, {{"k": Colliding()}}):
+        metric.{update}
+        events.append("update")
+    since_clear = events[::-1].index("clear") if "clear" in events else 3
+    assert {count} == since_clear, events
+    assert len(metric.values) == 1
+"""
+
 REPRODUCERS = {
-    "eq_clears_colliding_summary": """
-        from aioprometheus import Registry, Summary
-
-        events = []
-        metric = Summary("s", "doc", registry=Registry())
-
-        class Colliding:
-            def __str__(self):
-                return "x"
-            def __hash__(self):
-                return 1
-            def __eq__(self, other):
-                metric.values.clear()
-                events.append("clear")
-                return True
-
-        for labels in ({"k": Colliding()}, {"k": Colliding()}, {"k": Colliding()}):
-            metric.observe(labels, 1.0)
-            events.append("observe")
-        since_clear = events[::-1].index("clear") if "clear" in events else 3
-        assert metric.get({"k": "x"})["count"] == since_clear, events
-        assert len(metric.values) == 1
-    """,
-    "eq_clears_colliding_counter": """
-        from aioprometheus import Counter, Registry
-
-        events = []
-        metric = Counter("c", "doc", registry=Registry())
-
-        class Colliding:
-            def __str__(self):
-                return "x"
-            def __hash__(self):
-                return 1
-            def __eq__(self, other):
-                metric.values.clear()
-                events.append("clear")
-                return True
-
-        for labels in ({"k": Colliding()}, {"k": Colliding()}, {"k": Colliding()}):
-            metric.inc(labels)
-            events.append("inc")
-        since_clear = events[::-1].index("clear") if "clear" in events else 3
-        assert metric.get({"k": "x"}) == since_clear, events
-    """,
+    "eq_clears_colliding_summary": EQ_CLEARS_COLLIDING.format(
+        kind="Summary",
+        update="observe(labels, 1.0)",
+        count='metric.get({"k": "x"})["count"]',
+    ),
+    "eq_clears_colliding_counter": EQ_CLEARS_COLLIDING.format(
+        kind="Counter", update="inc(labels)", count='metric.get({"k": "x"})'
+    ),
     "str_clears_during_text_render": """
         from prometheus_client.parser import text_string_to_metric_families
         from aioprometheus import Counter, Registry
