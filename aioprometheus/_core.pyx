@@ -10,7 +10,7 @@ these; hot methods such as ``Counter.inc`` are these classes' own methods.
 cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free
-from cpython.object cimport Py_EQ, PyObject
+from cpython.object cimport PyObject
 from libc.math cimport INFINITY, NAN, fabs, floor, isinf, isnan, nearbyint, signbit
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc

@@ -168,12 +168,13 @@ cdef class Metric:
         return self.objects is not None
 
     def _set_object(self, labels, value):
+        # the series first: finding it may run Python code that replaces the list
         cdef Py_ssize_t i = self.slot(labels)
-        old = self.objects[i]         # released after the store, not during it
         self.objects[i] = value
 
     def _get_object(self, labels):
-        return self.objects[self.existing(labels)]
+        cdef Py_ssize_t i = self.existing(labels)
+        return self.objects[i]
 
     # -- series lookup: the one path every hot method takes -------------------
 
@@ -345,12 +346,6 @@ cdef object compact(list values, Py_ssize_t gone, Py_ssize_t last):
 #
 # A series is exposed with its own labels and the metric's const labels,
 # merged and sorted by name; where both have a name, the series' value wins.
-
-cdef list sorted_const_labels(Metric metric):
-    """The const labels as [(name, value text), ...], sorted by name."""
-    cdef tuple key = metric.const_key
-    return [(key[i], key[i + 1]) for i in range(0, len(key), 2)]
-
 
 cdef enum:
     NEXT_SERIES_LABEL = 0    # emit flat[i], flat[i + 1]

@@ -130,10 +130,10 @@ cdef class ProtoFamily:
 
     def __cinit__(self, Metric metric):
         cdef Writer scratch
-        pairs = sorted_const_labels(metric)
+        cdef tuple key = metric.const_key     # name-sorted (name, text, ...)
         self.const_names = []
         self.const_fields = []
-        for name, value in pairs:
+        for name, value in zip(key[0::2], key[1::2]):
             scratch = Writer(64)
             pb_label(scratch, name, value)
             self.const_names.append(name)

@@ -17,8 +17,6 @@ cdef extern from "Python.h":
     int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
     list PyDict_Items(object d)
     Py_ssize_t PyDict_GET_SIZE(object d)
-    Py_hash_t PyObject_Hash(PyObject* o) except? -1
-    int PyObject_RichCompareBool(PyObject* a, PyObject* b, int op) except -1
     str PyUnicode_FromObject(object o)
     Py_ssize_t PyTuple_GET_SIZE(object t)
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
@@ -30,7 +28,8 @@ cdef extern from "Python.h":
 
 cdef extern from *:
     """
-    /* The str hash is cached in the object; read it without a call. */
+    /* The hash of an exact str (which cannot fail nor call anything): the
+       one cached in the object, computed only when not yet cached. */
     static inline Py_hash_t aiop_hash(PyObject *o) {
     #if PY_VERSION_HEX < 0x030E0000
         if (PyUnicode_CheckExact(o)) {
@@ -41,7 +40,6 @@ cdef extern from *:
         return PyObject_Hash(o);
     }
     """
-    Py_hash_t aiop_hash(PyObject* o) except? -1
     Py_hash_t str_hash "aiop_hash"(PyObject* o) noexcept
 
 
@@ -106,7 +104,6 @@ cdef bint collect_plain(dict labels, PlainItems* items, Py_hash_t* out) noexcept
         value = plain_text(value)
         if value == NULL:
             return False
-        # exact str hashes cannot fail (nor call anything)
         acc += mix_item(<Py_uhash_t>str_hash(key), <Py_uhash_t>str_hash(value))
         items.names[n] = key
         items.values[n] = value
@@ -116,14 +113,14 @@ cdef bint collect_plain(dict labels, PlainItems* items, Py_hash_t* out) noexcept
     return True
 
 
-cdef Py_hash_t flat_hash(tuple flat) except? -1:
+cdef Py_hash_t flat_hash(tuple flat) noexcept:
     """The hash collect_plain gives a dict of the same (exact str) content."""
     cdef Py_ssize_t n = PyTuple_GET_SIZE(flat)
     cdef Py_uhash_t acc = <Py_uhash_t>(n // 2)
     cdef Py_ssize_t i
     for i in range(0, n, 2):
-        acc += mix_item(<Py_uhash_t>aiop_hash(PyTuple_GET_ITEM(flat, i)),
-                        <Py_uhash_t>aiop_hash(PyTuple_GET_ITEM(flat, i + 1)))
+        acc += mix_item(<Py_uhash_t>str_hash(PyTuple_GET_ITEM(flat, i)),
+                        <Py_uhash_t>str_hash(PyTuple_GET_ITEM(flat, i + 1)))
     return finish_hash(acc)
 
 

@@ -28,9 +28,8 @@ cdef class TextFamily:
 
     def __cinit__(self, Metric metric, str extra_name=None):
         self.name = metric.name.encode()
-        pairs = sorted_const_labels(metric)
-        self.const_names = [name for name, _ in pairs]
-        self.const_values = [value for _, value in pairs]
+        self.const_names = list(metric.const_key[0::2])   # const_key is name-sorted
+        self.const_values = list(metric.const_key[1::2])
         self.extra_name = extra_name
 
 
