@@ -7,8 +7,10 @@ call from user code is one call into C. This module adds construction,
 validation and the aioprometheus 23.12 compatibility surface.
 """
 
+import contextlib
 import enum
 import re
+import threading
 from typing import (
     Any,
     Callable,
@@ -317,11 +319,135 @@ class Histogram(_core.HistogramCore, _ObservationCollector):
         return result
 
 
+def _label_text_key(labels: Mapping[Any, Any]) -> Tuple[Tuple[str, str], ...]:
+    """A label set's identity as the core sees it: its exposed texts."""
+    return tuple(sorted((str(name), str(value)) for name, value in labels.items()))
+
+
+class _LabelledGaugeSet(Gauge):
+    """A gauge whose series for one label set are written together, under a
+    lock: Info and Enum, whose extra label marks what the series says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._writing = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _checked_labels(self, labels: Optional[LabelsType]) -> Dict[str, str]:
+        if labels is not None and not isinstance(labels, Mapping):
+            raise TypeError(f"labels must be a dict, got {type(labels).__name__}")
+        merged = dict(labels or {})
+        _core.check_labels(dict(merged), self.reserved_label)
+        return merged
+
+    def _refuse(self, *args: Any) -> None:
+        raise TypeError(f"{type(self).__name__} values are set with set(labels, ...)")
+
+    inc = dec = add = sub = _refuse  # type: ignore[assignment]
+
+
+class Info(_LabelledGaugeSet):
+    """Key-value facts about a target, such as its version: exposed as a
+    gauge named ``<name>_info`` with the facts as labels and the value 1, as
+    prometheus_client does (OpenMetrics calls this kind ``info``).
+
+    ``Info("build", "Build facts").set({"host": "a"}, {"version": "1.2.3"})``;
+    setting again for the same labels replaces the facts.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        const_labels: Optional[LabelsType] = None,
+        registry: Optional["Registry"] = None,
+    ) -> None:
+        self.info_name = name
+        self._facts_of: Dict[Tuple[Tuple[str, str], ...], Dict[str, str]] = {}
+        super().__init__(
+            f"{name}_info", doc, const_labels=const_labels, registry=registry
+        )
+
+    def set(self, labels: Optional[LabelsType], value: Any) -> None:  # type: ignore[override]
+        """Expose the facts `value` (a dict of str to str) for `labels`."""
+        merged = self._checked_labels(labels)
+        if not isinstance(value, Mapping):
+            raise TypeError(f"Info facts must be a dict of str to str, got {value!r}")
+        for fact, text in value.items():
+            if not isinstance(fact, str) or not isinstance(text, str):
+                raise TypeError(
+                    f"Info facts must be str to str, got {fact!r}: {text!r}"
+                )
+            if fact in merged or fact in self.const_labels:
+                raise ValueError(
+                    f"Info fact {fact!r} is also one of the metric's labels"
+                )
+            merged[fact] = text
+        _core.check_labels(dict(merged), self.reserved_label)
+        key = _label_text_key(labels or {})
+        with self._writing:
+            previous = self._facts_of.get(key)
+            if previous is not None and _label_text_key(previous) != _label_text_key(
+                merged
+            ):
+                with contextlib.suppress(KeyError):  # unless removed meanwhile
+                    self._remove(previous)
+            Gauge.set(self, merged, 1)
+            self._facts_of[key] = merged
+
+
+class Enum(_LabelledGaugeSet):
+    """Which one of a fixed set of states something is in: exposed as a gauge
+    with one series per state, a label named after the metric holding the
+    state, 1 for the current state and 0 for the others, as prometheus_client
+    does (OpenMetrics calls this kind ``stateset``).
+
+    ``Enum("task_state", "Task state", states=["starting", "running"])``, then
+    ``.set({"task": "a"}, "running")``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        states: Sequence[str],
+        const_labels: Optional[LabelsType] = None,
+        registry: Optional["Registry"] = None,
+    ) -> None:
+        if isinstance(states, str) or not isinstance(states, Sequence) or not states:
+            raise ValueError(
+                f"Enum states must be a non-empty list of str, got {states!r}"
+            )
+        if not all(isinstance(state, str) for state in states):
+            raise TypeError(f"Enum states must be str, got {states!r}")
+        if len(set(states)) != len(states):
+            raise ValueError(f"Enum states must be unique, got {states!r}")
+        if const_labels and name in const_labels:
+            raise ValueError(f"Enum {name!r} uses its own name as the state label")
+        self.states = tuple(states)
+        super().__init__(name, doc, const_labels=const_labels, registry=registry)
+
+    def set(self, labels: Optional[LabelsType], value: Any) -> None:  # type: ignore[override]
+        """Make `value`, one of the states, the current state for `labels`."""
+        merged = self._checked_labels(labels)
+        if self.name in merged:
+            raise ValueError(f"Enum {self.name!r} uses its own name as the state label")
+        if value not in self.states:
+            raise ValueError(
+                f"{value!r} is not one of {self.name}'s states {self.states}"
+            )
+        with self._writing:
+            for state in self.states:
+                Gauge.set(
+                    self, {**merged, self.name: state}, 1 if state == value else 0
+                )
+
+
 class Registry:
     """The set of collectors a scrape exposes, keyed by metric name."""
 
     def __init__(self) -> None:
         self.collectors: Dict[str, Collector] = {}
+        self._refresh_hooks: List[Callable[[], None]] = []
 
     def register(self, collector: Collector) -> None:
         """Add `collector`.
@@ -350,13 +476,35 @@ class Registry:
         """Every registered collector."""
         return list(self.collectors.values())
 
+    def add_refresh(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before every scrape reads this registry.
+
+        For values that are read at scrape time rather than kept up to date
+        (the runtime collectors of :mod:`aioprometheus.runtime`): the hook
+        sets them on its metrics. It runs on the thread that scrapes, the
+        application's event loop for ``Service`` and the ASGI handlers.
+        """
+        if not callable(hook):
+            raise TypeError(f"refresh hook must be callable, got {hook!r}")
+        self._refresh_hooks.append(hook)
+
+    def remove_refresh(self, hook: Callable[[], None]) -> None:
+        """Stop calling `hook`; ValueError if it was not added."""
+        self._refresh_hooks.remove(hook)
+
     def sorted_collectors(self) -> Iterable[Collector]:
-        """Every registered collector, by name: the order scrapes expose them in."""
+        """Every registered collector, by name: the order scrapes expose them in.
+
+        Runs the refresh hooks first (see :meth:`add_refresh`).
+        """
+        for hook in list(self._refresh_hooks):
+            hook()
         return [self.collectors[name] for name in sorted(self.collectors)]
 
     def clear(self) -> None:
-        """Deregister everything (handy between tests)."""
+        """Deregister everything, refresh hooks too (handy between tests)."""
         self.collectors.clear()
+        self._refresh_hooks.clear()
 
 
 # get() as the core and this module define it: get_all() may bypass these
@@ -373,3 +521,16 @@ REGISTRY = Registry()
 def get_registry() -> Registry:
     """The default registry."""
     return REGISTRY
+
+
+def register_default_collectors(
+    registry: Optional[Registry] = None, **options: Any
+) -> List[Any]:
+    """Expose the process, platform, GC and event-loop metrics (opt-in).
+
+    See :func:`aioprometheus.runtime.register_default_collectors`, which
+    takes the same arguments.
+    """
+    from .runtime import register_default_collectors as register
+
+    return register(registry, **options)
