@@ -1,12 +1,11 @@
-"""Driver: ``python -m benchmarks [--quick]``.
+"""Driver: ``python -m benchmarks [--quick] [--only PREFIX ...]``.
 
-Starts one worker process per implementation (ours: see ``peers.ours``,
-aioprometheus 23.12.0 and prometheus_client 0.26.0 from isolated pip
-``--target`` folders, see ``peers.py``) and asks them for samples in
-interleaved rounds (A B C A B C ...), one workload after another.  Memory per
-series is measured in a fresh process per sample.  Then ``report.py`` prints
-the table and writes the JSON results (and a PNG chart when matplotlib is
-importable).
+Starts one worker process per implementation (``peers.py``: ours, and the
+peers from isolated pip ``--target`` folders) and asks them, step after step
+(``workloads.STEPS``), for one sample each in interleaved rounds (A B C A B C
+...); memory samples run in a fresh process each, the real-Prometheus step in
+``prometheus.py``.  Then ``report.py`` prints the table and writes the JSON,
+the pyperf files and the chart.
 """
 
 import argparse
@@ -18,117 +17,44 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import peers, report
+from . import middleware, peers, prometheus, report
+from .workloads import IMPLS, STEPS, Step
 
-ALL_IMPLS = ["ours", "aioprometheus", "prometheus_client"]
+# steps the driver runs itself (servers of their own), not the workers
+DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
+# pyperf settings per kind of step: (--quick, full) seconds per value, and
+# the values and warm-ups of one round
+SETTINGS = {
+    "micro": ((0.004, 0.01), 5, 1),
+    "call": ((0.01, 0.025), 3, 1),
+    "loop": ((0.01, 0.02), 3, 1),
+    "middleware": ((0.005, 0.01), 3, 1),
+}
 
 
-@dataclass
-class Step:
-    """One row group of the plan: a workload run for some rounds."""
-
-    key: str  # result key, e.g. "text_render_10k"
-    workload: str  # workload name in workloads.py (or "memory")
-    rounds: int
-    params: Dict[str, Any] = field(default_factory=dict)
+def pick(value: Any, quick: bool) -> Any:
+    """A step parameter given as (--quick, full) is resolved."""
+    return value[0 if quick else 1] if isinstance(value, tuple) else value
 
 
-def make_plan(
-    quick: bool, only: Optional[List[str]] = None, rounds: Optional[int] = None
-) -> List[Step]:
-    micro_rounds = 5 if quick else 15
-    micro_ms = 15 if quick else 40
-    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
-    plan: List[Step] = []
-    for name in (
-        "floor",
-        "counter_inc_labels",
-        "counter_inc_varied",
-        "floor_literal",
-        "counter_inc_literal",
-        "counter_inc_nolabels",
-        "gauge_set",
-        "histogram_observe",
-        "summary_observe",
-    ):
-        plan.append(Step(name, name, micro_rounds, {"target_ms": micro_ms}))
-    # grouped by size so each worker builds each fixture registry once
-    for n in sizes:
-        for fmt in ("text_render", "protobuf_render"):
-            r = (5 if quick else 11) if n < 100_000 else 5
-            plan.append(
-                Step(
-                    f"{fmt}_{n // 1000}k",
-                    fmt,
-                    r,
-                    {"series": n, "target_ms": 40 if quick else 100},
-                )
-            )
-        if n == 10_000:
-            plan.append(
-                Step(
-                    "scrape_10k",
-                    "scrape",
-                    3 if quick else 10,
-                    {
-                        "series": 10_000,
-                        "requests": 40 if quick else 100,
-                        "budget_ms": 500 if quick else 3000,
-                    },
-                )
-            )
-            plan.append(
-                Step(
-                    "scrape_static_10k",
-                    "scrape",
-                    2 if quick else 5,
-                    {
-                        "series": 10_000,
-                        "static": True,
-                        "requests": 30 if quick else 100,
-                        "budget_ms": 200 if quick else 1000,
-                    },
-                )
-            )
-    plan.append(
-        Step(
-            "asyncio_loop",
-            "asyncio_loop",
-            5 if quick else 11,
-            {"target_ms": 40 if quick else 100},
-        )
-    )
-    plan.append(
-        Step(
-            "middleware_fastapi",
-            "middleware",
-            5 if quick else 15,
-            {
-                "asgi_batch": 300 if quick else 1000,
-                "httpx_batch": 100 if quick else 300,
-            },
-        )
-    )
-    mem_n = 20_000 if quick else 100_000
-    for kind in ("counter", "histogram"):
-        plan.append(
-            Step(
-                f"memory_{kind}",
-                "memory",
-                1 if quick else 3,
-                {"kind": kind, "n": mem_n},
+def make_plan(quick: bool, only: Optional[List[str]] = None) -> List[Step]:
+    """The steps to run, those sharing a fixture registry next to each other
+    (each worker builds each fixture once)."""
+    plan = [
+        s
+        for s in STEPS
+        if not (quick and s.full_only)
+        and (
+            not only
+            or any(
+                r.key.startswith(o) or s.key.startswith(o) for o in only for r in s.rows
             )
         )
-    if only:
-        plan = [s for s in plan if any(s.key.startswith(o) for o in only)]
-    if rounds:
-        for s in plan:
-            s.rounds = rounds
-    return plan
+    ]
+    return sorted(plan, key=lambda s: s.params.get("series", 0))
 
 
 class Worker:
@@ -136,12 +62,17 @@ class Worker:
 
     TIMEOUT_S = 600
 
-    def __init__(self, impl: peers.Impl, workdir: Path, clock: str = "wall") -> None:
+    def __init__(self, impl: peers.Impl, workdir: Path, clock: str) -> None:
         self.impl = impl
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        args = [*impl.worker_args(), f"clock={clock}"]
         self.proc = subprocess.Popen(
-            [sys.executable, str(peers.WORKER_SCRIPT), "serve", *args],
+            [
+                sys.executable,
+                str(peers.WORKER_SCRIPT),
+                "serve",
+                *impl.worker_args(),
+                f"clock={clock}",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -150,35 +81,25 @@ class Worker:
             text=True,
             bufsize=1,
         )
-        hello = self._read()
-        impl.info = hello
-        if not hello.get("ok"):
-            impl.problem = str(hello.get("reason", "worker failed to start"))
-            self.close()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        impl.info = self._read()
+        if not impl.info.get("ok"):
+            impl.problem = str(impl.info.get("reason", "worker failed to start"))
 
     def _read(self) -> Dict[str, Any]:
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], self.TIMEOUT_S)
         line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
-            self.proc.wait()
-            self.stderr.seek(0)
-            tail = self.stderr.read()[-1500:]
-            why = "timed out" if not ready else "died"
-            return {
-                "ok": False,
-                "status": "error",
-                "reason": f"worker {why}: {tail.strip()}",
-            }
-        return json.loads(line)
+        if line:
+            return json.loads(line)
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.seek(0)
+        why = "died" if ready else "timed out"
+        tail = self.stderr.read()[-1500:].strip()
+        return {"ok": False, "status": "error", "reason": f"worker {why}: {tail}"}
 
     def request(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
-        if not self.alive:
+        if self.proc.poll() is not None:
             return {"status": "error", "reason": "worker not running"}
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -186,7 +107,7 @@ class Worker:
         return self._read()
 
     def close(self) -> None:
-        if self.alive:
+        if self.proc.poll() is None:
             try:
                 assert self.proc.stdin is not None
                 self.proc.stdin.write('{"cmd": "quit"}\n')
@@ -198,20 +119,17 @@ class Worker:
         self.stderr.close()
 
 
-def run_memory(
-    impl: peers.Impl, params: Dict[str, Any], workdir: Path
-) -> Dict[str, Any]:
+def memory_sample(impl: peers.Impl, params: Dict[str, Any], workdir: Path):
     """One memory sample in a fresh process."""
-    args = [
-        sys.executable,
-        str(peers.WORKER_SCRIPT),
-        "memory",
-        *impl.worker_args(),
-        f"kind={params['kind']}",
-        f"n={params['n']}",
-    ]
     proc = subprocess.run(
-        args,
+        [
+            sys.executable,
+            str(peers.WORKER_SCRIPT),
+            "memory",
+            *impl.worker_args(),
+            f"kind={params['kind']}",
+            f"n={params['n']}",
+        ],
         env=impl.env(),
         cwd=str(workdir),
         capture_output=True,
@@ -224,47 +142,65 @@ def run_memory(
     return json.loads(lines[-1])
 
 
-def _progress(msg: str) -> None:
+def _log(msg: str) -> None:
     print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
 
 
 def run(
-    plan: List[Step], impls: List[peers.Impl], clock: str = "wall"
-) -> Dict[str, Dict[str, List[Dict]]]:
-    """Run the plan; returns {step key: {impl key: [sample answers]}}."""
-    samples: Dict[str, Dict[str, List[Dict]]] = {}
+    plan: List[Step],
+    impls: List[peers.Impl],
+    quick: bool,
+    clock: str = "wall",
+    rounds: Optional[int] = None,
+    messages: Optional[List[str]] = None,
+):
+    """{step key: {impl key: [answers]}}, rounds interleaved."""
+    samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="aioprom-bench-") as tmp:
         workdir = Path(tmp)
-        workers: Dict[str, Worker] = {}
+        workers = {i.key: Worker(i, workdir, clock) for i in impls if i.problem is None}
         for impl in impls:
-            if impl.problem is None:
-                workers[impl.key] = Worker(impl, workdir, clock)
             if impl.problem:
-                _progress(f"{impl.label}: not run ({impl.problem})")
+                _log(f"{impl.label}: not run ({impl.problem})")
         try:
-            for step in plan:
+            for s in plan:
                 t0 = time.perf_counter()
-                per_impl: Dict[str, List[Dict]] = {i.key: [] for i in impls}
-                for _ in range(step.rounds):
-                    for impl in impls:  # interleaved: A B C A B C ...
+                params = {k: pick(v, quick) for k, v in s.params.items()}
+                runs = [i for i in impls if i.key in s.impls]
+                if s.kind in DRIVER_STEPS:
+                    got, note = DRIVER_STEPS[s.kind](runs, params, quick)
+                    if note:
+                        _log(note)
+                        (messages if messages is not None else []).append(note)
+                    samples.update(got)
+                    continue
+                min_time, values, warmups = SETTINGS.get(s.kind, ((0, 0), 0, 0))
+                settings = {
+                    "min_time": pick(min_time, quick),
+                    "values": values,
+                    "warmups": warmups,
+                }
+                per_impl: Dict[str, List[Dict[str, Any]]] = {i.key: [] for i in runs}
+                for _ in range(rounds or pick(s.rounds, quick)):
+                    for impl in runs:  # interleaved: A B C A B C ...
                         if impl.problem is not None:
                             continue
-                        if step.workload == "memory":
-                            answer = run_memory(impl, step.params, workdir)
+                        if s.kind == "memory":
+                            answer = memory_sample(impl, params, workdir)
                         else:
                             answer = workers[impl.key].request(
                                 {
                                     "cmd": "sample",
-                                    "key": step.key,
-                                    "workload": step.workload,
-                                    "params": step.params,
+                                    "step": s.key,
+                                    "params": params,
+                                    "settings": settings,
                                 }
                             )
                         per_impl[impl.key].append(answer)
                 for w in workers.values():
-                    w.request({"cmd": "drop", "key": step.key})
-                samples[step.key] = per_impl
-                _progress(f"{step.key}: {time.perf_counter() - t0:.1f}s")
+                    w.request({"cmd": "drop", "step": s.key})
+                samples[s.key] = per_impl
+                _log(f"{s.key}: {time.perf_counter() - t0:.1f}s")
         finally:
             for w in workers.values():
                 w.close()
@@ -272,36 +208,19 @@ def run(
 
 
 def _git_rev() -> Optional[str]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(peers.REPO_ROOT), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "-C", str(peers.REPO_ROOT), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        rev = out.stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(peers.REPO_ROOT),
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-        return rev + ("+dirty" if dirty.strip() else "") if rev else None
+        rev = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return rev + ("+dirty" if dirty else "") if rev else None
     except Exception:
-        return None
-
-
-def _loadavg() -> Optional[float]:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
         return None
 
 
@@ -325,18 +244,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument(
         "--quick",
         action="store_true",
-        help="fewer rounds, smaller sizes, no 100k renders (< 1 min)",
+        help="fewer rounds, shorter values, no 100k series (about a minute)",
     )
     ap.add_argument(
         "--impls",
-        default=",".join(ALL_IMPLS),
-        help="comma-separated subset of: " + ",".join(ALL_IMPLS),
+        default=",".join(IMPLS),
+        help="comma-separated subset of: " + ",".join(IMPLS),
     )
     ap.add_argument(
         "--only",
         nargs="*",
         metavar="PREFIX",
-        help="run only steps whose key starts with one of these",
+        help="run only the steps with a row key starting with one of these",
     )
     ap.add_argument("--rounds", type=int, help="override the rounds of every step")
     ap.add_argument(
@@ -345,16 +264,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         default=peers.REPO_ROOT / "bench-results" / "results.json",
         help="JSON results file (default: %(default)s)",
     )
-    ap.add_argument(
-        "--chart", type=Path, help="PNG chart path (default: next to --output)"
-    )
+    ap.add_argument("--chart", type=Path, help="PNG chart (default: next to --output)")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     ap.add_argument(
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
-        help="wall: time.perf_counter_ns (default); cpu: process CPU time, "
-        "steadier on a machine busy with other work (scrape stays wall time)",
+        help="cpu: process CPU time, steadier on a busy machine "
+        "(scrapes stay wall time)",
     )
     ap.add_argument(
         "--no-install",
@@ -362,15 +279,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="do not pip-install missing peers (skip them)",
     )
     args = ap.parse_args(argv)
-
     selected = [s.strip() for s in args.impls.split(",") if s.strip()]
-    unknown = set(selected) - set(ALL_IMPLS)
+    unknown = set(selected) - set(IMPLS)
     if unknown:
         ap.error(f"unknown implementation(s): {', '.join(sorted(unknown))}")
 
-    started = time.time()
-    load_start = _loadavg()
-    t0 = time.perf_counter()
+    started, load_start, t0 = time.time(), os.getloadavg()[0], time.perf_counter()
     try:
         impls = peers.implementations(selected, install=not args.no_install)
     except peers.OursUnavailable as exc:
@@ -380,12 +294,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
-    t_install = time.perf_counter() - t0
-    plan = make_plan(args.quick, args.only, args.rounds)
-    t1 = time.perf_counter()
-    samples = run(plan, impls, args.clock)
+    t_install, t1 = time.perf_counter() - t0, time.perf_counter()
+    plan = make_plan(args.quick, args.only)
+    messages: List[str] = []
+    samples = run(plan, impls, args.quick, args.clock, args.rounds, messages)
     wall = time.perf_counter() - t1
-
     meta = {
         "command": "python -m benchmarks"
         + (" --quick" if args.quick else "")
@@ -403,26 +316,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         "git_rev": _git_rev(),
         "cache_dir": str(peers.cache_root()),
         "loadavg_start": load_start,
-        "loadavg_end": _loadavg(),
-        "plan": [
-            {
-                "key": s.key,
-                "workload": s.workload,
-                "rounds": s.rounds,
-                "params": s.params,
-            }
-            for s in plan
-        ],
+        "loadavg_end": os.getloadavg()[0],
+        "messages": messages,
+        "plan": [s.key for s in plan],
     }
-    results = report.build(meta, impls, samples)
-    print(report.table(results))
+    shown = [s for s in STEPS if s in plan]  # in the order declared
+    results = report.build(meta, impls, shown, samples)
+    print(report.table(results, shown))
     out = report.write_json(results, args.output)
-    print(f"\nJSON: {out}")
+    pyperf_files = report.write_pyperf(plan, samples, out.parent)
+    print(f"\nJSON: {out}; pyperf: {', '.join(p.name for p in pyperf_files)}")
     if not args.no_chart:
         chart = report.write_chart(results, args.chart or out.with_suffix(".png"))
-        print(
-            f"chart: {chart}" if chart else "chart: skipped (matplotlib not importable)"
-        )
+        print(f"chart: {chart}" if chart else "chart: skipped (no matplotlib)")
     print(f"wall time: {wall:.1f}s (+ {t_install:.1f}s checking/installing peers)")
     return 0
 

@@ -1,56 +1,51 @@
-"""ASGI middleware overhead: ``python -m benchmarks.middleware [--quick]``.
+"""ASGI middleware overhead: an uninstrumented FastAPI app against the same
+app behind each library's middleware, in one run (the ``middleware_*`` rows).
 
-An uninstrumented FastAPI app against the same app behind each library's
-middleware, in one run: ours, aioprometheus 23.12.0's ``MetricsMiddleware``
-and prometheus-fastapi-instrumentator's default ``Instrumentator``.  Each
-library runs in its own worker process (ours from the checkout, the peers
-from isolated ``pip --target`` folders, see ``peers.py``; the instrumentator
-is installed without dependencies so that FastAPI, Starlette and
-prometheus_client are the environment's, the same for every worker).
+In a benchmark worker, :class:`Overhead` times both apps (ours or 23.12:
+``MetricsMiddleware``; the prometheus_client worker:
+prometheus-fastapi-instrumentator's default ``Instrumentator``, installed
+without dependencies so that FastAPI, Starlette and prometheus_client are
+the environment's), called directly with a fresh scope per request and
+through ``httpx.ASGITransport``.
 
-A worker times the bare app and the instrumented app in alternating batches
-and reports the median over rounds of the per-request difference (process
-CPU time; ``--clock wall`` for wall time), for two drivers:
-
-- ``asgi``: the app called directly with a fresh scope per request (the
-  smallest framework floor, so the middleware's own cost shows most clearly);
-- ``httpx``: ``httpx.AsyncClient`` over ``httpx.ASGITransport``.
-
-With ``--uvicorn`` each app also runs under a real uvicorn (h11) on
-127.0.0.1 (an ephemeral port), loaded over 8 keep-alive connections on
-loopback by Debian's ``wrk`` when installed (else by an asyncio client, too
-slow to keep the server busy: then only the CPU per request means much), for
-a bounded time.  Each instrumented server runs side by side with a bare one,
-both loaded at once, so that both meet the same competition for the cores;
-the difference in server CPU time per request and the ratio of throughputs
-are reported (medians over rounds).
+:func:`uvicorn_run` (the ``middleware_uvicorn`` rows, full runs) serves each
+app under a real uvicorn on 127.0.0.1 (an ephemeral port), side by side with
+a bare one, both loaded at once for a bounded time over 8 keep-alive
+loopback connections by Debian's ``wrk`` when installed (else an asyncio
+client, too slow to keep the server busy): the server CPU added per request
+and the share of the bare server's throughput kept.
 """
 
-import argparse
 import asyncio
 import json
 import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-IMPLS = ("ours", "aioprometheus", "instrumentator")
-# installed with --no-deps next to the harness' peers
+try:  # the driver imports this module from the package, a worker as a script
+    from . import peers
+except ImportError:
+    import peers  # type: ignore[no-redef]
+
+# installed with --no-deps next to the peers
 NO_DEPS_TOOLS = {
-    "instrumentator": ("prometheus-fastapi-instrumentator", "8.1.0"),
-    "uvicorn": ("uvicorn", "0.54.0"),
+    "instrumentator": "prometheus-fastapi-instrumentator==8.1.0",
+    "uvicorn": "uvicorn==0.54.0",
 }
 # the requests of one batch, cycled: templated, static and a 404
 PATHS = ("/users/42", "/items/7", "/health", "/users/42/orders/9", "/nowhere")
 
 
-# ------------------------------------------------------------------ worker
+def no_deps_tool(name: str, install: bool = True) -> Path:
+    requirement = NO_DEPS_TOOLS[name]
+    folder = peers.cache_root() / (requirement.replace("==", "-") + "-nodeps")
+    return peers.ensure_installed(requirement, folder, install, no_deps=True)
 
 
 def make_app(instrument: Optional[str]) -> Any:
@@ -171,154 +166,36 @@ def httpx_driver(client: Any) -> Callable[[int], Any]:
     return batch
 
 
-async def paired_overhead(
-    bare: Callable[[int], Any],
-    instrumented: Callable[[int], Any],
-    n: int,
-    rounds: int,
-    clock: Callable[[], int],
-    warm_up: bool = True,
-) -> Dict[str, Any]:
-    """Alternate bare and instrumented batches (ABBA), n requests each; the
-    median over rounds of per-request times and of their difference, in
-    microseconds."""
-    if warm_up:  # imports, caches, first-request paths
-        await bare(n)
-        await instrumented(n)
-    bare_ns: List[float] = []
-    instr_ns: List[float] = []
-    for r in range(rounds):
-        order = [(bare, bare_ns), (instrumented, instr_ns)]
-        for run, out in order if r % 2 == 0 else reversed(order):
-            t0 = clock()
-            await run(n)
-            out.append((clock() - t0) / n)
-    diffs = [i - b for b, i in zip(bare_ns, instr_ns)]
-    return {
-        "bare_us": statistics.median(bare_ns) / 1e3,
-        "instrumented_us": statistics.median(instr_ns) / 1e3,
-        "overhead_us": statistics.median(diffs) / 1e3,
-        "overhead_iqr_us": _iqr(diffs) / 1e3,
-    }
+class Overhead:
+    """Both apps of one implementation family and both drivers; ``time_func``
+    gives pyperf a function of the number of requests."""
 
-
-def _iqr(values: List[float]) -> float:
-    if len(values) < 4:
-        return max(values) - min(values)
-    q = statistics.quantiles(values, n=4)
-    return q[2] - q[0]
-
-
-def _clock(name: str) -> Callable[[], int]:
-    return time.process_time_ns if name == "cpu" else time.perf_counter_ns
-
-
-async def in_process(impl: str, params: Dict[str, Any]) -> Dict[str, Any]:
-    import httpx
-
-    bare_app = make_app(None)
-    instr_app = make_app(impl)
-    clock = _clock(params["clock"])
-    results: Dict[str, Any] = {}
-    results["asgi"] = await paired_overhead(
-        asgi_driver(bare_app),
-        asgi_driver(instr_app),
-        params["asgi_batch"],
-        params["rounds"],
-        clock,
-    )
-    base = "http://bench"
-    async with (
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=bare_app), base_url=base
-        ) as bare_client,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=instr_app), base_url=base
-        ) as instr_client,
-    ):
-        results["httpx"] = await paired_overhead(
-            httpx_driver(bare_client),
-            httpx_driver(instr_client),
-            params["httpx_batch"],
-            params["rounds"],
-            clock,
-        )
-    results["counted"] = counted_requests(instr_app, impl)
-    return results
-
-
-def worker_main(impl: str, params_json: str) -> None:
-    """In the worker process: check the library came from where it should,
-    measure, print one JSON line."""
-    params = json.loads(params_json)
-    expect = params.get("expect")
-    if impl in ("ours", "aioprometheus"):
-        import aioprometheus
-
-        where = aioprometheus.__file__ or ""
-    else:
-        import prometheus_fastapi_instrumentator
-
-        where = prometheus_fastapi_instrumentator.__file__ or ""
-    if expect and not os.path.realpath(where).startswith(os.path.realpath(expect)):
-        raise SystemExit(f"{impl} imported from {where}, expected under {expect}")
-    answer = asyncio.run(in_process(impl, params))
-    answer["imported_from"] = where
-    print(json.dumps(answer), flush=True)
-
-
-class HarnessRunner:
-    """One ``python -m benchmarks`` worker's middleware samples: the bare and
-    the instrumented app, in alternating batches.  The aioprometheus family
-    (ours or 23.12, whichever the worker imports) uses its MetricsMiddleware;
-    the prometheus_client family, prometheus-fastapi-instrumentator."""
-
-    def __init__(
-        self, family: str, params: Dict[str, Any], clock: Callable[[], int]
-    ) -> None:
+    def __init__(self, family: str) -> None:
         import httpx
 
+        impl = "ours"  # ours or 23.12: whichever aioprometheus the worker has
         if family == "prometheus_client":
-            import peers  # beside this file, as for the harness' worker script
-
-            dist, version = NO_DEPS_TOOLS["instrumentator"]
-            folder = ensure_no_deps(dist, version, peers.cache_root(), install=True)
-            sys.path.insert(0, str(folder))
+            sys.path.insert(0, str(no_deps_tool("instrumentator")))
             impl = "instrumentator"
-        else:
-            impl = "ours"  # the same code for 23.12: the worker's aioprometheus
         self.loop = asyncio.new_event_loop()
-        self.clock = clock
-        self.params = params
-        self.apps = apps = (make_app(None), make_app(impl))
-        self.asgi = tuple(asgi_driver(app) for app in apps)
-        clients = [
-            httpx.AsyncClient(
+        self.apps = bare, instrumented = make_app(None), make_app(impl)
+        self.drivers: Dict[str, Callable[[int], Any]] = {}
+        for suffix, app in (("_bare", bare), ("", instrumented)):
+            client = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://bench"
             )
-            for app in apps
-        ]
-        self.httpx = tuple(httpx_driver(client) for client in clients)
-        for run in (*self.asgi, *self.httpx):
-            self.loop.run_until_complete(run(params["httpx_batch"]))
+            self.drivers["asgi" + suffix] = asgi_driver(app)
+            self.drivers["httpx" + suffix] = httpx_driver(client)
 
-    def sample(self) -> Dict[str, Any]:
-        """Two rounds (ABBA) of each driver; "value" is the direct-ASGI
-        overhead in microseconds per request."""
-        asgi = self.loop.run_until_complete(
-            paired_overhead(*self.asgi, self.params["asgi_batch"], 2, self.clock, False)
-        )
-        via_httpx = self.loop.run_until_complete(
-            paired_overhead(
-                *self.httpx, self.params["httpx_batch"], 2, self.clock, False
-            )
-        )
-        return {
-            "value": asgi["overhead_us"],
-            "bare_us": asgi["bare_us"],
-            "httpx_us": via_httpx["overhead_us"],
-            "httpx_bare_us": via_httpx["bare_us"],
-        }
+    def time_func(self, name: str, clock: Callable[[], float]):
+        batch = self.drivers[name]
+
+        async def timed(n: int) -> float:
+            t0 = clock()
+            await batch(n)
+            return clock() - t0
+
+        return lambda n: self.loop.run_until_complete(timed(n))
 
 
 def serve_main(impl: str, fd: int) -> None:
@@ -532,202 +409,45 @@ def _wait_until_serving(port: int, server: "subprocess.Popen[str]") -> None:
     raise RuntimeError("server did not start within 60 s")
 
 
-# ------------------------------------------------------------------ driver
-
-
-def _log(msg: str) -> None:
-    print(f"[benchmarks.middleware] {msg}", file=sys.stderr, flush=True)
-
-
-def impl_folders(install: bool) -> Dict[str, Optional[Path]]:
-    """PYTHONPATH folder per implementation (None: cannot run)."""
-    from benchmarks import peers
-
-    root = peers.cache_root()
-    folders: Dict[str, Optional[Path]] = {"ours": peers.REPO_ROOT}
-    spec = next(p for p in peers.PEERS if p.key == "aioprometheus")
+def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
+    """The uvicorn rows' samples ({step: {impl: [answers]}}, one answer per
+    round, rounds interleaved), and a note when they cannot run."""
     try:
-        folders["aioprometheus"] = peers.ensure_peer(spec, root, install=install)
+        uvicorn = no_deps_tool("uvicorn")
+        tool = no_deps_tool("instrumentator")
     except Exception as exc:
-        _log(f"{spec.label} unavailable: {exc}")
-        folders["aioprometheus"] = None
-    for key, (dist, version) in NO_DEPS_TOOLS.items():
-        try:
-            folders[key] = ensure_no_deps(dist, version, root, install)
-        except Exception as exc:
-            _log(f"{dist} {version} unavailable: {exc}")
-            folders[key] = None
-    return folders
+        return {}, f"middleware under uvicorn: not run ({exc})"
+    samples: Dict[str, List[Dict[str, Any]]] = {i.key: [] for i in impls}
+    for _ in range(params["rounds"]):
+        for impl in impls:
+            if impl.problem is not None:
+                continue
+            name = "instrumentator" if impl.key == "prometheus_client" else "ours"
+            folders = [*([impl.path] if impl.path else []), uvicorn]
+            folders += [tool] if name == "instrumentator" else []
+            try:
+                bare, inst = uvicorn_pair(
+                    (_env([uvicorn]), _env(folders)), name, 8, params["seconds"]
+                )
+            except Exception as exc:
+                samples[impl.key].append({"status": "error", "reason": str(exc)})
+                continue
+            figures = {
+                "value": inst["cpu_us_per_request"] - bare["cpu_us_per_request"],
+                "kept": 100 * inst["requests_per_s"] / bare["requests_per_s"],
+            }
+            samples[impl.key].append({"status": "ok", "figures": figures})
+    load = "wrk" if shutil.which("wrk") else "an asyncio client (no wrk)"
+    return {
+        "middleware_uvicorn": samples
+    }, f"middleware under uvicorn: load from {load}"
 
 
-def ensure_no_deps(dist: str, version: str, root: Path, install: bool) -> Path:
-    """``pip install --no-deps --target`` a pure-Python tool once: its
-    dependencies are the environment's, the same in every worker."""
-    try:
-        from benchmarks import peers
-    except ImportError:  # in a worker: this folder is on sys.path
-        import peers  # type: ignore[no-redef]
-
-    return peers.ensure_installed(
-        f"{dist}=={version}", root / f"{dist}-{version}-nodeps", install, no_deps=True
-    )
-
-
-def worker_env(folders: List[Path]) -> Dict[str, str]:
-    env = dict(os.environ)
+def _env(folders: List[Path]) -> Dict[str, str]:
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = os.pathsep.join(str(f) for f in folders)
-    env["PYTHONHASHSEED"] = "0"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def run(
-    quick: bool = False,
-    clock: str = "cpu",
-    with_uvicorn: bool = False,
-    install: bool = True,
-    impls: Tuple[str, ...] = IMPLS,
-) -> Dict[str, Any]:
-    """All rows: {impl: {"asgi": {...}, "httpx": {...}, "uvicorn": {...}}}."""
-    folders = impl_folders(install)
-    params = {
-        "clock": clock,
-        "rounds": 7 if quick else 21,
-        "asgi_batch": 300 if quick else 1000,
-        "httpx_batch": 100 if quick else 300,
-    }
-    results: Dict[str, Any] = {}
-    for impl in impls:
-        folder = folders.get(impl)
-        if folder is None:
-            results[impl] = {"problem": "not installed"}
-            continue
-        params["expect"] = str(folder)
-        proc = subprocess.run(
-            [sys.executable, __file__, "worker", impl, json.dumps(params)],
-            env=worker_env([folder]),
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            results[impl] = {"problem": proc.stderr.strip()[-800:]}
-            _log(f"{impl}: failed: {proc.stderr.strip()[-300:]}")
-            continue
-        results[impl] = json.loads(lines[-1])
-        _log(f"{impl}: in-process done")
-    uvicorn_folder = folders.get("uvicorn")
-    if with_uvicorn and uvicorn_folder is not None:
-        seconds = 2.0 if quick else 5.0
-        rounds = 1 if quick else 5
-        bare_env = worker_env([uvicorn_folder])
-        paired: Dict[str, List[List[Dict[str, float]]]] = {}
-        for _ in range(rounds):  # interleaved: A B C A B C ...
-            for impl in impls:
-                folder = folders.get(impl)
-                if folder is None:
-                    continue
-                impl_env = worker_env([folder, uvicorn_folder])
-                paired.setdefault(impl, []).append(
-                    uvicorn_pair((bare_env, impl_env), impl, 8, seconds)
-                )
-        for impl, pairs in paired.items():
-            results[impl]["uvicorn"] = {
-                "bare_cpu_us_per_request": statistics.median(
-                    b["cpu_us_per_request"] for b, _ in pairs
-                ),
-                "cpu_us_per_request": statistics.median(
-                    m["cpu_us_per_request"] for _, m in pairs
-                ),
-                "cpu_overhead_us": statistics.median(
-                    m["cpu_us_per_request"] - b["cpu_us_per_request"] for b, m in pairs
-                ),
-                "throughput_kept": statistics.median(
-                    m["requests_per_s"] / b["requests_per_s"] for b, m in pairs
-                ),
-                "requests_per_s": statistics.median(
-                    m["requests_per_s"] for _, m in pairs
-                ),
-            }
-        _log("uvicorn done")
-    return results
-
-
-def table(results: Dict[str, Any], clock: str) -> str:
-    unit = "CPU" if clock == "cpu" else "wall"
-    lines = [
-        f"Middleware overhead per request over the bare FastAPI app "
-        f"(median of paired rounds, {unit} time)",
-        f"{'':32}" + "".join(f"{i:>18}" for i in IMPLS),
-    ]
-
-    def row(title: str, cell: Callable[[Dict[str, Any]], str]) -> None:
-        cells = []
-        for impl in IMPLS:
-            got = results.get(impl) or {}
-            try:
-                cells.append(cell(got))
-            except (KeyError, TypeError):
-                cells.append("-")
-        lines.append(f"{title:32}" + "".join(f"{c:>18}" for c in cells))
-
-    for driver in ("asgi", "httpx"):
-        row(
-            f"{driver}: overhead us (iqr)",
-            lambda r, d=driver: (
-                f"{r[d]['overhead_us']:.2f} ({r[d]['overhead_iqr_us']:.2f})"
-            ),
-        )
-        row(f"{driver}: bare app us", lambda r, d=driver: f"{r[d]['bare_us']:.1f}")
-    if any("uvicorn" in (r or {}) for r in results.values()):
-        lines.append(
-            "uvicorn, each server side by side with a bare one under the same "
-            f"load ({'wrk' if shutil.which('wrk') else 'asyncio client'}):"
-        )
-        row(
-            "uvicorn: bare server CPU us",
-            lambda r: f"{r['uvicorn']['bare_cpu_us_per_request']:.1f}",
-        )
-        row(
-            "uvicorn: server CPU added us",
-            lambda r: f"{r['uvicorn']['cpu_overhead_us']:+.1f}",
-        )
-        row(
-            "uvicorn: throughput kept",
-            lambda r: f"{r['uvicorn']['throughput_kept']:.0%}",
-        )
-    return "\n".join(lines)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.middleware", description=__doc__.split("\n")[0]
-    )
-    ap.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
-    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
-    ap.add_argument(
-        "--uvicorn", action="store_true", help="also under uvicorn on 127.0.0.1"
-    )
-    ap.add_argument("--impls", default=",".join(IMPLS))
-    ap.add_argument("--no-install", action="store_true")
-    ap.add_argument("--json", type=Path, help="write the results here too")
-    args = ap.parse_args(argv)
-    impls = tuple(i for i in args.impls.split(",") if i)
-    unknown = set(impls) - set(IMPLS)
-    if unknown:
-        ap.error(f"unknown implementation(s): {', '.join(sorted(unknown))}")
-    results = run(args.quick, args.clock, args.uvicorn, not args.no_install, impls)
-    print(table(results, args.clock))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        worker_main(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) > 1 and sys.argv[1] == "serve":
-        serve_main(sys.argv[2], int(sys.argv[3]))
-    else:
-        sys.exit(main())
+if __name__ == "__main__":  # a uvicorn server process
+    serve_main(sys.argv[2], int(sys.argv[3]))

@@ -1,30 +1,29 @@
-"""Benchmark workloads and the worker process that runs them.
+"""The benchmark rows, their workloads, and the worker process that times them.
 
-This module is deliberately self-contained (standard library only) because the
-driver starts it as a *script* (``python benchmarks/workloads.py serve ...``) in
-one subprocess per implementation, with ``PYTHONPATH`` pointing at exactly one
-implementation.  ``sys.path[0]`` is then this folder, which holds no
-``aioprometheus`` package, so the implementation under test is the only one
-the worker can import.
+Each measurement is one :func:`step` declared right after its workload: the
+workload builds what to time, the step says how (its ``kind``, below), for
+which implementations, how many interleaved rounds, and which table rows
+(:class:`Row`, with their targets) it feeds.  Adding a row is a workload
+function and one ``step(...)`` call.
 
-Two API families are measured with the same workloads:
+The driver (``__main__.py``) imports this module for the declarations and
+also starts it as a *script* (``python benchmarks/workloads.py serve ...``),
+one worker process per implementation whose ``PYTHONPATH`` holds exactly one
+implementation (``sys.path[0]`` is this folder, which has no
+``aioprometheus`` package).  Calibration (loops per value), warm-up and the
+values of one round are pyperf's (a ``pyperf.Runner`` in worker mode); a
+sample comes back as pyperf benchmarks, which the driver merges over rounds.
 
-* ``aioprometheus``: ours and aioprometheus 23.12.0 (identical public API,
-  ``c.inc(labels_dict)``),
-* ``prometheus_client``: its idiomatic API (``c.labels(**labels).inc()``).
-
-Every workload is one function taking an :class:`Api` and returning what to
-time: a :class:`Micro` (a statement run in a tight loop), a :class:`Call` (a
-whole operation such as a render) or a special object for the scrape and the
-asyncio loop.  Timing uses ``time.perf_counter_ns`` with the garbage collector
-disabled; micro loops have the cost of the bare loop measured alongside with
-the same N and subtracted ("net" ns/op; "raw" is kept too).
+Two API families run the same workloads: ``aioprometheus`` (ours and
+aioprometheus 23.12.0, ``c.inc(labels)``) and ``prometheus_client`` (its
+idiomatic ``c.labels(**labels).inc()``).
 """
 
 import asyncio
 import bisect
 import gc
 import importlib
+import io
 import itertools
 import json
 import math
@@ -32,23 +31,112 @@ import os
 import random
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 AIO = "aioprometheus"
 PC = "prometheus_client"
+IMPLS = ("ours", "aioprometheus", "prometheus_client")
+SHORT = {"ours": "ours", "aioprometheus": "aio", "prometheus_client": "pc"}
 
 LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
+ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
 
-# The clock of every timed loop; ``clock=cpu`` on the worker command line
-# switches it to the process CPU time (ignores time spent descheduled on a busy
-# machine).  Scrape latency is always wall time.
-wall_clock = time.perf_counter_ns
-clock = wall_clock
+# The clock of every timed loop (``clock=cpu``: process CPU time, steadier on
+# a busy machine).  Scrape latency is always wall time.
+clock: Callable[[], float] = time.perf_counter
+
+
+# ---------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for our figure: ``floor`` (x floor <= bound), ``faster`` (peer /
+    ours >= bound), ``max`` (ours <= bound) or ``growth`` (ours / our figure
+    in row ``ref`` <= bound)."""
+
+    kind: str
+    bound: float
+    ref: Optional[str] = None
+    text: str = ""
+
+
+def at_most(bound: float) -> Target:
+    return Target("max", bound)
+
+
+def faster(peer: str, bound: float) -> Target:
+    return Target("faster", bound, peer, f">={bound:g}x {SHORT[peer]}")
+
+
+def floor_x(bound: float) -> Target:
+    return Target("floor", bound, None, f"<={bound:g}x floor")
+
+
+def growth(ref: str, bound: float, text: str) -> Target:
+    return Target("growth", bound, ref, text)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: ``figure`` of its step's per-round figures (see
+    ``KINDS``); ``control`` rows (floors, baselines) get no ratios."""
+
+    key: str
+    title: str
+    unit: str
+    figure: str = "value"
+    targets: Tuple[Target, ...] = ()
+    control: bool = False
+    higher_is_better: bool = False
+    x_floor: str = ""  # the figure giving its "x floor" ratio, if any
+
+
+@dataclass
+class Step:
+    key: str
+    kind: str  # how it is timed: a key of KINDS (or "memory", "prometheus")
+    workload: Optional[Callable[..., Any]]
+    rows: Tuple[Row, ...]
+    params: Dict[str, Any] = field(default_factory=dict)
+    rounds: Tuple[int, int] = (5, 15)  # (--quick, full)
+    impls: Tuple[str, ...] = IMPLS
+    full_only: bool = False
+
+
+STEPS: List[Step] = []
+
+
+def step(
+    key: str,
+    kind: str,
+    workload: Optional[Callable[..., Any]],
+    *rows: Row,
+    **options: Any,
+) -> None:
+    STEPS.append(Step(key, kind, workload, rows, **options))
+
+
+def micro(key: str, title: str, workload: Callable[..., Any], *targets: Target, **kw):
+    """A micro step feeding one ns/op row of the same key."""
+    control = kw.pop("control", False)
+    row = Row(
+        key,
+        title,
+        "ns/op",
+        "value",
+        targets,
+        control,
+        False,
+        "" if control else "x_floor",
+    )
+    step(key, "micro", workload, row, params={"paired": not control}, **kw)
 
 
 class Unavailable(Exception):
-    """The implementation does not offer this workload (or not yet)."""
+    """The implementation does not offer this workload."""
 
 
 class Api:
@@ -59,51 +147,34 @@ class Api:
         self.mod = importlib.import_module(family)
 
     def registry(self) -> Any:
-        if self.family == PC:
-            return self.mod.CollectorRegistry()
-        return self.mod.Registry()
+        return (
+            self.mod.CollectorRegistry() if self.family == PC else self.mod.Registry()
+        )
 
     def metric(self, kind: str, name: str, doc: str, reg: Any, labelnames=()) -> Any:
-        """Create a Counter/Gauge/Histogram/Summary with default settings."""
         cls = getattr(self.mod, kind)
         if self.family == PC:
             return cls(name, doc, labelnames=list(labelnames), registry=reg)
         return cls(name, doc, registry=reg)
 
 
+# ---------------------------------------------------------------- micro rows
+
+
 class Micro:
-    """A statement timed in ``for v in values: <stmt>`` (v: float values).
+    """``for v in values: <stmt>``, timed with its empty loop (subtracted:
+    "net") and, unless a floor itself, a floor loop in the same sample."""
 
-    ``against``: the floor timed within the same sample for the "x floor"
-    ratio (default: ``floor``'s ``d.get(k)``).
-    """
-
-    def __init__(
-        self, stmt: str, note: str = "", against: Optional["Micro"] = None, **names: Any
-    ) -> None:
-        self.stmt = stmt
-        self.note = note
-        self.against = against
-        self.names = names
-
-
-class Call:
-    """A zero-argument callable timed as a whole (e.g. one render)."""
-
-    def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
-        self.fn = fn
-        self.note = note
-
-
-# ---------------------------------------------------------------------------
-# Micro workloads: one function each.  The statement is identical across
-# implementations of one family; prometheus_client uses its idiomatic API.
-# ---------------------------------------------------------------------------
+    def __init__(self, stmt: str, note: str = "", against=None, **names: Any) -> None:
+        self.stmt, self.note, self.against, self.names = stmt, note, against, names
 
 
 def floor(api: Api) -> Micro:
     """One C call from Python: ``d.get(k)`` on a prebuilt key."""
     return Micro("d.get(k)", d={"key": 1, "other": 2}, k="key")
+
+
+micro("floor", "floor: d.get(k)", floor, control=True)
 
 
 def counter_inc_labels(api: Api) -> Micro:
@@ -118,9 +189,19 @@ def counter_inc_labels(api: Api) -> Micro:
     return Micro("c.inc(labels)", c=c, labels=labels)
 
 
+micro(
+    "counter_inc_labels",
+    "counter inc, 2-label dict",
+    counter_inc_labels,
+    floor_x(3),
+    faster("aioprometheus", 30),
+    faster("prometheus_client", 20),
+)
+
+
 def counter_inc_varied(api: Api) -> Micro:
-    """Like counter_inc_labels, but each call brings another of 64 label dicts
-    (the cost of `next()` on a cycle is in every implementation's figure)."""
+    """Each call brings another of 64 label dicts (``next()`` on a cycle is in
+    every implementation's figure)."""
     pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
     reg = api.registry()
     if api.family == PC:
@@ -134,24 +215,30 @@ def counter_inc_varied(api: Api) -> Micro:
     return Micro("c.inc(next(pool))", c=c, pool=itertools.cycle(pool))
 
 
-ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
+micro(
+    "counter_inc_varied", "counter inc, 64 rotating 2-label dicts", counter_inc_varied
+)
 
 
 def floor_literal(api: Api) -> Micro:
-    """The floor of counter_inc_literal: the same dict literal built per
-    call, then one C call on it."""
-    return Micro(
-        '{"path": next(routes), "method": "GET"}.get(k)',
-        routes=itertools.cycle(ROUTES),
-        k="path",
-    )
+    """The fresh-literal row's floor: the same dict literal built per call,
+    then one C call on it."""
+    stmt = '{"path": next(routes), "method": "GET"}.get(k)'
+    return Micro(stmt, routes=itertools.cycle(ROUTES), k="path")
+
+
+micro(
+    "floor_literal",
+    "floor: same dict literal + d.get(k)",
+    floor_literal,
+    control=True,
+)
 
 
 def counter_inc_literal(api: Api) -> Micro:
     """The web-server pattern: a fresh dict literal per call, the route one
     of 100 (prometheus_client: the same values as keyword arguments)."""
     reg = api.registry()
-    routes = itertools.cycle(ROUTES)
     if api.family == PC:
         c = api.metric("Counter", "bench_routes", "Requests.", reg, ("path", "method"))
         for route in ROUTES:
@@ -162,7 +249,16 @@ def counter_inc_literal(api: Api) -> Micro:
         for route in ROUTES:
             c.inc({"path": route, "method": "GET"})
         stmt = 'c.inc({"path": next(routes), "method": "GET"})'
+    routes = itertools.cycle(ROUTES)
     return Micro(stmt, against=floor_literal(api), c=c, routes=routes)
+
+
+micro(
+    "counter_inc_literal",
+    "counter inc, fresh dict literal per call",
+    counter_inc_literal,
+    floor_x(1.5),  # issue 8
+)
 
 
 def counter_inc_nolabels(api: Api) -> Micro:
@@ -176,33 +272,51 @@ def counter_inc_nolabels(api: Api) -> Micro:
     return Micro("c.inc({})", c=c)
 
 
-def _labelled_call(api: Api, kind: str, name: str, doc: str, method: str) -> Micro:
-    """`metric.<method>(labels, v)` on a 2-label series (prometheus_client:
-    `metric.labels(**labels).<method>(v)`)."""
-    labels = dict(LABELS)
-    m = api.metric(kind, name, doc, api.registry(), labels)
-    if api.family == PC:
-        getattr(m.labels(**labels), method)(0.1)
-        return Micro(f"m.labels(**labels).{method}(v)", m=m, labels=labels)
-    getattr(m, method)(labels, 0.1)
-    return Micro(f"m.{method}(labels, v)", m=m, labels=labels)
+micro(
+    "counter_inc_nolabels",
+    "counter inc, no labels",
+    counter_inc_nolabels,
+    faster("aioprometheus", 15),
+    faster("prometheus_client", 5),
+)
 
 
-def gauge_set(api: Api) -> Micro:
-    return _labelled_call(api, "Gauge", "bench_in_flight", "In flight.", "set")
+def labelled_call(kind: str, name: str, method: str) -> Callable[[Api], Micro]:
+    """``metric.<method>(labels, v)`` on a 2-label series (prometheus_client:
+    ``metric.labels(**labels).<method>(v)``)."""
+
+    def workload(api: Api) -> Micro:
+        labels = dict(LABELS)
+        m = api.metric(kind, name, "Bench.", api.registry(), labels)
+        if api.family == PC:
+            getattr(m.labels(**labels), method)(0.1)
+            return Micro(f"m.labels(**labels).{method}(v)", m=m, labels=labels)
+        getattr(m, method)(labels, 0.1)
+        note = summary_accuracy(api) if kind == "Summary" else ""
+        return Micro(f"m.{method}(labels, v)", note, m=m, labels=labels)
+
+    return workload
 
 
-def histogram_observe(api: Api) -> Micro:
-    return _labelled_call(
-        api, "Histogram", "bench_latency_seconds", "Latency.", "observe"
-    )
-
-
-def summary_observe(api: Api) -> Micro:
-    micro = _labelled_call(api, "Summary", "bench_size_bytes", "Size.", "observe")
-    if api.family != PC:
-        micro.note = summary_accuracy(api)
-    return micro
+both_20x = (faster("aioprometheus", 20), faster("prometheus_client", 20))
+micro(
+    "gauge_set",
+    "gauge set, 2 labels",
+    labelled_call("Gauge", "bench_in_flight", "set"),
+    *both_20x,
+)
+micro(
+    "histogram_observe",
+    "histogram observe, default buckets",
+    labelled_call("Histogram", "bench_latency_seconds", "observe"),
+    *both_20x,
+)
+micro(
+    "summary_observe",
+    "summary observe (quantiles)",
+    labelled_call("Summary", "bench_size_bytes", "observe"),
+    faster("aioprometheus", 20),
+)
 
 
 def summary_accuracy(api: Api, n: int = 20_000) -> str:
@@ -214,207 +328,177 @@ def summary_accuracy(api: Api, n: int = 20_000) -> str:
     got = s.get({})
     ordered = sorted(obs)
     parts = []
-    for q, eps in getattr(s, "invariants", ()) or (
-        (0.5, 0.05),
-        (0.9, 0.01),
-        (0.99, 0.001),
-    ):
+    for q, eps in getattr(s, "invariants", ((0.5, 0.05), (0.9, 0.01), (0.99, 0.001))):
         est = got.get(q)
         if est is None:
             continue
-        # the estimate's rank range among the observations, as a fraction
-        lo = bisect.bisect_left(ordered, est) / n
+        lo = bisect.bisect_left(ordered, est) / n  # the estimate's rank range
         hi = bisect.bisect_right(ordered, est) / n
         err = 0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q))
         parts.append(f"q{q:g} rank err {err:.4f} (eps {eps:g})")
     return "; ".join(parts)
 
 
-# ---------------------------------------------------------------------------
-# Render workloads: a registry with N series (2-label counters and gauges,
-# 500 series per metric, alternating kinds), rendered whole.
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- renders
 
 SERIES_PER_METRIC = 500
+_FIXTURE: Dict[int, Any] = {}
 
 
 def build_fixture(api: Api, n_series: int) -> Any:
-    """A registry holding ``n_series`` 2-label series, identical across impls."""
+    """``n_series`` 2-label series in counters and gauges (alternating, 500
+    series per metric), identical across implementations."""
     reg = api.registry()
-    n_metrics = max(1, math.ceil(n_series / SERIES_PER_METRIC))
     made = 0
-    for m in range(n_metrics):
+    for m in range(max(1, math.ceil(n_series / SERIES_PER_METRIC))):
         count = min(SERIES_PER_METRIC, n_series - made)
         kind = "Counter" if m % 2 == 0 else "Gauge"
-        name = f"bench_fixture_{m}" + ("_total" if kind == "Counter" else "")
-        if api.family == PC and kind == "Counter":
-            name = f"bench_fixture_{m}"  # prometheus_client appends _total
+        # prometheus_client appends _total itself
+        suffix = "_total" if kind == "Counter" and api.family != PC else ""
         metric = api.metric(
-            kind, name, f"Fixture metric {m}.", reg, ("method", "route")
+            kind, f"bench_fixture_{m}{suffix}", f"Fixture metric {m}.", reg, LABELS
         )
         for i in range(count):
-            method = METHODS[i % 4]
-            route = f"/api/v1/resource/{m}/{i}"
-            if kind == "Counter":
-                value: float = i + 1
-            else:
-                value = i * 0.25 + 0.1
+            labels = {"method": METHODS[i % 4], "route": f"/api/v1/resource/{m}/{i}"}
+            value = i + 1 if kind == "Counter" else i * 0.25 + 0.1
             if api.family == PC:
-                child = metric.labels(method=method, route=route)
-                if kind == "Counter":
-                    child.inc(value)
-                else:
-                    child.set(value)
-            elif kind == "Counter":
-                metric.add({"method": method, "route": route}, value)
+                child = metric.labels(**labels)
+                child.inc(value) if kind == "Counter" else child.set(value)
             else:
-                metric.set({"method": method, "route": route}, value)
+                (metric.add if kind == "Counter" else metric.set)(labels, value)
         made += count
     return reg
 
 
+def fixture(api: Api, n_series: int) -> Any:
+    """The fixture of ``n_series``, kept for the steps that follow (rendering
+    and scraping do not change it)."""
+    if n_series not in _FIXTURE:
+        _FIXTURE.clear()
+        gc.collect()
+        _FIXTURE[n_series] = build_fixture(api, n_series)
+    return _FIXTURE[n_series]
+
+
 def text_formatter(api: Api) -> Callable[[Any], bytes]:
     if api.family == PC:
-        generate_latest = api.mod.generate_latest
-        return lambda reg: generate_latest(reg)
+        return api.mod.generate_latest
     from aioprometheus.formats.text import TextFormatter  # type: ignore
 
-    fmt = TextFormatter()
-    return lambda reg: fmt.marshall(reg)
+    return TextFormatter().marshall
 
 
-def binary_formatter(api: Api) -> Callable[[Any], bytes]:
+class Call:
+    """A zero-argument callable timed as a whole (one render)."""
+
+    def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
+        self.fn, self.note = fn, note
+
+
+def text_render(api: Api, series: int) -> Call:
+    marshall, reg = text_formatter(api), fixture(api, series)
+    return Call(lambda: marshall(reg), f"{len(marshall(reg))} bytes")
+
+
+def protobuf_render(api: Api, series: int) -> Call:
     if api.family == PC:
         raise Unavailable("prometheus_client has no protobuf exposition")
     try:
         from aioprometheus.formats.binary import BinaryFormatter  # type: ignore
 
-        fmt = BinaryFormatter()
-    except Exception as exc:  # ImportError, or a missing extra package
-        raise Unavailable(f"{type(exc).__name__}: {exc}") from None
-    return lambda reg: fmt.marshall(reg)
-
-
-_FIXTURE_CACHE: Dict[int, Any] = {}
-
-
-def fixture(api: Api, n_series: int) -> Any:
-    """The fixture registry of ``n_series`` series, reused by consecutive
-    steps of one worker (rendering and scraping do not change it)."""
-    reg = _FIXTURE_CACHE.get(n_series)
-    if reg is None:
-        _FIXTURE_CACHE.clear()
-        gc.collect()
-        reg = _FIXTURE_CACHE[n_series] = build_fixture(api, n_series)
-    return reg
-
-
-def text_render(api: Api, n_series: int) -> Call:
-    marshall = text_formatter(api)
-    reg = fixture(api, n_series)
-    size = len(marshall(reg))
-    return Call(lambda: marshall(reg), note=f"{size} bytes")
-
-
-def protobuf_render(api: Api, n_series: int) -> Call:
-    marshall = binary_formatter(api)
-    reg = fixture(api, n_series)
-    try:
+        marshall, reg = BinaryFormatter().marshall, fixture(api, series)
         size = len(marshall(reg))
-    except (AttributeError, ImportError, NotImplementedError) as exc:
-        # the formatter exists but its encoder is not wired in (yet)
+    except (ImportError, AttributeError, NotImplementedError) as exc:
         raise Unavailable(f"{type(exc).__name__}: {exc}") from None
-    return Call(lambda: marshall(reg), note=f"{size} bytes")
+    return Call(lambda: marshall(reg), f"{size} bytes")
 
 
-# ---------------------------------------------------------------------------
-# Scrape latency through an aiohttp exporter on 127.0.0.1 (loopback only),
-# measured by a separate scraper process (stdlib http.client, keep-alive).
-# aioprometheus (ours and 23.12): aioprometheus.service.Service.
-# prometheus_client: its own aiohttp handler (prometheus_client.aiohttp,
-# compression disabled) on an aiohttp AppRunner, i.e. the same HTTP stack.
-# ---------------------------------------------------------------------------
+RENDER_TARGETS = {
+    "text_10k": (faster("aioprometheus", 10), faster("prometheus_client", 50)),
+    "text_100k": (growth("text_render_10k", 11, "<=11x 10k"),),
+    "protobuf_10k": (growth("text_render_10k", 1, "<= our text"),),
+}
+for fmt, render in (("text", text_render), ("protobuf", protobuf_render)):
+    for n in (1_000, 10_000, 100_000):
+        size = f"{n // 1000}k"
+        step(
+            f"{fmt}_render_{size}",
+            "call",
+            render,
+            Row(
+                f"{fmt}_render_{size}",
+                f"{fmt} render, {size} series",
+                "ms",
+                targets=RENDER_TARGETS.get(f"{fmt}_{size}", ()),
+            ),
+            params={"series": n},
+            rounds=(5, 5 if n == 100_000 else 11),
+            full_only=n == 100_000,
+        )
+
+
+# ---------------------------------------------------------------- scrapes
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
 
 
 class Scrape:
-    MIN_REQUESTS = 3
+    """Sequential GETs of an aiohttp exporter on 127.0.0.1 from a separate
+    scraper process (``workloads.py client``, one keep-alive connection):
+    aioprometheus' Service, prometheus_client's aiohttp handler on the same
+    HTTP stack, or (``static``) the same bytes pre-rendered (and, with
+    ``gzip``, pre-compressed) from a bare handler."""
 
-    def __init__(self, api: Api, n_series: int, static: bool = False) -> None:
-        """``static``: serve the pre-rendered text body from a bare aiohttp
-        handler instead (the HTTP floor: same bytes, no render)."""
-        self.api = api
-        self.static_body: Optional[bytes] = None
+    def __init__(self, api: Api, series: int, static=False, gzip=False) -> None:
         try:
             import aiohttp  # noqa: F401
-
-            if static:
-                pass
-            elif api.family == PC:
-                from prometheus_client.aiohttp import make_aiohttp_handler  # type: ignore
-
-                self.make_handler = make_aiohttp_handler
-            else:
-                from aioprometheus.service import Service  # type: ignore
-
-                self.Service = Service
         except ImportError as exc:
             raise Unavailable(f"ImportError: {exc}") from None
-        self.reg = fixture(api, n_series)
-        if static:
-            self.static_body = text_formatter(api)(self.reg)
+        self.api, self.gzip, self.static = api, gzip, static
+        self.reg = fixture(api, series)
+        self.body = ""
 
-    async def _start(self):
-        if self.api.family == PC or self.static_body is not None:
-            from aiohttp import web
+    async def start(self) -> Tuple[str, Callable[[], Any]]:
+        from aiohttp import web
 
-            app = web.Application()
-            if self.static_body is not None:
-                body = self.static_body
+        if self.api.family == AIO and not self.static:
+            from aioprometheus.service import Service  # type: ignore
 
-                async def handler(request: Any) -> Any:
-                    return web.Response(
-                        body=body, headers={"Content-Type": TEXT_CONTENT_TYPE}
-                    )
+            svc = Service(registry=self.reg)
+            await svc.start(addr="127.0.0.1", port=0)
+            return svc.metrics_url, svc.stop
+        if self.static:
+            body = text_formatter(self.api)(self.reg)
+            headers = {"Content-Type": TEXT_CONTENT_TYPE}
+            if self.gzip:
+                import gzip
 
-            else:
-                handler = self.make_handler(self.reg, disable_compression=True)
-            app.router.add_get("/metrics", handler)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
+                body = gzip.compress(body, 6)
+                headers["Content-Encoding"] = "gzip"
 
-            async def stop() -> None:
-                await runner.cleanup()
+            async def handler(request: Any) -> Any:
+                return web.Response(body=body, headers=headers)
 
-            return f"http://{host}:{port}/metrics", stop
-        svc = self.Service(registry=self.reg)
-        await svc.start(addr="127.0.0.1", port=0)
-        return svc.metrics_url, svc.stop
+        else:
+            from prometheus_client.aiohttp import make_aiohttp_handler  # type: ignore
 
-    async def _round(self, max_requests: int, budget_ns: float) -> List[int]:
-        """Up to ``max_requests`` timed GETs, stopping early (after at least
-        ``MIN_REQUESTS``) once ``budget_ns`` is spent, so slow peers do not
-        dominate the run; fast implementations get more samples.
+            handler = make_aiohttp_handler(self.reg, disable_compression=not self.gzip)
+        app = web.Application()
+        app.router.add_get("/metrics", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}/metrics", runner.cleanup
 
-        The scraper is a separate process (as Prometheus is), a keep-alive
-        ``http.client`` connection, so the client's own work does not run in
-        the exporter's event loop.
-        """
-        url, stop = await self._start()
+    async def round(self, requests: int, budget_s: float) -> List[float]:
+        url, stop = await self.start()
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 os.path.abspath(__file__),
                 "client",
-                f"url={url}",
-                f"max={max_requests}",
-                f"min={self.MIN_REQUESTS}",
-                f"budget_ns={budget_ns}",
+                json.dumps([url, requests, budget_s, self.gzip]),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
@@ -425,30 +509,89 @@ class Scrape:
             got = json.loads(out.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise RuntimeError(f"scrape client failed: {err.decode()[-500:]}") from None
-        if "error" in got:
-            raise RuntimeError(f"scrape failed: {got['error']}")
-        self.size = got["size"]
-        return list(got["latencies"])
-
-    def run(self, max_requests: int, budget_ns: float = math.inf) -> List[int]:
-        gc.collect()
-        gc.disable()
-        try:
-            return asyncio.run(self._round(max_requests, budget_ns))
-        finally:
-            gc.enable()
+        self.body = f"{got['size']} bytes ({got['encoding']})"
+        return got["latencies"]
 
 
-# ---------------------------------------------------------------------------
-# High-frequency asyncio loop: TASKS tasks, each doing PER_ITER events per
-# loop iteration (each event = a little arithmetic + one 2-label counter
-# increment) and then yielding with ``await asyncio.sleep(0)``.  The same
-# program without the increment is the baseline.
-# ---------------------------------------------------------------------------
+def scrape_client(args: List[str]) -> int:
+    """The scraper process: up to ``requests`` timed GETs (after one that
+    opens the connection), stopping once ``budget_s`` is spent (after 3), so
+    that slow exporters do not dominate the run."""
+    import http.client
+    from urllib.parse import urlsplit
 
-LOOP_TASKS = 8
-LOOP_PER_ITER = 100
+    url, requests, budget_s, gzip = json.loads(args[0])
+    parts = urlsplit(url)
+    headers = {
+        "Accept": "text/plain; version=0.0.4",
+        "Accept-Encoding": "gzip" if gzip else "identity",
+    }
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    lat: List[float] = []
+    size, start = 0, time.perf_counter()
+    for i in range(requests + 1):
+        if len(lat) >= 3 and time.perf_counter() - start > budget_s:
+            break
+        t0 = time.perf_counter()
+        conn.request("GET", parts.path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200 or not body:
+            raise SystemExit(f"HTTP {resp.status}")
+        if i:
+            lat.append(time.perf_counter() - t0)
+        size = len(body)
+    encoding = resp.getheader("Content-Encoding") or "identity"
+    print(json.dumps({"latencies": lat, "size": size, "encoding": encoding}))
+    return 0
 
+
+def scrape_rows(key: str, title: str, p99_targets=(), control=False) -> List[Row]:
+    """p50 and p99 rows of a scrape step ``key`` (``{p}`` in the title)."""
+    prefix, size = key.rsplit("_", 1)
+    return [
+        Row(f"{prefix}_p{p}_{size}", title.format(p=f"p{p}"), "ms", f"p{p}", t, control)
+        for p, t in ((50, ()), (99, p99_targets))
+    ]
+
+
+for key, title, params, options in (
+    ("scrape_10k", "scrape {p}, Service, 10k series", {}, {}),
+    ("scrape_static_10k", "HTTP floor {p}: same body, static", {"static": True}, {}),
+    (
+        "scrape_gzip_10k",
+        "scrape {p}, Service, gzip, 10k series",
+        {"gzip": True},
+        {"impls": ("ours", AIO)},
+    ),
+    (
+        "scrape_gzip_static_10k",
+        "HTTP floor {p}: same gzip body, static",
+        {"gzip": True, "static": True},
+        {"impls": ("ours", AIO)},
+    ),
+):
+    static = params.get("static", False)
+    targets = (at_most(5), faster(AIO, 5)) if key == "scrape_10k" else ()
+    step(
+        key,
+        "scrape",
+        Scrape,
+        *scrape_rows(key, title, targets, control=static),
+        params={
+            "series": 10_000,
+            "requests": (30, 100),
+            "budget_s": (0.3, 2),
+            **params,
+        },
+        rounds=(2, 5) if static else (3, 10),
+        **options,
+    )
+
+
+# ---------------------------------------------------------------- asyncio loop
+
+LOOP_TASKS, LOOP_PER_ITER = 8, 100
 _LOOP_TEMPLATE = """
 async def _task(iters, c, pool):
     acc = 0
@@ -463,110 +606,215 @@ async def _task(iters, c, pool):
 
 
 class AsyncLoop:
+    """8 tasks, 100 events per loop iteration (arithmetic and one 2-label
+    counter increment) then ``await asyncio.sleep(0)``; the baseline is the
+    same program without the increment."""
+
     def __init__(self, api: Api) -> None:
-        self.api = api
         reg = api.registry()
         self.pool = [{"method": m, "route": "/api/v1/items"} for m in METHODS]
         if api.family == PC:
-            self.c = api.metric(
-                "Counter", "bench_loop_events", "Events.", reg, ("method", "route")
-            )
+            self.c = api.metric("Counter", "bench_loop", "Events.", reg, LABELS)
             stmt = "c.labels(**labels).inc()"
         else:
-            self.c = api.metric("Counter", "bench_loop_events_total", "Events.", reg)
+            self.c = api.metric("Counter", "bench_loop_total", "Events.", reg)
             stmt = "c.inc(labels)"
-        self.instrumented = _compile_loop(stmt)
-        self.baseline = _compile_loop("pass")
-        self.iters = 0
+        self.programs = {"instrumented": _loop(stmt), "baseline": _loop("pass")}
 
-    async def _main(self, task: Callable, iters: int) -> int:
-        t0 = clock()
-        await asyncio.gather(
-            *(task(iters, self.c, self.pool) for _ in range(LOOP_TASKS))
-        )
-        return clock() - t0
+    def time_func(self, name: str) -> Callable[[int], float]:
+        task = self.programs[name]
 
-    def time_once(self, task: Callable, iters: int) -> int:
-        return asyncio.run(self._main(task, iters))
+        async def main(iters: int) -> float:
+            t0 = clock()
+            await asyncio.gather(*(task(iters, self.c, self.pool) for _ in range(8)))
+            return clock() - t0
 
-    def events(self, iters: int) -> int:
-        return iters * LOOP_TASKS * LOOP_PER_ITER
+        return lambda iters: asyncio.run(main(iters))
 
 
-def _compile_loop(stmt: str) -> Callable:
+def _loop(stmt: str) -> Callable[..., Any]:
     ns: Dict[str, Any] = {"_sleep": asyncio.sleep}
     exec(_LOOP_TEMPLATE.format(per_iter=LOOP_PER_ITER, stmt=stmt), ns)
     return ns["_task"]
 
 
-# ---------------------------------------------------------------------------
-# Memory per series: run in a fresh process (``workloads.py memory ...``).
-# Unique label value strings are created inside the measured region.
-# ---------------------------------------------------------------------------
+step(
+    "asyncio_loop",
+    "loop",
+    AsyncLoop,
+    Row("asyncio_loop_cost", "asyncio loop: cost per increment", "ns/op"),
+    Row(
+        "asyncio_loop_rate",
+        "asyncio loop: instrumented rate",
+        "Mev/s",
+        "instrumented_rate",
+        higher_is_better=True,
+    ),
+    Row(
+        "asyncio_loop_base",
+        "asyncio loop: uninstrumented rate",
+        "Mev/s",
+        "baseline_rate",
+        control=True,
+        higher_is_better=True,
+    ),
+    rounds=(5, 11),
+)
+
+
+# ---------------------------------------------------------------- middleware
+
+
+def middleware(api: Api) -> Any:
+    import middleware  # benchmarks/middleware.py, beside this script
+
+    return middleware.Overhead(api.family)
+
+
+step(
+    "middleware_fastapi",
+    "middleware",
+    middleware,
+    Row(
+        "middleware_asgi",
+        "ASGI middleware on FastAPI, added",
+        "us/req",
+        targets=(at_most(2),),  # issue 14
+    ),
+    Row(
+        "middleware_httpx",
+        "ASGI middleware on FastAPI via httpx, added",
+        "us/req",
+        "httpx",
+    ),
+    rounds=(5, 15),
+)
+step(
+    "middleware_uvicorn",
+    "uvicorn",  # run by middleware.uvicorn_run
+    None,
+    Row(
+        "middleware_uvicorn",
+        "middleware under uvicorn, server CPU added",
+        "us/req",
+        targets=(at_most(2),),  # issue 14
+    ),
+    Row(
+        "middleware_uvicorn_kept",
+        "middleware under uvicorn, throughput kept",
+        "%",
+        "kept",
+        higher_is_better=True,
+    ),
+    params={"rounds": 5, "seconds": 5.0},
+    full_only=True,
+)
+
+
+# ---------------------------------------------------------------- memory
 
 
 def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # not Linux: peak RSS is the best we have
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_per_series(api: Api, kind: str, n: int) -> Dict[str, Any]:
-    """RSS growth per series for ``n`` new 2-label series of ``kind``."""
+def memory_per_series(api: Api, kind: str, n: int) -> float:
+    """RSS growth per series for ``n`` new 2-label series of ``kind``, each
+    with a unique route string (the strings' cost included)."""
     reg = api.registry()
     if kind == "counter":
-        metric = api.metric(
-            "Counter",
-            "bench_mem_total" if api.family == AIO else "bench_mem",
-            "Memory.",
-            reg,
-            ("method", "route"),
-        )
-    elif kind == "histogram":
-        metric = api.metric(
-            "Histogram", "bench_mem_seconds", "Memory.", reg, ("method", "route")
-        )
+        name = "bench_mem_total" if api.family == AIO else "bench_mem"
+        metric = api.metric("Counter", name, "Memory.", reg, LABELS)
     else:
-        raise ValueError(kind)
+        metric = api.metric("Histogram", "bench_mem_seconds", "Memory.", reg, LABELS)
 
     def add(i: int, route: str) -> None:
         v = 0.001 * (i % 2000)
+        labels = {"method": "GET", "route": route}
         if api.family == PC:
-            child = metric.labels(method="GET", route=route)
-            if kind == "counter":
-                child.inc()
-            else:
-                child.observe(v)
-        elif kind == "counter":
-            metric.inc({"method": "GET", "route": route})
+            child = metric.labels(**labels)
+            child.inc() if kind == "counter" else child.observe(v)
         else:
-            metric.observe({"method": "GET", "route": route}, v)
+            metric.inc(labels) if kind == "counter" else metric.observe(labels, v)
 
-    add(0, "/warmup")  # the metric's first series and code paths are not counted
+    add(0, "/warmup")  # the first series and code paths are not counted
     gc.collect()
     gc.disable()
     before = rss_bytes()
     for i in range(n):
         add(i, f"/api/v1/items/{i}")
     gc.collect()
-    after = rss_bytes()
-    gc.enable()
-    return {
-        "series": n,
-        "rss_before": before,
-        "rss_after": after,
-        "bytes_per_series": (after - before) / n,
-    }
+    return (rss_bytes() - before) / n
 
 
-# ---------------------------------------------------------------------------
-# Worker machinery: calibrated, warmed-up timing of the objects above.
-# ---------------------------------------------------------------------------
+for kind, bound in (("counter", 250), ("histogram", 500)):
+    title = "2-label counter series" if kind == "counter" else "histogram series"
+    step(
+        f"memory_{kind}",
+        "memory",
+        None,
+        Row(
+            f"memory_{kind}", f"memory, {title}", "B/series", targets=(at_most(bound),)
+        ),
+        params={"kind": kind, "n": (20_000, 100_000)},
+        rounds=(1, 3),
+    )
+
+
+# ---------------------------------------------------------------- real Prometheus
+
+
+def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Row]:
+    """Issue 14's goals: within 1.2x of the floor, handler and worst loop
+    lateness during a scrape within the given bounds (ours)."""
+    key, where = f"prometheus_{size}", f"{size} series"
+    return [
+        Row(
+            key,
+            f"Prometheus scrape_duration avg, {where}",
+            "ms",
+            size,
+            (floor_x(1.2),),
+            x_floor=f"x_floor_{size}",
+        ),
+        Row(
+            f"{key}_floor",
+            f"Prometheus floor: same bytes, static, {where}",
+            "ms",
+            f"floor_{size}",
+            control=True,
+        ),
+        Row(
+            f"{key}_handler",
+            f"Prometheus scrape: handler time, {where}",
+            "ms",
+            f"handler_{size}",
+            (at_most(handler_ms),),
+        ),
+        Row(
+            f"{key}_lateness",
+            f"Prometheus scrape: worst loop lateness, {where}",
+            "ms",
+            f"lateness_{size}",
+            (at_most(lateness_ms),),
+        ),
+    ]
+
+
+step(
+    "prometheus",
+    "prometheus",
+    None,
+    *prometheus_rows("10k", 4, 2),
+    *prometheus_rows("100k", 40, 5),
+    params={"seconds": (10, 30), "interval_s": (1, 2)},
+    rounds=(1, 1),
+    impls=("ours", AIO),
+)
+
+
+# ---------------------------------------------------------------- timing
 
 _MICRO_TEMPLATE = """
 def _timed(_values, _clock{params}):
@@ -575,429 +823,348 @@ def _timed(_values, _clock{params}):
         {stmt}
     return _clock() - _t0
 """
-
-_VALUES_CACHE: Dict[int, List[float]] = {}
-_VALUES_BASE = 65536
+_VALUES: Dict[int, List[float]] = {}
 
 
 def values(n: int) -> List[float]:
-    """``n`` deterministic observation values spread across default buckets
+    """``n`` deterministic observations spread across the default buckets
     (lognormal, median 0.135), repeating with a period of 65536."""
-    cached = _VALUES_CACHE.get(n)
-    if cached is None:
-        base = _VALUES_CACHE.get(-1)
+    if n not in _VALUES:
+        base = _VALUES.get(-1)
         if base is None:
             rng = random.Random(20231200)
-            base = [rng.lognormvariate(-2.0, 1.5) for _ in range(_VALUES_BASE)]
-        cached = (base * (n // _VALUES_BASE + 1))[:n]
-        _VALUES_CACHE.clear()
-        _VALUES_CACHE[-1] = base
-        _VALUES_CACHE[n] = cached
-    return cached
+            base = [rng.lognormvariate(-2.0, 1.5) for _ in range(65536)]
+        _VALUES.clear()
+        _VALUES[-1], _VALUES[n] = base, (base * (n // 65536 + 1))[:n]
+    return _VALUES[n]
 
 
-def _compile_micro(stmt: str, names: Dict[str, Any]) -> Callable[..., int]:
-    params = "".join(f", {k}" for k in names)
+def without_gc(fn: Callable[..., float]) -> Callable[..., float]:
+    """Time with the collector off, after a collection (cheap: the worker's
+    long-lived objects are frozen)."""
+
+    def timed(*args: Any) -> float:
+        gc.collect()
+        gc.disable()
+        try:
+            return fn(*args)
+        finally:
+            gc.enable()
+
+    return timed
+
+
+_RUNNER: Any = None
+
+
+def pyperf_run(
+    name: str, time_func: Callable[[int], float], settings: Dict[str, Any], loops=0
+) -> Any:
+    """One pyperf run (warm-ups, then values) of ``time_func(loops)`` ->
+    seconds, as a one-run ``pyperf.Benchmark``; ``loops=0``: pyperf
+    calibrates them first (to ``min_time`` per value)."""
+    global _RUNNER
+    import pyperf
+
+    if _RUNNER is None:
+        _RUNNER = pyperf.Runner()
+        _RUNNER.parse_args(["--worker", "--quiet", "--loops=1"])
+    args = _RUNNER.args
+    args.min_time = settings["min_time"]
+    args.values, args.warmups = settings["values"], settings["warmups"]
+    inner = settings.get("inner_loops")
+    if not loops:
+        args.calibrate_loops, args.loops = True, 1
+        _RUNNER._bench_names.clear()  # a worker runs a benchmark once per round
+        calibration = _RUNNER.bench_time_func(name, time_func, inner_loops=inner)
+        loops = calibration.get_runs()[0].get_metadata()["loops"]
+    args.calibrate_loops, args.loops = False, loops
+    _RUNNER._bench_names.clear()
+    return _RUNNER.bench_time_func(name, time_func, inner_loops=inner)
+
+
+def loops_of(bench: Any) -> int:
+    return int(bench.get_runs()[0].get_metadata()["loops"])
+
+
+def _compile(stmt: str, names: Dict[str, Any]) -> Callable[..., float]:
     ns: Dict[str, Any] = {}
+    params = "".join(f", {k}" for k in names)
     exec(_MICRO_TEMPLATE.format(params=params, stmt=stmt), ns)
     return ns["_timed"]
 
 
-class MicroRunner:
-    """Times a :class:`Micro`: net = (stmt loop - empty loop) / N.
+class MicroTimer:
+    """The statement, its empty loop and (``paired``) its floor, each a
+    pyperf run with the loops calibrated on the statement."""
 
-    One sample is the best of ``REPEATS`` passes of each loop (alternating),
-    which keeps a preempted pass on a busy machine from polluting the sample;
-    the driver then takes the median over rounds.  With ``paired_floor`` the
-    floor loop (``d.get(k)``, or the micro's ``against``) is timed in the same
-    sample too, so the ratio to
-    the floor is taken within one sample, immune to load drifting between
-    steps.
-    """
-
-    REPEATS = 3
-
-    def __init__(self, micro: Micro, target_ns: int, paired_floor: bool = True) -> None:
-        self.names = micro.names
-        self.timed = _compile_micro(micro.stmt, micro.names)
-        self.empty = _compile_micro("pass", micro.names)
-        self.floor_names: Dict[str, Any] = {}
-        self.floor_fn: Optional[Callable[..., int]] = None
-        self.floor_stmt: Optional[str] = None
-        if paired_floor:
-            fl = micro.against or floor(None)  # type: ignore[arg-type]
-            self.floor_stmt = fl.stmt
-            self.floor_names = fl.names
-            self.floor_fn = _compile_micro(fl.stmt, fl.names)
-        self.stmt = micro.stmt
-        self.note = micro.note
-        pass_ns = target_ns / self.REPEATS
-        # calibrate N so that one timed pass takes about pass_ns
-        n = 1000
-        while True:
-            t = self._pass(self.timed, n)
-            if t >= pass_ns / 4 or n >= 4_000_000:
-                break
-            n *= 4
-        per_op = max(t / n, 1.0)
-        self.n = int(min(max(pass_ns / per_op, 1000), 4_000_000))
-        self._pass(self.timed, self.n)  # warmup at the final size
-        self._pass(self.empty, self.n)
-
-    def _pass(self, fn: Callable[..., int], n: int, names=None) -> int:
-        vals = values(n)
-        args = (names if names is not None else self.names).values()
-        gc.collect()
-        gc.disable()
-        try:
-            return fn(vals, clock, *args)
-        finally:
-            gc.enable()
-
-    def sample(self) -> Dict[str, Any]:
-        empties, stmts, floors = [], [], []
-        for _ in range(self.REPEATS):
-            empties.append(self._pass(self.empty, self.n))
-            stmts.append(self._pass(self.timed, self.n))
-            if self.floor_fn is not None:
-                floors.append(self._pass(self.floor_fn, self.n, self.floor_names))
-        t_empty, t_stmt = min(empties), min(stmts)
-        out = {
-            "value": (t_stmt - t_empty) / self.n,
-            "raw": t_stmt / self.n,
-            "loop": t_empty / self.n,
-            "n": self.n,
-            "note": self.note,
+    def __init__(self, m: Micro, paired: bool = True) -> None:
+        self.note, self.loops, self.names = m.note, 0, m.names
+        self.programs: Dict[str, Tuple[Callable[..., float], Dict[str, Any]]] = {
+            "stmt": (_compile(m.stmt, m.names), m.names),
+            "loop": (_compile("pass", m.names), m.names),
         }
-        if floors:
-            t_floor = min(floors)
-            out["floor"] = (t_floor - t_empty) / self.n
-            out["floor_raw"] = t_floor / self.n
+        if paired:
+            fl = m.against or floor(None)  # type: ignore[arg-type]
+            self.programs["floor"] = (_compile(fl.stmt, fl.names), fl.names)
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        for name, (fn, names) in self.programs.items():
+            args = tuple(names.values())
+            timed = without_gc(lambda n, fn=fn, args=args: fn(values(n), clock, *args))
+            out[name] = pyperf_run(name, timed, settings, self.loops)
+            self.loops = self.loops or loops_of(out[name])
         return out
 
 
-class CallRunner:
-    """Times a :class:`Call`: one sample = median of k timed calls.
+class CallTimer:
+    def __init__(self, call: Call) -> None:
+        self.call, self.note, self.loops = call, call.note, 0
 
-    k is calibrated so that a sample takes about target_ns (at least 1 call).
-    """
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        fn = self.call.fn
 
-    def __init__(self, call: Call, target_ns: int) -> None:
-        self.fn = call.fn
-        self.note = call.note
-        t = min(self._times(1)[0], self._times(1)[0])  # warmup and estimate
-        self.k = int(max(1, min(target_ns // max(t, 1), 200)))
-
-    def _times(self, k: int) -> List[int]:
-        fn = self.fn
-        out = []
-        gc.collect()
-        gc.disable()
-        try:
-            for _ in range(k):
-                t0 = clock()
+        def timed(n: int) -> float:
+            t0 = clock()
+            for _ in range(n):
                 fn()
-                out.append(clock() - t0)
-            return out
-        finally:
-            gc.enable()
+            return clock() - t0
 
-    def sample(self) -> Dict[str, Any]:
-        times = sorted(self._times(self.k))
-        mid = (
-            times[len(times) // 2]
-            if len(times) % 2
-            else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
-        )
-        return {"value": mid / 1e6, "k": self.k, "note": self.note}
+        bench = pyperf_run("call", without_gc(timed), settings, self.loops)
+        self.loops = loops_of(bench)
+        return {"call": bench}
 
 
-class ScrapeRunner:
-    def __init__(self, scrape: Scrape, requests: int, budget_ns: float) -> None:
-        self.scrape = scrape
-        self.requests = requests
-        self.budget_ns = budget_ns
-        scrape.run(1)  # warmup
+class ScrapeTimer:
+    def __init__(self, scrape: Scrape, requests: int, budget_s: float = 1.0) -> None:
+        self.scrape, self.requests, self.budget_s = scrape, requests, budget_s
+        asyncio.run(scrape.round(1, 0))  # warm-up
 
-    def sample(self) -> Dict[str, Any]:
-        lat = self.scrape.run(self.requests, self.budget_ns)
-        return {
-            "latencies_ms": [x / 1e6 for x in lat],
-            "value": _percentile([x / 1e6 for x in lat], 50),
-            "note": f"{self.scrape.size} bytes",
-        }
+    @property
+    def note(self) -> str:
+        return self.scrape.body
 
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        import pyperf
 
-class LoopRunner:
-    """One sample: the best of ``REPEATS`` runs of each program (alternating),
-    each program sized to about target_ns / REPEATS."""
-
-    REPEATS = 2
-
-    def __init__(self, loop: AsyncLoop, target_ns: int) -> None:
-        self.loop = loop
-        iters = 10
-        t = loop.time_once(loop.instrumented, iters)
-        per_run = target_ns / self.REPEATS
-        self.iters = int(max(10, min(iters * per_run / max(t, 1), 100_000)))
-        loop.time_once(loop.instrumented, self.iters)  # warmup
-        loop.time_once(loop.baseline, self.iters)
-
-    def sample(self) -> Dict[str, Any]:
-        loop = self.loop
-        bases, instrs = [], []
-        gc.collect()
-        gc.disable()
-        try:
-            for _ in range(self.REPEATS):
-                bases.append(loop.time_once(loop.baseline, self.iters))
-                instrs.append(loop.time_once(loop.instrumented, self.iters))
-        finally:
-            gc.enable()
-        t_base, t_instr = min(bases), min(instrs)
-        events = loop.events(self.iters)
-        return {
-            "value": (t_instr - t_base) / events,
-            "instrumented_ns_per_event": t_instr / events,
-            "baseline_ns_per_event": t_base / events,
-            "instrumented_events_per_s": events * 1e9 / t_instr,
-            "baseline_events_per_s": events * 1e9 / t_base,
-            "events": events,
-        }
+        lat = without_gc(asyncio.run)(self.scrape.round(self.requests, self.budget_s))
+        meta = {"name": "latency", "unit": "second", "loops": 1}
+        return {"latency": pyperf.Benchmark([pyperf.Run(lat, metadata=meta)])}
 
 
-def _percentile(xs: List[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    rank = max(1, math.ceil(p / 100.0 * len(s)))
-    return s[rank - 1]
+class LoopTimer:
+    def __init__(self, loop: AsyncLoop) -> None:
+        self.loop, self.note, self.loops = loop, "", 0
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        settings = dict(settings, inner_loops=LOOP_TASKS * LOOP_PER_ITER)
+        out = {}
+        for name in ("instrumented", "baseline"):
+            timed = without_gc(self.loop.time_func(name))
+            out[name] = pyperf_run(name, timed, settings, self.loops)
+            self.loops = loops_of(out[name])
+        return out
 
 
-MICRO = {
-    "floor": floor,
-    "counter_inc_labels": counter_inc_labels,
-    "counter_inc_varied": counter_inc_varied,
-    "floor_literal": floor_literal,
-    "counter_inc_literal": counter_inc_literal,
-    "counter_inc_nolabels": counter_inc_nolabels,
-    "gauge_set": gauge_set,
-    "histogram_observe": histogram_observe,
-    "summary_observe": summary_observe,
+class MiddlewareTimer:
+    """Per-request time of each app (bare and instrumented) and driver, the
+    bare app first in even rounds and last in odd ones."""
+
+    def __init__(self, overhead: Any) -> None:
+        self.overhead, self.note, self.loops, self.round = overhead, "", 0, 0
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        names = list(self.overhead.drivers)
+        self.round += 1
+        for name in names if self.round % 2 else reversed(names):
+            timed = self.overhead.time_func(name, clock)
+            out[name] = pyperf_run(name, timed, settings, self.loops)
+            self.loops = loops_of(out[name])
+        return out
+
+
+TIMERS: Dict[str, Callable[..., Any]] = {
+    "micro": MicroTimer,
+    "call": CallTimer,
+    "scrape": ScrapeTimer,
+    "loop": LoopTimer,
+    "middleware": MiddlewareTimer,
 }
 
 
-FLOORS = ("floor", "floor_literal")  # reference loops: not paired with a floor
+# Per-round figures from the benchmarks of a sample (pyperf values are
+# seconds per loop): the rows pick theirs by name.
+def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    stmt, loop = b["stmt"].median(), b["loop"].median()
+    out = {"value": (stmt - loop) * 1e9, "raw": stmt * 1e9}
+    if "floor" in b:
+        fl = b["floor"].median()
+        out.update(floor=(fl - loop) * 1e9, x_floor=(stmt - loop) / (fl - loop))
+        out["x_floor_raw"] = stmt / fl
+    return out
 
 
-def prepare(api: Api, workload: str, params: Dict[str, Any]) -> Any:
-    """Build the runner for one workload (setup, calibration, warmup)."""
-    target_ns = int(params.get("target_ms", 20) * 1e6)
-    if workload in MICRO:
-        return MicroRunner(
-            MICRO[workload](api), target_ns, paired_floor=workload not in FLOORS
-        )
-    if workload == "text_render":
-        return CallRunner(text_render(api, params["series"]), target_ns)
-    if workload == "protobuf_render":
-        return CallRunner(protobuf_render(api, params["series"]), target_ns)
-    if workload == "scrape":
-        return ScrapeRunner(
-            Scrape(api, params["series"], static=params.get("static", False)),
-            params["requests"],
-            params.get("budget_ms", math.inf) * 1e6,
-        )
-    if workload == "asyncio_loop":
-        return LoopRunner(AsyncLoop(api), target_ns)
-    if workload == "middleware":
-        import middleware  # benchmarks/middleware.py, beside this script
-
-        return middleware.HarnessRunner(api.family, params, clock)
-    raise ValueError(f"unknown workload {workload!r}")
-
-
-def identify(
-    family: str,
-    expect_dir: Optional[str],
-    forbid_dir: Optional[str],
-    require_core: bool,
-) -> Dict[str, Any]:
-    """Import the implementation and check it is the one we were meant to get."""
-    info: Dict[str, Any] = {
-        "family": family,
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
+def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    instr, base = b["instrumented"].median(), b["baseline"].median()
+    return {
+        "value": (instr - base) * 1e9,
+        "instrumented_rate": 1e-6 / instr,
+        "baseline_rate": 1e-6 / base,
     }
+
+
+def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    def added(driver: str) -> float:
+        return (b[driver].median() - b[f"{driver}_bare"].median()) * 1e6
+
+    return {"value": added("asgi"), "httpx": added("httpx")}
+
+
+FIGURES: Dict[str, Callable[[Dict[str, Any]], Dict[str, float]]] = {
+    "micro": micro_figures,
+    "call": lambda b: {"value": b["call"].median() * 1e3},
+    "scrape": lambda b: {
+        "p50": b["latency"].percentile(50) * 1e3,
+        "p99": b["latency"].percentile(99) * 1e3,
+        "requests": b["latency"].get_nvalue(),
+    },
+    "loop": loop_figures,
+    "middleware": middleware_figures,
+    "memory": lambda b: {"value": b["memory"].median()},
+}
+
+
+# ---------------------------------------------------------------- worker
+
+
+def identify(opts: Dict[str, str]) -> Dict[str, Any]:
+    """Import the implementation; refuse one from the wrong folder."""
+    family = opts["family"]
+    info: Dict[str, Any] = {"family": family, "python": sys.version.split()[0]}
     try:
         mod = importlib.import_module(family)
+        path = os.path.realpath(mod.__file__ or "")
+        info.update(module_file=path, version=getattr(mod, "__version__", None))
+        expect, forbid = opts.get("expect"), opts.get("forbid")
+        if expect and not path.startswith(os.path.realpath(expect) + os.sep):
+            raise ImportError(f"{family} imported from {path}, expected under {expect}")
+        if forbid and path.startswith(os.path.realpath(forbid) + os.sep):
+            raise ImportError(f"{family} imported from {path}, inside {forbid}")
+        if opts.get("core") == "1":
+            try:
+                importlib.import_module(f"{family}._core")
+            except Exception as exc:
+                raise ImportError(f"no compiled core: {exc!r}") from None
     except Exception as exc:
-        why = f"{type(exc).__name__}: {exc}"
-        return {**info, "ok": False, "reason": f"import {family} failed: {why}"}
-    path = os.path.realpath(getattr(mod, "__file__", "") or "")
-    info["module_file"] = path
-    info["version"] = getattr(mod, "__version__", None)
-    if info["version"] is None:
-        try:
-            from importlib.metadata import version
-
-            info["version"] = version(family)
-        except Exception:
-            pass
-    if expect_dir and not path.startswith(os.path.realpath(expect_dir) + os.sep):
-        return {
-            **info,
-            "ok": False,
-            "reason": f"{family} imported from {path}, expected under {expect_dir}",
-        }
-    if forbid_dir and path.startswith(os.path.realpath(forbid_dir) + os.sep):
-        return {
-            **info,
-            "ok": False,
-            "reason": f"{family} imported from {path}, inside {forbid_dir}",
-        }
-    if require_core:
-        try:
-            core = importlib.import_module(f"{family}._core")
-            info["core_file"] = os.path.realpath(core.__file__ or "")
-        except Exception as exc:
-            return {**info, "ok": False, "reason": f"no compiled core: {exc!r}"}
-    info["ok"] = True
-    return info
-
-
-def identify_opts(opts: Dict[str, str]) -> Dict[str, Any]:
-    """:func:`identify` from a worker command line (family=, expect=, ...)."""
-    return identify(
-        opts["family"],
-        opts.get("expect") or None,
-        opts.get("forbid") or None,
-        opts.get("core") == "1",
-    )
-
-
-def identify_main(args: List[str]) -> int:
-    """Only the import check: the driver checks ours with it before the run."""
-    info = identify_opts(dict(a.split("=", 1) for a in args))
-    print(json.dumps(info))
-    return 0 if info["ok"] else 1
+        return {**info, "ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+    return {**info, "ok": True}
 
 
 def _freeze() -> None:
-    """Move every live object out of the collector's sight, so the
-    ``gc.collect()`` before each timed pass costs the same (next to nothing)
-    whatever the implementation imported (aiohttp, protobuf, ...)."""
+    """Hide every live object from the collector, so the collection before
+    each timed value costs next to nothing whatever was imported."""
     gc.collect()
     gc.freeze()
 
 
-def serve(args: List[str]) -> int:
-    """Worker loop: JSON commands on stdin, one JSON answer per line."""
+def dump(benches: Dict[str, Any]) -> Dict[str, str]:
+    out = {}
+    for name, bench in benches.items():
+        buf = io.StringIO()
+        bench.dump(buf)
+        out[name] = buf.getvalue()
+    return out
+
+
+def serve(opts: Dict[str, str]) -> int:
+    """Worker loop: one JSON command per stdin line, one JSON answer each."""
     global clock
-    opts = dict(a.split("=", 1) for a in args)
     if opts.get("clock") == "cpu":
-        clock = time.process_time_ns
+        clock = time.process_time
     proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything the libraries print goes to stderr
+    os.dup2(2, 1)  # what the libraries (and pyperf) print goes to stderr
     sys.stdout = sys.stderr
-    info = identify_opts(opts)
+    info = identify(opts)
     proto.write(json.dumps(info) + "\n")
     if not info["ok"]:
         return 1
     api = Api(opts["family"])
+    steps = {s.key: s for s in STEPS}
     _freeze()
-    runners: Dict[str, Any] = {}
+    timers: Dict[str, Any] = {}
     for line in sys.stdin:
         cmd = json.loads(line)
-        key = cmd.get("key", "")
+        key = cmd.get("step", "")
         try:
             if cmd["cmd"] == "quit":
                 break
             if cmd["cmd"] == "drop":
-                runners.pop(key, None)
-                gc.unfreeze()  # let the dropped step's cycles be collected
+                timers.pop(key, None)
+                gc.unfreeze()  # the dropped step's objects may go
                 _freeze()
                 answer: Dict[str, Any] = {"status": "ok"}
-            elif cmd["cmd"] == "sample":
-                runner = runners.get(key)
-                if runner is None:
-                    runner = runners[key] = prepare(
-                        api, cmd["workload"], cmd.get("params", {})
-                    )
-                    _freeze()
-                if isinstance(runner, Unavailable):
-                    raise runner
-                answer = {"status": "ok", **runner.sample()}
             else:
-                raise ValueError(f"unknown command {cmd['cmd']!r}")
+                timer = timers.get(key)
+                if timer is None:
+                    s, params = steps[key], cmd["params"]
+                    timer = timers[key] = make_timer(s, api, params)
+                    _freeze()
+                if isinstance(timer, Exception):
+                    raise timer
+                benches = timer.sample(cmd["settings"])
+                answer = {"status": "ok", "benches": dump(benches), "note": timer.note}
         except Unavailable as exc:
-            runners[key] = exc
+            timers[key] = exc
             answer = {"status": "unavailable", "reason": str(exc)}
         except Exception as exc:
-            runners[key] = Unavailable(f"{type(exc).__name__}: {exc}")
+            timers[key] = Unavailable(f"{type(exc).__name__}: {exc}")
             answer = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
         proto.write(json.dumps(answer) + "\n")
     return 0
 
 
-def memory_main(args: List[str]) -> int:
-    opts = dict(a.split("=", 1) for a in args)
-    info = identify_opts(opts)
-    if not info["ok"]:
-        print(json.dumps({"status": "error", "reason": info["reason"]}))
-        return 1
+def make_timer(s: Step, api: Api, params: Dict[str, Any]) -> Any:
+    """The step's workload built for this implementation, in its timer."""
+    import inspect
+
+    assert s.workload is not None
+    wanted = inspect.signature(s.workload).parameters
+    built = s.workload(api, **{k: v for k, v in params.items() if k in wanted})
+    timer = TIMERS[s.kind]
+    extra = inspect.signature(timer).parameters
+    return timer(built, **{k: v for k, v in params.items() if k in extra})
+
+
+def memory_main(opts: Dict[str, str]) -> int:
+    """One memory sample, in a fresh process."""
+    import pyperf
+
+    info = identify(opts)
     try:
-        result = memory_per_series(Api(opts["family"]), opts["kind"], int(opts["n"]))
-        print(
-            json.dumps({"status": "ok", "value": result["bytes_per_series"], **result})
+        if not info["ok"]:
+            raise RuntimeError(info["reason"])
+        per_series = memory_per_series(
+            Api(opts["family"]), opts["kind"], int(opts["n"])
         )
+        meta = {"name": "memory", "unit": "byte", "loops": 1}
+        bench = pyperf.Benchmark([pyperf.Run([per_series], metadata=meta)])
+        print(json.dumps({"status": "ok", "benches": dump({"memory": bench})}))
     except Exception as exc:
         print(json.dumps({"status": "error", "reason": f"{type(exc).__name__}: {exc}"}))
     return 0
 
 
-def scrape_client(args: List[str]) -> int:
-    """The scraper process: sequential GETs over one keep-alive connection."""
-    import http.client
-    from urllib.parse import urlsplit
-
-    opts = dict(a.split("=", 1) for a in args)
-    url = urlsplit(opts["url"])
-    max_requests, min_requests = int(opts["max"]), int(opts["min"])
-    budget_ns = float(opts["budget_ns"])
-    conn = http.client.HTTPConnection(
-        url.hostname or "127.0.0.1", url.port, timeout=120
-    )
-    lat: List[int] = []
-    size = 0
-    start = wall_clock()
-    for i in range(max_requests + 1):
-        if len(lat) >= min_requests and wall_clock() - start > budget_ns:
-            break
-        t0 = wall_clock()
-        conn.request("GET", url.path, headers=SCRAPE_HEADERS)
-        resp = conn.getresponse()
-        body = resp.read()
-        t1 = wall_clock()
-        if resp.status != 200 or not body:
-            print(json.dumps({"error": f"HTTP {resp.status}"}))
-            return 1
-        if i:  # the first request opens and warms the connection
-            lat.append(t1 - t0)
-        size = len(body)
-    conn.close()
-    print(json.dumps({"latencies": lat, "size": size}))
-    return 0
-
-
 if __name__ == "__main__":
-    modes = {
-        "serve": serve,
-        "memory": memory_main,
-        "client": scrape_client,
-        "identify": identify_main,
-    }
+    modes = {"serve": serve, "memory": memory_main, "identify": identify}
+    if len(sys.argv) > 2 and sys.argv[1] == "client":
+        sys.exit(scrape_client(sys.argv[2:]))
     if len(sys.argv) < 2 or sys.argv[1] not in modes:
-        print(f"usage: workloads.py {'|'.join(modes)} key=value ...", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(modes[sys.argv[1]](sys.argv[2:]))
+        sys.exit(f"usage: workloads.py {'|'.join(modes)}|client key=value ...")
+    options = dict(a.split("=", 1) for a in sys.argv[2:])
+    if sys.argv[1] == "identify":
+        found = identify(options)
+        print(json.dumps(found))
+        sys.exit(0 if found["ok"] else 1)
+    sys.exit(modes[sys.argv[1]](options))  # type: ignore[operator]

@@ -1,10 +1,11 @@
-"""Smoke test of the benchmark suite's machinery, in-process and tiny.
+"""The benchmark harness' machinery, in-process and tiny: the row
+declarations, pyperf timing of real workloads (each loop really runs the
+statement), figures, the report, the plan, the peers' isolation, the gzip
+scrape and the real-Prometheus scrape.  Timings are only checked to be sane
+numbers; no peer installs."""
 
-No timing thresholds (timings are only checked to be sane numbers), no peer
-installs, no network: it runs the floor and a few workloads against whatever
-``aioprometheus`` is importable, then feeds the samples through the report.
-"""
-
+import asyncio
+import gzip
 import json
 import math
 import shutil
@@ -14,172 +15,183 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("pyperf")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
 
 from benchmarks import __main__ as driver  # noqa: E402
-from benchmarks import peers, report, workloads  # noqa: E402
+from benchmarks import peers, prometheus, report, workloads  # noqa: E402
 
-TINY_MS = 0.2  # target per sample: calibration clamps N to its minimum
+TINY = {"min_time": 1e-4, "values": 2, "warmups": 1}
 
 
-def _api():
+def api():
     try:
         return workloads.Api("aioprometheus")
     except Exception as exc:  # the package may be mid-build in a dev tree
         pytest.skip(f"aioprometheus not importable: {exc!r}")
 
 
-def _micro(name):
-    api = _api()
-    try:
-        runner = workloads.prepare(api, name, {"target_ms": TINY_MS})
-    except Exception as exc:
-        pytest.fail(f"{name} could not be prepared: {exc!r}")
-    return runner, runner.sample()
+def sample(key, **params):
+    s = next(s for s in workloads.STEPS if s.key == key)
+    timer = workloads.make_timer(s, api(), params)
+    return s, timer, timer.sample(TINY)
 
 
-def test_floor_sample_structure():
-    runner, s = _micro("floor")
-    assert set(s) >= {"value", "raw", "loop", "n"}
-    assert s["n"] == runner.n and s["n"] >= 1000
-    assert s["raw"] > 0 and s["loop"] > 0
-    assert math.isfinite(s["value"])
-    # net = raw - loop by construction
-    assert s["value"] == pytest.approx(s["raw"] - s["loop"])
-    assert "floor" not in s  # the floor is not paired with itself
+def answer(benches, note=""):
+    return {"status": "ok", "benches": workloads.dump(benches), "note": note}
 
 
-@pytest.mark.parametrize("name", ["counter_inc_labels", "counter_inc_nolabels"])
-def test_counter_workload_counts_every_call(name):
-    runner, s = _micro(name)
-    assert s["raw"] > 0 and math.isfinite(s["value"])
-    # the floor is timed within the same sample, for a drift-free ratio
-    assert s["floor_raw"] > 0 and math.isfinite(s["floor"])
-    c = runner.names["c"]
-    labels = runner.names.get("labels", {})
-    # setup inc (1) + calibration passes + warmup + REPEATS timed passes:
-    # every loop iteration really incremented the counter.
-    assert c.get(labels) >= 1 + runner.REPEATS * runner.n
+def test_rows_are_declared_once_and_targets_name_real_rows():
+    keys = [r.key for s in workloads.STEPS for r in s.rows]
+    assert len(keys) == len(set(keys))
+    assert len({s.key for s in workloads.STEPS}) == len(workloads.STEPS)
+    for s in workloads.STEPS:
+        assert s.kind in workloads.TIMERS or s.kind in ("memory", *driver.DRIVER_STEPS)
+        assert set(s.impls) <= set(workloads.IMPLS)
+        for row in s.rows:
+            for t in row.targets:
+                assert t.ref in (None, *workloads.IMPLS, *keys), t
+                assert t.kind != "floor" or row.x_floor
+    required = {"middleware_asgi", "scrape_gzip_p50_10k", "prometheus_10k"}
+    assert required <= set(keys)
 
 
-def test_micro_statement_is_the_public_api():
-    runner, _ = _micro("histogram_observe")
-    assert runner.stmt == "m.observe(labels, v)"
-    h = runner.names["m"]
-    got = h.get(runner.names["labels"])
-    assert got["count"] >= runner.REPEATS * runner.n
-    assert got["sum"] > 0
+def test_micro_sample_runs_the_statement_every_loop():
+    s, timer, benches = sample("counter_inc_labels")
+    assert set(benches) == {"stmt", "loop", "floor"}
+    loops = workloads.loops_of(benches["stmt"])
+    assert all(workloads.loops_of(b) == loops for b in benches.values())
+    c, labels = timer.names["c"], timer.names["labels"]
+    # setup 1 + pyperf's calibration + its warm-up and values at `loops`
+    assert c.get(labels) >= 1 + loops * (TINY["values"] + TINY["warmups"])
+    fig = workloads.micro_figures(benches)
+    stmt, loop = benches["stmt"].median(), benches["loop"].median()
+    assert fig["value"] == pytest.approx((stmt - loop) * 1e9)
+    assert fig["raw"] == pytest.approx(stmt * 1e9) and fig["raw"] > 0
+    assert fig["x_floor_raw"] == pytest.approx(stmt / benches["floor"].median())
 
 
-def test_values_are_deterministic_and_spread():
-    a = workloads.values(5000)
-    b = list(a)
-    workloads._VALUES_CACHE.clear()
-    assert workloads.values(5000) == b
-    assert min(a) < 0.01 and max(a) > 2.5  # across the default buckets
+def test_fresh_literal_row_has_its_own_floor():
+    _, timer, benches = sample("counter_inc_literal")
+    floor_stmt = workloads.floor_literal(api()).stmt
+    assert workloads._compile(floor_stmt, {"routes": 0, "k": 0}) is not None
+    c = timer.names["c"]
+    counts = [c.get({"path": r, "method": "GET"}) for r in workloads.ROUTES]
+    assert min(counts) >= 1 and "floor" in benches
+
+
+def test_floors_are_not_paired_with_a_floor():
+    _, _, benches = sample("floor", paired=False)
+    assert set(benches) == {"stmt", "loop"}
+    assert "x_floor" not in workloads.micro_figures(benches)
+
+
+def test_render_and_loop_samples():
+    _, timer, benches = sample("text_render_1k", series=1_000)
+    assert timer.note.endswith("bytes") and benches["call"].median() > 0
+    _, _, benches = sample("asyncio_loop")
+    fig = workloads.loop_figures(benches)
+    assert fig["instrumented_rate"] > 0 and fig["baseline_rate"] > 0
 
 
 def test_fixture_has_the_requested_series():
-    api = _api()
-    reg = workloads.build_fixture(api, 1200)
-    series = sum(len(c.get_all()) for c in reg.get_all())
-    assert series == 1200
-    text = workloads.text_formatter(api)(reg)
-    assert isinstance(text, bytes)
-    assert text.count(b"\nbench_fixture_") >= 1199
+    reg = workloads.build_fixture(api(), 1200)
+    assert sum(len(c.get_all()) for c in reg.get_all()) == 1200
 
 
 def test_report_from_inprocess_samples(tmp_path):
-    _, floor = _micro("floor")
-    _, inc = _micro("counter_inc_labels")
+    steps = [s for s in workloads.STEPS if s.key in ("floor", "counter_inc_labels")]
+    _, _, floor = sample("floor", paired=False)
+    _, _, inc = sample("counter_inc_labels")
     impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=None)
     samples = {
-        "floor": {"ours": [dict(floor, status="ok")] * 3},
-        "counter_inc_labels": {"ours": [dict(inc, status="ok")] * 3},
-        "summary_observe": {"ours": [{"status": "unavailable", "reason": "x"}]},
+        "floor": {"ours": [answer(floor)] * 2},
+        "counter_inc_labels": {"ours": [answer(inc), answer(inc)]},
     }
-    results = report.build({"command": "test"}, [impl], samples)
-    rows = results["rows"]
-    assert set(rows) == {"floor", "counter_inc_labels", "summary_observe"}
-    cell = rows["counter_inc_labels"]["values"]["ours"]
-    assert cell["status"] == "ok" and cell["rounds"] == 3
-    assert cell["min"] <= cell["median"] <= cell["max"]
-    assert cell["raw"]["median"] > 0
-    cmp_ = rows["counter_inc_labels"]["compare"]
-    assert cmp_["vs_aioprometheus"] is None  # no peer in this run
-    assert cmp_["x_floor_raw_ours"] > 0
-    assert cmp_["x_floor_raw_ours"] == cell["x_floor_raw"]["median"]  # paired
-    assert rows["summary_observe"]["values"]["ours"]["status"] == "pending"
-    targets = rows["counter_inc_labels"]["targets"]
-    assert [t["kind"] for t in targets] == ["floor", "speedup", "speedup"]
+    results = report.build({"command": "test"}, [impl], steps, samples)
+    cell = results["rows"]["counter_inc_labels"]["values"]["ours"]
+    assert cell["status"] == "ok" and cell["rounds"] == 2
+    merged = report.merge(samples["counter_inc_labels"]["ours"])
+    assert merged["stmt"].get_nrun() == 2  # the rounds' pyperf runs merged
+    assert cell["median"] == pytest.approx(workloads.micro_figures(merged)["value"])
+    compare = results["rows"]["counter_inc_labels"]["compare"]
+    assert compare["vs_aioprometheus"] is None  # no peer in this run
+    assert compare["x_floor_ours"] == cell["x_floor"]
+    targets = results["rows"]["counter_inc_labels"]["targets"]
+    assert [t["kind"] for t in targets] == ["floor", "faster", "faster"]
     assert targets[1]["met"] is None  # peer missing: neither met nor missed
-    text = report.table(results)
-    assert "counter inc, 2-label dict" in text and "pending" in text
+    text = report.table(results, steps)
+    assert "counter inc, 2-label dict" in text and ">=30x aio" in text
     out = report.write_json(results, tmp_path / "r.json")
     assert json.loads(out.read_text())["rows"]["floor"]["unit"] == "ns/op"
+    files = report.write_pyperf(steps, samples, tmp_path)
+    assert [f.name for f in files] == ["pyperf-ours.json"]
+    import pyperf
+
+    suite = pyperf.BenchmarkSuite.load(str(files[0]))
+    assert "counter_inc_labels.stmt" in suite.get_benchmark_names()
 
 
-def test_plan_quick_is_smaller_than_full():
-    quick = {s.key: s for s in driver.make_plan(quick=True)}
-    full = {s.key: s for s in driver.make_plan(quick=False)}
-    assert "text_render_100k" in full and "text_render_100k" not in quick
-    assert set(quick) < set(full)
-    assert all(quick[k].rounds <= full[k].rounds for k in quick)
+def test_targets_against_peers_and_other_rows():
+    row = workloads.Row(
+        "x",
+        "x",
+        "ms",
+        targets=(
+            workloads.faster("aioprometheus", 10),
+            workloads.growth("y", 2, "<=2x y"),
+        ),
+    )
+    rows = {
+        "x": {
+            "values": {
+                "ours": {"status": "ok", "median": 3.0},
+                "aioprometheus": {"status": "ok", "median": 24.0},
+            }
+        },
+        "y": {"values": {"ours": {"status": "ok", "median": 1.0}}},
+    }
+    rows["x"]["compare"] = report._compare(row, rows["x"]["values"])
+    met = [report._target(row, t, rows)["met"] for t in row.targets]
+    assert met == [False, False]  # 8x < 10x; 3x > 2x
+
+
+def test_plan_quick_is_smaller_than_full_and_only_selects_rows():
+    quick = {s.key for s in driver.make_plan(quick=True)}
+    full = {s.key for s in driver.make_plan(quick=False)}
+    assert "text_render_100k" in full - quick and "middleware_uvicorn" in full - quick
+    assert quick < full
+    only = driver.make_plan(quick=True, only=["scrape_gzip"])
+    assert [s.key for s in only] == ["scrape_gzip_10k", "scrape_gzip_static_10k"]
+    assert driver.pick((1, 2), True) == 1 and driver.pick(3, False) == 3
+
+
+def test_gzip_scrape_gets_gzip_from_ours():
+    pytest.importorskip("aiohttp")
+    scrape = workloads.Scrape(api(), 100, gzip=True)
+    latencies = asyncio.run(scrape.round(3, 1.0))
+    assert len(latencies) == 3 and all(x > 0 for x in latencies)
+    assert scrape.body.endswith("(gzip)")
+    static = workloads.Scrape(api(), 100, static=True, gzip=True)
+    asyncio.run(static.round(3, 1.0))
+    assert static.body.endswith("(gzip)")
 
 
 def test_peer_envs_isolate_the_import_path(tmp_path):
     ours = peers.ours(tmp_path)
-    env = ours.env()
-    assert str(tmp_path) not in env.get("PYTHONPATH", "")
+    assert str(tmp_path) not in ours.env().get("PYTHONPATH", "")
     assert ours.require_core and ours.forbid == tmp_path
+    folder = tmp_path / "aioprometheus-23.12.0"
     peer = peers.Impl(
-        key="aioprometheus",
-        label="x",
-        family="aioprometheus",
-        path=tmp_path / "aioprometheus-23.12.0",
+        key="aioprometheus", label="x", family="aioprometheus", path=folder
     )
-    assert peer.env()["PYTHONPATH"] == str(tmp_path / "aioprometheus-23.12.0")
-    # a worker that is pointed at the wrong folder refuses to run
-    info = workloads.identify("json", str(tmp_path), None, False)
+    assert peer.env()["PYTHONPATH"] == str(folder)
+    # a worker pointed at the wrong folder refuses to run
+    info = workloads.identify({"family": "json", "expect": str(tmp_path)})
     assert info["ok"] is False and "expected under" in info["reason"]
-
-
-def test_fresh_literal_row_is_paired_with_the_same_literal_floor():
-    runner, s = _micro("counter_inc_literal")
-    assert runner.stmt == 'c.inc({"path": next(routes), "method": "GET"})'
-    assert runner.floor_stmt == workloads.floor_literal(_api()).stmt
-    assert s["floor_raw"] > 0 and math.isfinite(s["floor"])
-    c = runner.names["c"]
-    counts = [c.get({"path": r, "method": "GET"}) for r in workloads.ROUTES]
-    assert len(set(workloads.ROUTES)) == 100 and min(counts) >= 1
-    assert sum(counts) >= len(counts) + runner.REPEATS * runner.n
-
-
-def test_fresh_literal_ratio_is_to_its_own_floor():
-    _, floor_literal = _micro("floor_literal")
-    _, inc = _micro("counter_inc_literal")
-    impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=None)
-    unpaired = {k: v for k, v in inc.items() if k not in ("floor", "floor_raw")}
-    samples = {
-        "floor": {"ours": [{"status": "ok", "value": 1e6, "raw": 1e6}]},
-        "floor_literal": {"ours": [dict(floor_literal, status="ok")]},
-        "counter_inc_literal": {"ours": [dict(unpaired, status="ok")]},
-    }
-    rows = report.build({"command": "test"}, [impl], samples)["rows"]
-    cmp_ = rows["counter_inc_literal"]["compare"]
-    # without a paired floor, the ratio falls back to the literal floor's row
-    assert cmp_["x_floor_ours"] == pytest.approx(inc["value"] / floor_literal["value"])
-    assert [t["target"] for t in rows["counter_inc_literal"]["targets"]] == [
-        "<=1.5x floor"
-    ]
-    samples["counter_inc_literal"]["ours"] = [dict(inc, status="ok")]
-    rows = report.build({"command": "test"}, [impl], samples)["rows"]
-    paired = rows["counter_inc_literal"]["compare"]["x_floor_ours"]
-    assert paired == pytest.approx(inc["value"] / inc["floor"])
-    # the floors themselves get no ratio
-    assert not any(k.startswith("x_floor") for k in rows["floor_literal"]["compare"])
 
 
 def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
@@ -192,8 +204,13 @@ def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
     impl.expect, impl.require_core = tmp_path, True
     # -S: no site-packages, so no editable install can lend its build
     proc = subprocess.run(
-        [sys.executable, "-S", str(peers.WORKER_SCRIPT), "identify"]
-        + impl.worker_args(),
+        [
+            sys.executable,
+            "-S",
+            str(peers.WORKER_SCRIPT),
+            "identify",
+            *impl.worker_args(),
+        ],
         env=impl.env(),
         capture_output=True,
         text=True,
@@ -216,6 +233,48 @@ def test_driver_stops_early_when_ours_cannot_run(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(peers, "ensure_peer", no_install)
     code = driver.main(["--only", "floor", "--output", str(tmp_path / "r.json")])
     assert code == 2
-    err = capsys.readouterr().err
-    assert "cannot measure ours: ImportError: build me" in err
+    assert "cannot measure ours: ImportError: build me" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_real_prometheus_scrapes_ours_and_the_floor():
+    if shutil.which("prometheus") is None:
+        pytest.skip("no prometheus on PATH")
+    env = peers.Impl(
+        key="ours", label="ours", family="aioprometheus", path=REPO_ROOT
+    ).env()
+    ours = prometheus.Exporter(env, "service", 200)
+    floor = prometheus.Exporter(env, "static", 200)
+    try:
+        avg = prometheus.scrape([ours.target, floor.target], 1, 2, 0)
+    finally:
+        stats = ours.stop(), floor.stop()
+    assert set(avg) == {ours.target, floor.target}
+    assert all(0 < ms < 1000 for ms in avg.values())
+    assert stats[0]["scrapes"] >= 2 and stats[0]["handler_ms"] > 0
+    assert stats[1]["scrapes"] == 0  # the floor is no Service
+    assert math.isfinite(stats[0]["lateness_ms"])
+
+
+def test_floor_serves_ours_bytes_pre_gzipped():
+    import urllib.request
+
+    env = peers.Impl(
+        key="ours", label="ours", family="aioprometheus", path=REPO_ROOT
+    ).env()
+    bodies = []
+    for mode in ("service", "static"):
+        exporter = prometheus.Exporter(env, mode, 50)
+        try:
+            request = urllib.request.Request(
+                f"http://{exporter.target}/metrics", headers={"Accept-Encoding": "gzip"}
+            )
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(request, timeout=10) as resp:
+                assert resp.headers["Content-Encoding"] == "gzip"
+                bodies.append(gzip.decompress(resp.read()))
+        finally:
+            exporter.stop()
+    assert bodies[0] == bodies[1]
+    assert bodies[0].count(b"bench_requests_total{") == 50
+    assert bodies[0].count(b"bench_latency_seconds_count{") == 5

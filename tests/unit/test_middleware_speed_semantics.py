@@ -291,22 +291,18 @@ def test_fastapi_included_router_prefixes():
     }
 
 
-def test_benchmark_runner_times_bare_and_instrumented_apps():
-    """The benchmark's harness runner drives both apps and the instrumented
-    one really counts (timings are only checked to be numbers)."""
+def test_benchmark_times_bare_and_instrumented_apps():
+    """The benchmark's middleware rows drive both apps, and the instrumented
+    one really counts every request (timings are only checked to be numbers)."""
     pytest.importorskip("fastapi")
     import time
 
     from benchmarks import middleware as bench
 
-    runner = bench.HarnessRunner(
-        "aioprometheus", {"asgi_batch": 10, "httpx_batch": 5}, time.perf_counter_ns
-    )
-    sample = runner.sample()
-    assert set(sample) == {"value", "bare_us", "httpx_us", "httpx_bare_us"}
-    assert all(isinstance(v, float) for v in sample.values())
-    assert sample["bare_us"] > 0 and sample["httpx_bare_us"] > 0
-    instrumented_app = runner.apps[1]
-    # warm-up (5 + 5) and two rounds of each driver (2 x 10 + 2 x 5)
-    assert bench.counted_requests(instrumented_app, "ours") == 40
-    assert bench.counted_requests(runner.apps[0], "ours") is None
+    overhead = bench.Overhead("aioprometheus")
+    assert set(overhead.drivers) == {"asgi", "asgi_bare", "httpx", "httpx_bare"}
+    for name, n in (("asgi", 10), ("httpx", 5), ("asgi_bare", 7)):
+        assert overhead.time_func(name, time.perf_counter)(n) > 0
+    bare, instrumented = overhead.apps
+    assert bench.counted_requests(instrumented, "ours") == 15
+    assert bench.counted_requests(bare, "ours") is None

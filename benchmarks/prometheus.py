@@ -1,0 +1,277 @@
+"""The scrape as a real Prometheus measures it (the ``prometheus_*`` rows).
+
+Debian's ``prometheus`` (on PATH; else the rows are skipped, with a message)
+scrapes, every 1 s (``--quick``) or 2 s, three exporters on 127.0.0.1 side
+by side, each serving 10k counter series and 1k histogram series (100k/10k
+too in full runs): ours' Service and aioprometheus 23.12's (each in its own
+process, with its implementation's ``PYTHONPATH``), and the floor, a static
+aiohttp handler serving the same bytes pre-rendered and pre-gzipped (in a
+process like ours').  The rows give Prometheus' own
+``scrape_duration_seconds`` averaged per target, and from each exporter
+process its handler time (median) and the worst lateness of a 1 ms asyncio
+tick on its event loop during a scrape.  Prometheus and the exporters run in
+a temporary folder, on ephemeral ports, with bounded waits, stopped by pid.
+"""
+
+import asyncio
+import json
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+START_TIMEOUT_S = 120  # building 100k series in 23.12 takes a while
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _query(url: str) -> List[Dict[str, Any]]:
+    """The result vector of a loopback API query ([] while unreachable)."""
+    assert urllib.parse.urlsplit(url).hostname == "127.0.0.1"
+    try:
+        with _OPENER.open(url, timeout=10) as resp:
+            return json.loads(resp.read())["data"]["result"]
+    except OSError:
+        return []
+
+
+class Exporter:
+    """An exporter process (``prometheus.py export``) for one target."""
+
+    def __init__(self, env: Dict[str, str], mode: str, series: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "export", mode, str(series)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.target = self._line(START_TIMEOUT_S)["target"]
+
+    def _line(self, timeout: float) -> Dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            raise RuntimeError("exporter process did not answer")
+        return json.loads(line)
+
+    def stop(self) -> Dict[str, Any]:
+        """Its handler times and loop lateness, once it has stopped."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("stop\n")
+            self.proc.stdin.flush()
+            return self._line(60)
+        finally:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(
+    targets: List[str], interval_s: int, seconds: float, warmup_scrapes: int = 3
+) -> Dict[str, float]:
+    """Average scrape_duration_seconds per target over ``seconds`` of
+    scraping, after ``warmup_scrapes`` (the first create the series), from a
+    Prometheus started (and stopped) here."""
+    with tempfile.TemporaryDirectory(prefix="aioprom-bench-prom-") as tmp:
+        config = Path(tmp) / "prometheus.yml"
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "scrape_interval": f"{interval_s}s",
+                        "scrape_timeout": f"{interval_s}s",
+                    },
+                    "scrape_configs": [
+                        {"job_name": "bench", "static_configs": [{"targets": targets}]}
+                    ],
+                }
+            )
+        )  # JSON is YAML
+        port = _free_port()
+        api = f"http://127.0.0.1:{port}/api/v1/query?query="
+        with open(Path(tmp) / "log", "w") as log:
+            proc = subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={Path(tmp) / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=log,
+                cwd=tmp,
+            )
+        try:
+            # up once every target was scraped (discovery takes about 5 s)
+            deadline = time.monotonic() + 60
+            while len(_query(api + "up")) < len(targets):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    log = (Path(tmp) / "log").read_text()[-800:]
+                    raise RuntimeError(f"prometheus did not scrape every target: {log}")
+                time.sleep(0.2)
+            time.sleep(warmup_scrapes * interval_s + seconds)
+            query = urllib.parse.quote(
+                f"avg_over_time(scrape_duration_seconds[{int(seconds + interval_s)}s])"
+            )
+            found = _query(api + query)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return {r["metric"]["instance"]: float(r["value"][1]) * 1e3 for r in found}
+
+
+def run(impls: List[Any], params: Dict[str, Any], quick: bool):
+    """The rows' samples ({step: {impl: [answer]}}) and a note."""
+    if shutil.which("prometheus") is None:
+        return {}, "Prometheus rows: skipped (no `prometheus` on PATH)"
+    runnable = [i for i in impls if i.problem is None]
+    ours = next((i for i in runnable if i.key == "ours"), None)
+    if ours is None:
+        return {}, "Prometheus rows: skipped (they need ours)"
+    figures: Dict[str, Dict[str, float]] = {i.key: {} for i in runnable}
+    for series in (10_000,) if quick else (10_000, 100_000):
+        size = f"{series // 1000}k"
+        exporters: List[Tuple[str, Exporter]] = []
+        try:
+            for impl in runnable:
+                exporters.append((impl.key, Exporter(impl.env(), "service", series)))
+            exporters.append(("floor", Exporter(ours.env(), "static", series)))
+            avg = scrape(
+                [e.target for _, e in exporters],
+                params["interval_s"],
+                params["seconds"],
+            )
+        finally:
+            stats = {key: e.stop() for key, e in exporters}
+        floor = avg[dict(exporters)["floor"].target]
+        for key, e in exporters:
+            if key != "floor":
+                figures[key].update(
+                    {
+                        size: avg[e.target],
+                        f"x_floor_{size}": avg[e.target] / floor,
+                        f"floor_{size}": floor,
+                        f"handler_{size}": stats[key]["handler_ms"],
+                        f"lateness_{size}": stats[key]["lateness_ms"],
+                        f"lateness_anytime_{size}": stats[key]["lateness_anytime_ms"],
+                        f"scrapes_{size}": stats[key]["scrapes"],
+                    }
+                )
+    answers = {k: [{"status": "ok", "figures": f}] for k, f in figures.items()}
+    return {"prometheus": answers}, ""
+
+
+# ---------------------------------------------------------------- exporter
+
+
+def registry(series: int) -> Any:
+    """``series`` counter series and a tenth as many histogram series."""
+    from aioprometheus import Counter, Histogram, Registry
+
+    reg = Registry()
+    counter = Counter("bench_requests_total", "Requests.", registry=reg)
+    histogram = Histogram("bench_latency_seconds", "Latency.", registry=reg)
+    for i in range(series):
+        counter.add({"path": f"/p{i}", "method": "GET"}, i)
+    for i in range(series // 10):
+        histogram.observe({"path": f"/p{i}"}, i / 1000)
+    return reg
+
+
+async def export(mode: str, series: int) -> Dict[str, Any]:
+    """Serve until a line on stdin; the handler spans and the lateness of a
+    1 ms tick meanwhile."""
+    from aiohttp import web
+
+    from aioprometheus.formats.text import TextFormatter
+    from aioprometheus.service import Service
+
+    reg = registry(series)
+    spans: List[Tuple[float, float]] = []
+
+    class TimedService(Service):  # type: ignore[misc]
+        async def handle_metrics(self, request: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await super().handle_metrics(request)
+            finally:
+                spans.append((t0, time.perf_counter()))
+
+    if mode == "static":
+        import gzip
+
+        body = TextFormatter().marshall(reg)
+        packed, headers = (
+            gzip.compress(body),
+            {"Content-Type": "text/plain; version=0.0.4"},
+        )
+
+        async def handler(request: Any) -> Any:
+            if "gzip" in request.headers.get("Accept-Encoding", ""):
+                return web.Response(
+                    body=packed, headers={**headers, "Content-Encoding": "gzip"}
+                )
+            return web.Response(body=body, headers=headers)
+
+        app = web.Application()
+        app.router.add_get("/metrics", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        stop: Any = runner.cleanup
+    else:
+        svc = TimedService(registry=reg)
+        await svc.start(addr="127.0.0.1", port=0)
+        host, port = urllib.parse.urlsplit(svc.metrics_url).netloc.split(":")
+        stop = svc.stop
+    print(json.dumps({"target": f"{host}:{port}"}), flush=True)
+    loop = asyncio.get_running_loop()
+    line = loop.run_in_executor(None, sys.stdin.readline)
+    ticks: List[Tuple[float, float]] = []
+    while not line.done():
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.001)
+        ticks.append((t0, time.perf_counter() - t0 - 0.001))
+    await stop()
+    during = [
+        late
+        for t0, late in ticks
+        if any(a <= t0 + 0.001 + late and t0 <= b for a, b in spans)
+    ]
+    return {
+        "handler_ms": statistics.median(b - a for a, b in spans) * 1e3
+        if spans
+        else None,
+        "scrapes": len(spans),
+        "lateness_ms": max(during, default=0.0) * 1e3,
+        "lateness_anytime_ms": max((late for _, late in ticks), default=0.0) * 1e3,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(export(sys.argv[2], int(sys.argv[3])))), flush=True)
