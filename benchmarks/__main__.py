@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from . import middleware, peers, prometheus, report
-from .workloads import IMPLS, STEPS, Step
+from .workloads import IMPLS, STEPS, Step, micro_figures
 
 # steps the driver runs itself (servers of their own), not the workers
 DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
@@ -29,9 +29,7 @@ DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
 # the values and warm-ups of one round
 SETTINGS = {
     "micro": ((0.004, 0.01), 5, 1),
-    "call": ((0.01, 0.025), 3, 1),
-    "loop": ((0.01, 0.02), 3, 1),
-    "middleware": ((0.005, 0.01), 3, 1),
+    "other": ((0.01, 0.025), 3, 1),
 }
 
 
@@ -168,13 +166,15 @@ def run(
                 params = {k: pick(v, quick) for k, v in s.params.items()}
                 runs = [i for i in impls if i.key in s.impls]
                 if s.kind in DRIVER_STEPS:
+                    params["rounds"] = rounds or params.get("rounds", 1)
                     got, note = DRIVER_STEPS[s.kind](runs, params, quick)
                     if note:
                         _log(note)
                         (messages if messages is not None else []).append(note)
                     samples.update(got)
                     continue
-                min_time, values, warmups = SETTINGS.get(s.kind, ((0, 0), 0, 0))
+                kind = "micro" if s.figures is micro_figures else "other"
+                min_time, values, warmups = SETTINGS[kind]
                 settings = {
                     "min_time": pick(min_time, quick),
                     "values": values,

@@ -11,9 +11,8 @@ through ``httpx.ASGITransport``.
 :func:`uvicorn_run` (the ``middleware_uvicorn`` rows, full runs) serves each
 app under a real uvicorn on 127.0.0.1 (an ephemeral port), side by side with
 a bare one, both loaded at once for a bounded time over 8 keep-alive
-loopback connections by Debian's ``wrk`` when installed (else an asyncio
-client, too slow to keep the server busy): the server CPU added per request
-and the share of the bare server's throughput kept.
+loopback connections by Debian's ``wrk`` (skipped without it): the server
+CPU added per request and the share of the bare server's throughput kept.
 """
 
 import asyncio
@@ -177,7 +176,7 @@ class Overhead:
         if family == "prometheus_client":
             sys.path.insert(0, str(no_deps_tool("instrumentator")))
             impl = "instrumentator"
-        self.loop = asyncio.new_event_loop()
+        self.loop, self.note = asyncio.new_event_loop(), ""
         self.apps = bare, instrumented = make_app(None), make_app(impl)
         self.drivers: Dict[str, Callable[[int], Any]] = {}
         for suffix, app in (("_bare", bare), ("", instrumented)):
@@ -187,15 +186,18 @@ class Overhead:
             self.drivers["asgi" + suffix] = asgi_driver(app)
             self.drivers["httpx" + suffix] = httpx_driver(client)
 
-    def time_func(self, name: str, clock: Callable[[], float]):
-        batch = self.drivers[name]
+    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
+        """Functions of a number of requests: their time, per app and driver."""
 
-        async def timed(n: int) -> float:
-            t0 = clock()
-            await batch(n)
-            return clock() - t0
+        def program(batch: Callable[[int], Any]) -> Callable[[int], float]:
+            async def timed(n: int) -> float:
+                t0 = clock()
+                await batch(n)
+                return clock() - t0
 
-        return lambda n: self.loop.run_until_complete(timed(n))
+            return lambda n: self.loop.run_until_complete(timed(n))
+
+        return {name: program(batch) for name, batch in self.drivers.items()}
 
 
 def serve_main(impl: str, fd: int) -> None:
@@ -223,38 +225,6 @@ def serve_main(impl: str, fd: int) -> None:
 
 
 # ------------------------------------------------------------------ load
-
-
-async def load(port: int, connections: int, seconds: float) -> Tuple[int, float]:
-    """Keep-alive GETs over ``connections`` loopback connections for about
-    ``seconds``; returns (responses, elapsed seconds).  Bounded in time."""
-    requests = [
-        f"GET {p} HTTP/1.1\r\nHost: bench\r\n\r\n".encode("ascii") for p in PATHS
-    ]
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def one_connection(offset: int) -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        i = offset
-        try:
-            while time.perf_counter() < deadline:
-                writer.write(requests[i % len(requests)])
-                i += 1
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
-                done += 1
-        finally:
-            writer.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one_connection(c) for c in range(connections)))
-    return done, time.perf_counter() - t0
 
 
 WRK_SCRIPT = """
@@ -296,12 +266,6 @@ def load_wrk(port: int, connections: int, seconds: float) -> Tuple[int, float]:
         raise RuntimeError(f"unexpected wrk output: {out[-500:]}")
     scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[found.group(3)]
     return int(found.group(1)), float(found.group(2)) * scale
-
-
-def run_load(port: int, connections: int, seconds: float) -> Tuple[int, float]:
-    if shutil.which("wrk"):
-        return load_wrk(port, connections, seconds)
-    return asyncio.run(load(port, connections, seconds))
 
 
 class UvicornServer:
@@ -365,7 +329,7 @@ def uvicorn_pair(
 
         def load_all(duration: float) -> None:
             def one(i: int) -> None:
-                loads[i] = run_load(servers[i].port, connections, duration)
+                loads[i] = load_wrk(servers[i].port, connections, duration)
 
             threads = [
                 threading.Thread(target=one, args=(i,)) for i in range(len(servers))
@@ -412,6 +376,8 @@ def _wait_until_serving(port: int, server: "subprocess.Popen[str]") -> None:
 def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
     """The uvicorn rows' samples ({step: {impl: [answers]}}, one answer per
     round, rounds interleaved), and a note when they cannot run."""
+    if shutil.which("wrk") is None:
+        return {}, "middleware under uvicorn: skipped (no `wrk` on PATH)"
     try:
         uvicorn = no_deps_tool("uvicorn")
         tool = no_deps_tool("instrumentator")
@@ -437,10 +403,7 @@ def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
                 "kept": 100 * inst["requests_per_s"] / bare["requests_per_s"],
             }
             samples[impl.key].append({"status": "ok", "figures": figures})
-    load = "wrk" if shutil.which("wrk") else "an asyncio client (no wrk)"
-    return {
-        "middleware_uvicorn": samples
-    }, f"middleware under uvicorn: load from {load}"
+    return {"middleware_uvicorn": samples}, ""
 
 
 def _env(folders: List[Path]) -> Dict[str, str]:

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .workloads import FIGURES, SHORT, Row, Step
+from .workloads import SHORT, Row, Step
 
 PEERS = ("aioprometheus", "prometheus_client")
 NOTES = (
@@ -76,17 +76,15 @@ def merge(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def figures(step: Step, answers: List[Dict[str, Any]]):
     """(pooled figures, per-round figures) of one implementation's answers."""
-    if step.kind not in FIGURES:  # a driver step's plain figures
+    if step.workload is None and step.kind != "memory":  # a driver step's figures
         return None, [a["figures"] for a in answers]
     import pyperf
 
     rounds = [
-        FIGURES[step.kind](
-            {n: pyperf.Benchmark.loads(t) for n, t in a["benches"].items()}
-        )
+        step.figures({n: pyperf.Benchmark.loads(t) for n, t in a["benches"].items()})
         for a in answers
     ]
-    return FIGURES[step.kind](merge(answers)), rounds
+    return step.figures(merge(answers)), rounds
 
 
 def _cell(row: Row, pooled, rounds) -> Dict[str, Any]:
@@ -129,7 +127,11 @@ def build(meta, impls, steps: List[Step], samples) -> Dict[str, Any]:
                 if note and cells[r.key][impl.key]["status"] == "ok":
                     cells[r.key][impl.key]["note"] = note
         for r in step.rows:
-            if all(c.get("reason") == "no such figure" for c in cells[r.key].values()):
+            found = [c.get("status") == "ok" for c in cells[r.key].values()]
+            missing = [
+                c.get("reason") == "no such figure" for c in cells[r.key].values()
+            ]
+            if any(missing) and not any(found):
                 continue  # e.g. the 100k Prometheus rows of a --quick run
             rows[r.key] = {
                 "title": r.title,

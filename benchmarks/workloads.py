@@ -97,9 +97,10 @@ class Row:
 @dataclass
 class Step:
     key: str
-    kind: str  # how it is timed: a key of KINDS (or "memory", "prometheus")
+    kind: str  # how it is timed: "pyperf", "scrape", "memory" or a DRIVER_STEPS key
     workload: Optional[Callable[..., Any]]
     rows: Tuple[Row, ...]
+    figures: Callable[[Dict[str, Any]], Dict[str, float]] = lambda b: {}
     params: Dict[str, Any] = field(default_factory=dict)
     rounds: Tuple[int, int] = (5, 15)  # (--quick, full)
     impls: Tuple[str, ...] = IMPLS
@@ -109,30 +110,28 @@ class Step:
 STEPS: List[Step] = []
 
 
-def step(
-    key: str,
-    kind: str,
-    workload: Optional[Callable[..., Any]],
-    *rows: Row,
-    **options: Any,
-) -> None:
-    STEPS.append(Step(key, kind, workload, rows, **options))
+def step(kind: str, *rows: Row, **options: Any) -> Callable[[Any], Any]:
+    """Declares the step that measures the decorated workload (the step's
+    key: ``key=``, else the workload's name)."""
+
+    def declare(workload: Any) -> Any:
+        key = options.pop("key", None) or workload.__name__
+        STEPS.append(Step(key, kind, workload, rows, **options))
+        return workload
+
+    return declare
 
 
-def micro(key: str, title: str, workload: Callable[..., Any], *targets: Target, **kw):
-    """A micro step feeding one ns/op row of the same key."""
-    control = kw.pop("control", False)
-    row = Row(
-        key,
-        title,
-        "ns/op",
-        "value",
-        targets,
-        control,
-        False,
-        "" if control else "x_floor",
-    )
-    step(key, "micro", workload, row, params={"paired": not control}, **kw)
+def micro(title: str, *targets: Target, key: str = "", control=False) -> Any:
+    """A micro step: one ns/op row, named after the workload."""
+
+    def declare(workload: Any) -> Any:
+        row_key = key or workload.__name__
+        x_floor = "" if control else "x_floor"
+        row = Row(row_key, title, "ns/op", "value", targets, control, False, x_floor)
+        return step("pyperf", row, key=row_key, figures=micro_figures)(workload)
+
+    return declare
 
 
 class Unavailable(Exception):
@@ -161,22 +160,58 @@ class Api:
 # ---------------------------------------------------------------- micro rows
 
 
+_MICRO_TEMPLATE = """
+def _timed(_values, _clock{params}):
+    _t0 = _clock()
+    for v in _values:
+        {stmt}
+    return _clock() - _t0
+"""
+
+
 class Micro:
     """``for v in values: <stmt>``, timed with its empty loop (subtracted:
-    "net") and, unless a floor itself, a floor loop in the same sample."""
+    "net") and (``paired``) a floor loop, ``against`` or ``d.get(k)``, in
+    every round."""
 
-    def __init__(self, stmt: str, note: str = "", against=None, **names: Any) -> None:
-        self.stmt, self.note, self.against, self.names = stmt, note, against, names
+    def __init__(self, stmt: str, note="", against=None, paired=True, **names) -> None:
+        self.stmt, self.note, self.names = stmt, note, names
+        self.against = (against or floor(None)) if paired else None
+
+    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
+        out = {"stmt": (self.stmt, self.names), "loop": ("pass", self.names)}
+        if self.against is not None:
+            out["floor"] = (self.against.stmt, self.against.names)
+        return {
+            name: _compile(stmt, names, clock) for name, (stmt, names) in out.items()
+        }
 
 
+def _compile(stmt: str, names: Dict[str, Any], clock) -> Callable[[int], float]:
+    ns: Dict[str, Any] = {}
+    exec(_MICRO_TEMPLATE.format(params="".join(f", {k}" for k in names), stmt=stmt), ns)
+    timed, args = ns["_timed"], tuple(names.values())
+    return lambda n: timed(values(n), clock, *args)
+
+
+def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    """Per-round figures of a micro row (pyperf values: seconds per loop)."""
+    stmt, loop = b["stmt"].median(), b["loop"].median()
+    out = {"value": (stmt - loop) * 1e9, "raw": stmt * 1e9}
+    if "floor" in b:
+        fl = b["floor"].median()
+        out.update(floor=(fl - loop) * 1e9, x_floor=(stmt - loop) / (fl - loop))
+        out["x_floor_raw"] = stmt / fl
+    return out
+
+
+@micro("floor: d.get(k)", control=True)
 def floor(api: Api) -> Micro:
     """One C call from Python: ``d.get(k)`` on a prebuilt key."""
-    return Micro("d.get(k)", d={"key": 1, "other": 2}, k="key")
+    return Micro("d.get(k)", paired=False, d={"key": 1, "other": 2}, k="key")
 
 
-micro("floor", "floor: d.get(k)", floor, control=True)
-
-
+@micro("counter inc, 2-label dict", floor_x(3), faster(AIO, 30), faster(PC, 20))
 def counter_inc_labels(api: Api) -> Micro:
     labels = dict(LABELS)
     reg = api.registry()
@@ -189,16 +224,7 @@ def counter_inc_labels(api: Api) -> Micro:
     return Micro("c.inc(labels)", c=c, labels=labels)
 
 
-micro(
-    "counter_inc_labels",
-    "counter inc, 2-label dict",
-    counter_inc_labels,
-    floor_x(3),
-    faster("aioprometheus", 30),
-    faster("prometheus_client", 20),
-)
-
-
+@micro("counter inc, 64 rotating 2-label dicts")
 def counter_inc_varied(api: Api) -> Micro:
     """Each call brings another of 64 label dicts (``next()`` on a cycle is in
     every implementation's figure)."""
@@ -215,26 +241,15 @@ def counter_inc_varied(api: Api) -> Micro:
     return Micro("c.inc(next(pool))", c=c, pool=itertools.cycle(pool))
 
 
-micro(
-    "counter_inc_varied", "counter inc, 64 rotating 2-label dicts", counter_inc_varied
-)
-
-
+@micro("floor: same dict literal + d.get(k)", control=True)
 def floor_literal(api: Api) -> Micro:
     """The fresh-literal row's floor: the same dict literal built per call,
     then one C call on it."""
     stmt = '{"path": next(routes), "method": "GET"}.get(k)'
-    return Micro(stmt, routes=itertools.cycle(ROUTES), k="path")
+    return Micro(stmt, paired=False, routes=itertools.cycle(ROUTES), k="path")
 
 
-micro(
-    "floor_literal",
-    "floor: same dict literal + d.get(k)",
-    floor_literal,
-    control=True,
-)
-
-
+@micro("counter inc, fresh dict literal per call", floor_x(1.5))  # issue 8
 def counter_inc_literal(api: Api) -> Micro:
     """The web-server pattern: a fresh dict literal per call, the route one
     of 100 (prometheus_client: the same values as keyword arguments)."""
@@ -253,14 +268,7 @@ def counter_inc_literal(api: Api) -> Micro:
     return Micro(stmt, against=floor_literal(api), c=c, routes=routes)
 
 
-micro(
-    "counter_inc_literal",
-    "counter inc, fresh dict literal per call",
-    counter_inc_literal,
-    floor_x(1.5),  # issue 8
-)
-
-
+@micro("counter inc, no labels", faster(AIO, 15), faster(PC, 5))
 def counter_inc_nolabels(api: Api) -> Micro:
     reg = api.registry()
     if api.family == PC:
@@ -270,15 +278,6 @@ def counter_inc_nolabels(api: Api) -> Micro:
     c = api.metric("Counter", "bench_events_total", "Events.", reg)
     c.inc({})
     return Micro("c.inc({})", c=c)
-
-
-micro(
-    "counter_inc_nolabels",
-    "counter inc, no labels",
-    counter_inc_nolabels,
-    faster("aioprometheus", 15),
-    faster("prometheus_client", 5),
-)
 
 
 def labelled_call(kind: str, name: str, method: str) -> Callable[[Api], Micro]:
@@ -298,25 +297,27 @@ def labelled_call(kind: str, name: str, method: str) -> Callable[[Api], Micro]:
     return workload
 
 
-both_20x = (faster("aioprometheus", 20), faster("prometheus_client", 20))
-micro(
-    "gauge_set",
-    "gauge set, 2 labels",
-    labelled_call("Gauge", "bench_in_flight", "set"),
-    *both_20x,
-)
-micro(
-    "histogram_observe",
-    "histogram observe, default buckets",
-    labelled_call("Histogram", "bench_latency_seconds", "observe"),
-    *both_20x,
-)
-micro(
-    "summary_observe",
-    "summary observe (quantiles)",
-    labelled_call("Summary", "bench_size_bytes", "observe"),
-    faster("aioprometheus", 20),
-)
+for key, title, kind, name, method, targets in (
+    ("gauge_set", "gauge set, 2 labels", "Gauge", "in_flight", "set", (20, 20)),
+    (
+        "histogram_observe",
+        "histogram observe, default buckets",
+        "Histogram",
+        "latency_seconds",
+        "observe",
+        (20, 20),
+    ),
+    (
+        "summary_observe",
+        "summary observe (quantiles)",
+        "Summary",
+        "size_bytes",
+        "observe",
+        (20,),
+    ),
+):
+    speedups = [faster(peer, x) for peer, x in zip((AIO, PC), targets)]
+    micro(title, *speedups, key=key)(labelled_call(kind, f"bench_{name}", method))
 
 
 def summary_accuracy(api: Api, n: int = 20_000) -> str:
@@ -394,6 +395,15 @@ class Call:
     def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
         self.fn, self.note = fn, note
 
+    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
+        def call(n: int) -> float:
+            fn, t0 = self.fn, clock()
+            for _ in range(n):
+                fn()
+            return clock() - t0
+
+        return {"call": call}
+
 
 def text_render(api: Api, series: int) -> Call:
     marshall, reg = text_formatter(api), fixture(api, series)
@@ -420,21 +430,23 @@ RENDER_TARGETS = {
 }
 for fmt, render in (("text", text_render), ("protobuf", protobuf_render)):
     for n in (1_000, 10_000, 100_000):
-        size = f"{n // 1000}k"
+        key, size = f"{fmt}_render_{n // 1000}k", f"{n // 1000}k"
+        row = Row(
+            key,
+            f"{fmt} render, {size} series",
+            "ms",
+            "value",
+            RENDER_TARGETS.get(f"{fmt}_{size}", ()),
+        )
         step(
-            f"{fmt}_render_{size}",
-            "call",
-            render,
-            Row(
-                f"{fmt}_render_{size}",
-                f"{fmt} render, {size} series",
-                "ms",
-                targets=RENDER_TARGETS.get(f"{fmt}_{size}", ()),
-            ),
+            "pyperf",
+            row,
+            key=key,
+            figures=lambda b: {"value": b["call"].median() * 1e3},
             params={"series": n},
             rounds=(5, 5 if n == 100_000 else 11),
             full_only=n == 100_000,
-        )
+        )(render)
 
 
 # ---------------------------------------------------------------- scrapes
@@ -449,14 +461,28 @@ class Scrape:
     HTTP stack, or (``static``) the same bytes pre-rendered (and, with
     ``gzip``, pre-compressed) from a bare handler."""
 
-    def __init__(self, api: Api, series: int, static=False, gzip=False) -> None:
+    def __init__(
+        self, api: Api, series: int, static=False, gzip=False, requests=3, budget_s=1.0
+    ) -> None:
         try:
             import aiohttp  # noqa: F401
         except ImportError as exc:
             raise Unavailable(f"ImportError: {exc}") from None
         self.api, self.gzip, self.static = api, gzip, static
+        self.requests, self.budget_s = requests, budget_s
         self.reg = fixture(api, series)
-        self.body = ""
+        self.note = ""
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        """One round of requests as a pyperf run (after one unmeasured round
+        that warms up the exporter)."""
+        import pyperf
+
+        if not self.note:
+            asyncio.run(self.round(1, 0))
+        lat = without_gc(asyncio.run)(self.round(self.requests, self.budget_s))
+        meta = {"name": "latency", "unit": "second", "loops": 1}
+        return {"latency": pyperf.Benchmark([pyperf.Run(lat, metadata=meta)])}
 
     async def start(self) -> Tuple[str, Callable[[], Any]]:
         from aiohttp import web
@@ -509,7 +535,7 @@ class Scrape:
             got = json.loads(out.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise RuntimeError(f"scrape client failed: {err.decode()[-500:]}") from None
-        self.body = f"{got['size']} bytes ({got['encoding']})"
+        self.note = f"{got['size']} bytes ({got['encoding']})"
         return got["latencies"]
 
 
@@ -555,38 +581,43 @@ def scrape_rows(key: str, title: str, p99_targets=(), control=False) -> List[Row
     ]
 
 
-for key, title, params, options in (
-    ("scrape_10k", "scrape {p}, Service, 10k series", {}, {}),
-    ("scrape_static_10k", "HTTP floor {p}: same body, static", {"static": True}, {}),
+def scrape_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    lat = b["latency"]
+    return {"p50": lat.percentile(50) * 1e3, "p99": lat.percentile(99) * 1e3}
+
+
+for key, title, params, impls in (
+    ("scrape_10k", "scrape {p}, Service, 10k series", {}, IMPLS),
+    ("scrape_static_10k", "HTTP floor {p}: same body, static", {"static": True}, IMPLS),
     (
         "scrape_gzip_10k",
         "scrape {p}, Service, gzip, 10k series",
         {"gzip": True},
-        {"impls": ("ours", AIO)},
+        ("ours", AIO),
     ),
     (
         "scrape_gzip_static_10k",
         "HTTP floor {p}: same gzip body, static",
         {"gzip": True, "static": True},
-        {"impls": ("ours", AIO)},
+        ("ours", AIO),
     ),
 ):
     static = params.get("static", False)
     targets = (at_most(5), faster(AIO, 5)) if key == "scrape_10k" else ()
     step(
-        key,
         "scrape",
-        Scrape,
-        *scrape_rows(key, title, targets, control=static),
+        *scrape_rows(key, title, targets, static),
+        key=key,
+        figures=scrape_figures,
+        impls=impls,
+        rounds=(2, 5) if static else (3, 10),
         params={
             "series": 10_000,
             "requests": (30, 100),
             "budget_s": (0.3, 2),
             **params,
         },
-        rounds=(2, 5) if static else (3, 10),
-        **options,
-    )
+    )(Scrape)
 
 
 # ---------------------------------------------------------------- asyncio loop
@@ -619,17 +650,21 @@ class AsyncLoop:
         else:
             self.c = api.metric("Counter", "bench_loop_total", "Events.", reg)
             stmt = "c.inc(labels)"
-        self.programs = {"instrumented": _loop(stmt), "baseline": _loop("pass")}
+        self.tasks = {"instrumented": _loop(stmt), "baseline": _loop("pass")}
+        self.note, self.inner_loops = "", LOOP_TASKS * LOOP_PER_ITER
 
-    def time_func(self, name: str) -> Callable[[int], float]:
-        task = self.programs[name]
+    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
+        def program(task: Any) -> Callable[[int], float]:
+            async def main(iters: int) -> float:
+                t0 = clock()
+                await asyncio.gather(
+                    *(task(iters, self.c, self.pool) for _ in range(8))
+                )
+                return clock() - t0
 
-        async def main(iters: int) -> float:
-            t0 = clock()
-            await asyncio.gather(*(task(iters, self.c, self.pool) for _ in range(8)))
-            return clock() - t0
+            return lambda iters: asyncio.run(main(iters))
 
-        return lambda iters: asyncio.run(main(iters))
+        return {name: program(task) for name, task in self.tasks.items()}
 
 
 def _loop(stmt: str) -> Callable[..., Any]:
@@ -638,10 +673,14 @@ def _loop(stmt: str) -> Callable[..., Any]:
     return ns["_task"]
 
 
+def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    instr, base = b["instrumented"].median(), b["baseline"].median()
+    rates = {"instrumented_rate": 1e-6 / instr, "baseline_rate": 1e-6 / base}
+    return {"value": (instr - base) * 1e9, **rates}
+
+
 step(
-    "asyncio_loop",
-    "loop",
-    AsyncLoop,
+    "pyperf",
     Row("asyncio_loop_cost", "asyncio loop: cost per increment", "ns/op"),
     Row(
         "asyncio_loop_rate",
@@ -658,47 +697,55 @@ step(
         control=True,
         higher_is_better=True,
     ),
+    key="asyncio_loop",
+    figures=loop_figures,
     rounds=(5, 11),
-)
+)(AsyncLoop)
 
 
 # ---------------------------------------------------------------- middleware
 
 
-def middleware(api: Api) -> Any:
-    import middleware  # benchmarks/middleware.py, beside this script
+def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
+    def added(driver: str) -> float:
+        return (b[driver].median() - b[f"{driver}_bare"].median()) * 1e6
 
-    return middleware.Overhead(api.family)
+    return {"value": added("asgi"), "httpx": added("httpx")}
 
 
-step(
-    "middleware_fastapi",
-    "middleware",
-    middleware,
+@step(
+    "pyperf",
     Row(
         "middleware_asgi",
         "ASGI middleware on FastAPI, added",
         "us/req",
-        targets=(at_most(2),),  # issue 14
-    ),
+        "value",
+        (at_most(2),),
+    ),  # issue 14
     Row(
         "middleware_httpx",
         "ASGI middleware on FastAPI via httpx, added",
         "us/req",
         "httpx",
     ),
-    rounds=(5, 15),
+    key="middleware_fastapi",
+    figures=middleware_figures,
 )
-step(
-    "middleware_uvicorn",
-    "uvicorn",  # run by middleware.uvicorn_run
-    None,
+def middleware(api: Api) -> Any:
+    import middleware  # benchmarks/middleware.py, beside this script
+
+    return middleware.Overhead(api.family)
+
+
+step(  # run by middleware.uvicorn_run
+    "uvicorn",
     Row(
         "middleware_uvicorn",
         "middleware under uvicorn, server CPU added",
         "us/req",
-        targets=(at_most(2),),  # issue 14
-    ),
+        "value",
+        (at_most(2),),
+    ),  # issue 14
     Row(
         "middleware_uvicorn_kept",
         "middleware under uvicorn, throughput kept",
@@ -706,9 +753,10 @@ step(
         "kept",
         higher_is_better=True,
     ),
+    key="middleware_uvicorn",
     params={"rounds": 5, "seconds": 5.0},
     full_only=True,
-)
+)(None)
 
 
 # ---------------------------------------------------------------- memory
@@ -750,16 +798,17 @@ def memory_per_series(api: Api, kind: str, n: int) -> float:
 
 for kind, bound in (("counter", 250), ("histogram", 500)):
     title = "2-label counter series" if kind == "counter" else "histogram series"
+    row = Row(
+        f"memory_{kind}", f"memory, {title}", "B/series", "value", (at_most(bound),)
+    )
     step(
-        f"memory_{kind}",
         "memory",
-        None,
-        Row(
-            f"memory_{kind}", f"memory, {title}", "B/series", targets=(at_most(bound),)
-        ),
+        row,
+        key=row.key,
+        figures=lambda b: {"value": b["memory"].median()},
         params={"kind": kind, "n": (20_000, 100_000)},
         rounds=(1, 3),
-    )
+    )(None)
 
 
 # ---------------------------------------------------------------- real Prometheus
@@ -768,11 +817,11 @@ for kind, bound in (("counter", 250), ("histogram", 500)):
 def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Row]:
     """Issue 14's goals: within 1.2x of the floor, handler and worst loop
     lateness during a scrape within the given bounds (ours)."""
-    key, where = f"prometheus_{size}", f"{size} series"
+    key, at = f"prometheus_{size}", f"{size} series"
     return [
         Row(
             key,
-            f"Prometheus scrape_duration avg, {where}",
+            f"Prometheus scrape_duration avg, {at}",
             "ms",
             size,
             (floor_x(1.2),),
@@ -780,21 +829,21 @@ def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Ro
         ),
         Row(
             f"{key}_floor",
-            f"Prometheus floor: same bytes, static, {where}",
+            f"Prometheus floor: same bytes, static, {at}",
             "ms",
             f"floor_{size}",
             control=True,
         ),
         Row(
             f"{key}_handler",
-            f"Prometheus scrape: handler time, {where}",
+            f"Prometheus scrape: handler time, {at}",
             "ms",
             f"handler_{size}",
             (at_most(handler_ms),),
         ),
         Row(
             f"{key}_lateness",
-            f"Prometheus scrape: worst loop lateness, {where}",
+            f"Prometheus scrape: worst loop lateness, {at}",
             "ms",
             f"lateness_{size}",
             (at_most(lateness_ms),),
@@ -802,27 +851,19 @@ def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Ro
     ]
 
 
-step(
+step(  # run by prometheus.run
     "prometheus",
-    "prometheus",
-    None,
     *prometheus_rows("10k", 4, 2),
     *prometheus_rows("100k", 40, 5),
-    params={"seconds": (10, 30), "interval_s": (1, 2)},
+    key="prometheus",
+    params={"seconds": (6, 30), "interval_s": (1, 2)},
     rounds=(1, 1),
     impls=("ours", AIO),
-)
+)(None)
 
 
 # ---------------------------------------------------------------- timing
 
-_MICRO_TEMPLATE = """
-def _timed(_values, _clock{params}):
-    _t0 = _clock()
-    for v in _values:
-        {stmt}
-    return _clock() - _t0
-"""
 _VALUES: Dict[int, List[float]] = {}
 
 
@@ -887,153 +928,22 @@ def loops_of(bench: Any) -> int:
     return int(bench.get_runs()[0].get_metadata()["loops"])
 
 
-def _compile(stmt: str, names: Dict[str, Any]) -> Callable[..., float]:
-    ns: Dict[str, Any] = {}
-    params = "".join(f", {k}" for k in names)
-    exec(_MICRO_TEMPLATE.format(params=params, stmt=stmt), ns)
-    return ns["_timed"]
+class Timer:
+    """pyperf runs of a workload's programs (timed functions of the loops),
+    the loops calibrated on the first; the order reversed every other round."""
 
-
-class MicroTimer:
-    """The statement, its empty loop and (``paired``) its floor, each a
-    pyperf run with the loops calibrated on the statement."""
-
-    def __init__(self, m: Micro, paired: bool = True) -> None:
-        self.note, self.loops, self.names = m.note, 0, m.names
-        self.programs: Dict[str, Tuple[Callable[..., float], Dict[str, Any]]] = {
-            "stmt": (_compile(m.stmt, m.names), m.names),
-            "loop": (_compile("pass", m.names), m.names),
-        }
-        if paired:
-            fl = m.against or floor(None)  # type: ignore[arg-type]
-            self.programs["floor"] = (_compile(fl.stmt, fl.names), fl.names)
+    def __init__(self, timed: Any) -> None:
+        self.timed, self.note, self.loops, self.rounds = timed, timed.note, 0, 0
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        settings = dict(settings, inner_loops=getattr(self.timed, "inner_loops", None))
+        programs = list(self.timed.programs(clock).items())
+        self.rounds += 1
         out = {}
-        for name, (fn, names) in self.programs.items():
-            args = tuple(names.values())
-            timed = without_gc(lambda n, fn=fn, args=args: fn(values(n), clock, *args))
-            out[name] = pyperf_run(name, timed, settings, self.loops)
+        for name, program in programs if self.rounds % 2 else programs[::-1]:
+            out[name] = pyperf_run(name, without_gc(program), settings, self.loops)
             self.loops = self.loops or loops_of(out[name])
         return out
-
-
-class CallTimer:
-    def __init__(self, call: Call) -> None:
-        self.call, self.note, self.loops = call, call.note, 0
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        fn = self.call.fn
-
-        def timed(n: int) -> float:
-            t0 = clock()
-            for _ in range(n):
-                fn()
-            return clock() - t0
-
-        bench = pyperf_run("call", without_gc(timed), settings, self.loops)
-        self.loops = loops_of(bench)
-        return {"call": bench}
-
-
-class ScrapeTimer:
-    def __init__(self, scrape: Scrape, requests: int, budget_s: float = 1.0) -> None:
-        self.scrape, self.requests, self.budget_s = scrape, requests, budget_s
-        asyncio.run(scrape.round(1, 0))  # warm-up
-
-    @property
-    def note(self) -> str:
-        return self.scrape.body
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        import pyperf
-
-        lat = without_gc(asyncio.run)(self.scrape.round(self.requests, self.budget_s))
-        meta = {"name": "latency", "unit": "second", "loops": 1}
-        return {"latency": pyperf.Benchmark([pyperf.Run(lat, metadata=meta)])}
-
-
-class LoopTimer:
-    def __init__(self, loop: AsyncLoop) -> None:
-        self.loop, self.note, self.loops = loop, "", 0
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        settings = dict(settings, inner_loops=LOOP_TASKS * LOOP_PER_ITER)
-        out = {}
-        for name in ("instrumented", "baseline"):
-            timed = without_gc(self.loop.time_func(name))
-            out[name] = pyperf_run(name, timed, settings, self.loops)
-            self.loops = loops_of(out[name])
-        return out
-
-
-class MiddlewareTimer:
-    """Per-request time of each app (bare and instrumented) and driver, the
-    bare app first in even rounds and last in odd ones."""
-
-    def __init__(self, overhead: Any) -> None:
-        self.overhead, self.note, self.loops, self.round = overhead, "", 0, 0
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        out = {}
-        names = list(self.overhead.drivers)
-        self.round += 1
-        for name in names if self.round % 2 else reversed(names):
-            timed = self.overhead.time_func(name, clock)
-            out[name] = pyperf_run(name, timed, settings, self.loops)
-            self.loops = loops_of(out[name])
-        return out
-
-
-TIMERS: Dict[str, Callable[..., Any]] = {
-    "micro": MicroTimer,
-    "call": CallTimer,
-    "scrape": ScrapeTimer,
-    "loop": LoopTimer,
-    "middleware": MiddlewareTimer,
-}
-
-
-# Per-round figures from the benchmarks of a sample (pyperf values are
-# seconds per loop): the rows pick theirs by name.
-def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
-    stmt, loop = b["stmt"].median(), b["loop"].median()
-    out = {"value": (stmt - loop) * 1e9, "raw": stmt * 1e9}
-    if "floor" in b:
-        fl = b["floor"].median()
-        out.update(floor=(fl - loop) * 1e9, x_floor=(stmt - loop) / (fl - loop))
-        out["x_floor_raw"] = stmt / fl
-    return out
-
-
-def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
-    instr, base = b["instrumented"].median(), b["baseline"].median()
-    return {
-        "value": (instr - base) * 1e9,
-        "instrumented_rate": 1e-6 / instr,
-        "baseline_rate": 1e-6 / base,
-    }
-
-
-def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
-    def added(driver: str) -> float:
-        return (b[driver].median() - b[f"{driver}_bare"].median()) * 1e6
-
-    return {"value": added("asgi"), "httpx": added("httpx")}
-
-
-FIGURES: Dict[str, Callable[[Dict[str, Any]], Dict[str, float]]] = {
-    "micro": micro_figures,
-    "call": lambda b: {"value": b["call"].median() * 1e3},
-    "scrape": lambda b: {
-        "p50": b["latency"].percentile(50) * 1e3,
-        "p99": b["latency"].percentile(99) * 1e3,
-        "requests": b["latency"].get_nvalue(),
-    },
-    "loop": loop_figures,
-    "middleware": middleware_figures,
-    "memory": lambda b: {"value": b["memory"].median()},
-}
 
 
 # ---------------------------------------------------------------- worker
@@ -1132,9 +1042,7 @@ def make_timer(s: Step, api: Api, params: Dict[str, Any]) -> Any:
     assert s.workload is not None
     wanted = inspect.signature(s.workload).parameters
     built = s.workload(api, **{k: v for k, v in params.items() if k in wanted})
-    timer = TIMERS[s.kind]
-    extra = inspect.signature(timer).parameters
-    return timer(built, **{k: v for k, v in params.items() if k in extra})
+    return built if hasattr(built, "sample") else Timer(built)
 
 
 def memory_main(opts: Dict[str, str]) -> int:

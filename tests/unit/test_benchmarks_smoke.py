@@ -49,7 +49,8 @@ def test_rows_are_declared_once_and_targets_name_real_rows():
     assert len(keys) == len(set(keys))
     assert len({s.key for s in workloads.STEPS}) == len(workloads.STEPS)
     for s in workloads.STEPS:
-        assert s.kind in workloads.TIMERS or s.kind in ("memory", *driver.DRIVER_STEPS)
+        assert s.kind in ("pyperf", "scrape", "memory", *driver.DRIVER_STEPS)
+        assert (s.workload is None) == (s.kind in ("memory", *driver.DRIVER_STEPS))
         assert set(s.impls) <= set(workloads.IMPLS)
         for row in s.rows:
             for t in row.targets:
@@ -64,7 +65,7 @@ def test_micro_sample_runs_the_statement_every_loop():
     assert set(benches) == {"stmt", "loop", "floor"}
     loops = workloads.loops_of(benches["stmt"])
     assert all(workloads.loops_of(b) == loops for b in benches.values())
-    c, labels = timer.names["c"], timer.names["labels"]
+    c, labels = timer.timed.names["c"], timer.timed.names["labels"]
     # setup 1 + pyperf's calibration + its warm-up and values at `loops`
     assert c.get(labels) >= 1 + loops * (TINY["values"] + TINY["warmups"])
     fig = workloads.micro_figures(benches)
@@ -76,9 +77,8 @@ def test_micro_sample_runs_the_statement_every_loop():
 
 def test_fresh_literal_row_has_its_own_floor():
     _, timer, benches = sample("counter_inc_literal")
-    floor_stmt = workloads.floor_literal(api()).stmt
-    assert workloads._compile(floor_stmt, {"routes": 0, "k": 0}) is not None
-    c = timer.names["c"]
+    assert timer.timed.against.stmt == workloads.floor_literal(api()).stmt
+    c = timer.timed.names["c"]
     counts = [c.get({"path": r, "method": "GET"}) for r in workloads.ROUTES]
     assert min(counts) >= 1 and "floor" in benches
 
@@ -174,10 +174,10 @@ def test_gzip_scrape_gets_gzip_from_ours():
     scrape = workloads.Scrape(api(), 100, gzip=True)
     latencies = asyncio.run(scrape.round(3, 1.0))
     assert len(latencies) == 3 and all(x > 0 for x in latencies)
-    assert scrape.body.endswith("(gzip)")
+    assert scrape.note.endswith("(gzip)")
     static = workloads.Scrape(api(), 100, static=True, gzip=True)
     asyncio.run(static.round(3, 1.0))
-    assert static.body.endswith("(gzip)")
+    assert static.note.endswith("(gzip)")
 
 
 def test_peer_envs_isolate_the_import_path(tmp_path):
