@@ -56,38 +56,10 @@ class Impl:
         ]
 
 
-@dataclass(frozen=True)
-class PeerSpec:
-    key: str
-    dist: str
-    version: str
-    family: str
-    label: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.dist}=={self.version}"
-
-    @property
-    def folder_name(self) -> str:
-        return f"{self.dist}-{self.version}"
-
-
+# key (the import name too), pip requirement, label
 PEERS = (
-    PeerSpec(
-        "aioprometheus",
-        "aioprometheus",
-        "23.12.0",
-        "aioprometheus",
-        "aioprometheus 23.12.0",
-    ),
-    PeerSpec(
-        "prometheus_client",
-        "prometheus_client",
-        "0.26.0",
-        "prometheus_client",
-        "prometheus_client 0.26.0",
-    ),
+    ("aioprometheus", "aioprometheus==23.12.0", "aioprometheus 23.12.0"),
+    ("prometheus_client", "prometheus_client==0.26.0", "prometheus_client 0.26.0"),
 )
 
 
@@ -101,11 +73,6 @@ def cache_root() -> Path:
 
 def _log(msg: str) -> None:
     print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
-
-
-def ensure_peer(spec: PeerSpec, root: Path, install: bool = True) -> Path:
-    """Return the peer's folder, installing it with pip on first use."""
-    return ensure_installed(spec.requirement, root / spec.folder_name, install)
 
 
 def ensure_installed(
@@ -223,15 +190,15 @@ def implementations(
     impls: List[Impl] = []
     if "ours" in selected:
         impls.append(ours(root))
-    for spec in PEERS:
-        if spec.key not in selected:
+    for key, requirement, label in PEERS:
+        if key not in selected:
             continue
-        impl = Impl(key=spec.key, label=spec.label, family=spec.family, path=None)
+        impl = Impl(key=key, label=label, family=key, path=None)
+        folder = root / requirement.replace("==", "-")
         try:
-            folder = ensure_peer(spec, root, install=install)
-            impl.path = impl.expect = folder
+            impl.path = impl.expect = ensure_installed(requirement, folder, install)
         except Exception as exc:  # no network, pip failure: run without it
             impl.problem = str(exc)
-            _log(f"{spec.label} unavailable: {exc}")
+            _log(f"{label} unavailable: {exc}")
         impls.append(impl)
     return impls

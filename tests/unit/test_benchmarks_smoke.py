@@ -230,7 +230,7 @@ def test_driver_stops_early_when_ours_cannot_run(monkeypatch, capsys, tmp_path):
         raise AssertionError("peers installed although ours cannot run")
 
     monkeypatch.setattr(peers, "ours", unavailable)
-    monkeypatch.setattr(peers, "ensure_peer", no_install)
+    monkeypatch.setattr(peers, "ensure_installed", no_install)
     code = driver.main(["--only", "floor", "--output", str(tmp_path / "r.json")])
     assert code == 2
     assert "cannot measure ours: ImportError: build me" in capsys.readouterr().err
