@@ -14,7 +14,7 @@ from cpython.object cimport PyObject
 from libc.math cimport INFINITY, NAN, fabs, floor, isinf, isnan, nearbyint, signbit
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
-from libc.string cimport memcpy, memmove, memset, strlen
+from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 from posix.unistd cimport usleep
 
 include "_kernels/writer.pxi"

@@ -15,80 +15,196 @@
 #
 # The series loops call no Python code (every stored label is an exact str
 # and HELP text is checked when set), so no other thread or re-entrant call
-# can change a metric while it is being written.
+# can change a metric while it is being written. Labels are read a chunk of
+# series at a time, as UTF-8 pointers into their label tuples (SeriesChunk);
+# the lines are then written from those pointers alone, and for a private
+# snapshot (snapshot.pxi) without the GIL: the event loop runs meanwhile, and
+# the encoder never waits for it.
 
+ctypedef struct Utf8:
+    const char* data
+    Py_ssize_t size
+
+cdef enum:
+    CHUNK_SERIES = 256    # series whose labels are gathered per GIL hold
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(PyObject* o)
+    void* PyUnicode_DATA(PyObject* o)
+    Py_ssize_t PyUnicode_GET_LENGTH(PyObject* o)
+
+
+cdef inline int set_utf8(Utf8* out, PyObject* text) except -1:
+    """Where the UTF-8 of `text` (an exact str) is: its own characters when ASCII."""
+    if PyUnicode_IS_COMPACT_ASCII(text):
+        out.data = <const char*>PyUnicode_DATA(text)
+        out.size = PyUnicode_GET_LENGTH(text)
+    else:
+        out.data = PyUnicode_AsUTF8AndSize(<object>text, &out.size)
+    return 0
+
+
+cdef inline int utf8_cmp(const Utf8* a, const Utf8* b) noexcept nogil:
+    """The order of two texts (UTF-8 byte order is code point order, as for str)."""
+    cdef Py_ssize_t n = a.size if a.size < b.size else b.size
+    cdef int order = memcmp(a.data, b.data, n)
+    if order != 0:
+        return order
+    return (a.size > b.size) - (a.size < b.size)
+
+
+@cython.final
 cdef class TextFamily:
     """Per-family state, encoded once per scrape: the metric's name, its const
-    labels, and the label a bucket/quantile line adds (`le`, `quantile`)."""
+    labels, the label a bucket/quantile line adds (`le`, `quantile`) and that
+    label's texts (`le="0.5"`, one per bucket or quantile)."""
 
-    cdef bytes name
-    cdef list const_names        # sorted by name
-    cdef list const_values       # their value texts, same order
-    cdef str extra_name          # None for counters and gauges
+    cdef bytes name_bytes
+    cdef Utf8 name
+    cdef tuple const_key          # name-sorted (name, text, ...); const_texts point into it
+    cdef Utf8* const_texts
+    cdef Py_ssize_t nconst
+    cdef bint has_extra           # False for counters and gauges
+    cdef str extra_name           # kept alive: extra points into it
+    cdef Utf8 extra
+    cdef list extra_lines         # bytes: `le="0.5"` ...; extras point into them
+    cdef Utf8* extras
 
-    def __cinit__(self, Metric metric, str extra_name=None):
-        self.name = metric.name.encode()
-        self.const_names = list(metric.const_key[0::2])   # const_key is name-sorted
-        self.const_values = list(metric.const_key[1::2])
+    def __cinit__(self, Metric metric, str extra_name=None, list extra_lines=None):
+        cdef Py_ssize_t k
+        self.name_bytes = metric.name.encode()
+        self.name.data = self.name_bytes
+        self.name.size = len(self.name_bytes)
+        self.const_key = metric.const_key
+        self.const_texts = <Utf8*>malloc((len(self.const_key) + 1) * sizeof(Utf8))
+        self.extra_lines = extra_lines if extra_lines is not None else []
+        self.extras = <Utf8*>malloc((len(self.extra_lines) + 1) * sizeof(Utf8))
+        if self.const_texts == NULL or self.extras == NULL:
+            raise MemoryError()
+        for k in range(len(self.const_key)):
+            set_utf8(&self.const_texts[k], PyTuple_GET_ITEM(self.const_key, k))
+        self.nconst = len(self.const_key) // 2
+        for k in range(len(self.extra_lines)):
+            self.extras[k].data = <bytes>self.extra_lines[k]
+            self.extras[k].size = len(<bytes>self.extra_lines[k])
         self.extra_name = extra_name
+        self.has_extra = extra_name is not None
+        if self.has_extra:
+            set_utf8(&self.extra, <PyObject*>extra_name)
+
+    def __dealloc__(self):
+        free(self.const_texts)
+        free(self.extras)
 
 
-cdef class SeriesLabels:
-    """One series' labels as text: `name="value",` for each, in the merged
-    order (next_label), and where the family's extra label goes among them."""
+@cython.final
+cdef class SeriesChunk:
+    """The label texts of a run of series, as UTF-8 pointers into their
+    label tuples: valid while those stay alive and unchanged (a snapshot's,
+    or a live metric's while no Python code runs)."""
 
-    cdef Writer text
-    cdef Py_ssize_t split        # bytes of `text` that sort before the extra label
+    cdef Utf8* texts            # names and values of every series, in order
+    cdef Py_ssize_t* starts     # series first+k: texts[starts[k]:starts[k + 1]]
+    cdef Py_ssize_t texts_capacity
+    cdef Py_ssize_t first
+    cdef Py_ssize_t end
 
     def __cinit__(self):
-        self.text = Writer(256)
+        self.texts_capacity = 4 * CHUNK_SERIES
+        self.texts = <Utf8*>malloc(self.texts_capacity * sizeof(Utf8))
+        self.starts = <Py_ssize_t*>malloc((CHUNK_SERIES + 1) * sizeof(Py_ssize_t))
+        if self.texts == NULL or self.starts == NULL:
+            raise MemoryError()
 
-    cdef int fill(self, TextFamily fam, tuple flat) except -1:
+    def __dealloc__(self):
+        free(self.texts)
+        free(self.starts)
+
+    cdef int gather(self, SeriesTable table, Py_ssize_t first, Py_ssize_t limit) except -1:
+        """Read the labels of series first.. (at most `limit`, up to CHUNK_SERIES)."""
+        cdef Py_ssize_t end = first + (limit if limit < CHUNK_SERIES else CHUNK_SERIES)
+        cdef Py_ssize_t used = 0
+        cdef Py_ssize_t s, k, n
+        cdef Utf8* grown
+        cdef PyObject* flat       # borrowed: nothing here runs Python code
+        if end > table.count:
+            end = table.count
+        for s in range(first, end):
+            self.starts[s - first] = used
+            flat = PyList_GET_ITEM(table.label_sets, s)
+            n = PyTuple_GET_SIZE(<object>flat)
+            if used + n > self.texts_capacity:
+                grown = <Utf8*>realloc(self.texts, 2 * (used + n) * sizeof(Utf8))
+                if grown == NULL:
+                    raise MemoryError()
+                self.texts = grown
+                self.texts_capacity = 2 * (used + n)
+            for k in range(n):
+                set_utf8(&self.texts[used + k], PyTuple_GET_ITEM(<object>flat, k))
+            used += n
+        self.starts[end - first] = used
+        self.first = first
+        self.end = end
+        return 0
+
+    cdef int fill(self, Writer text, TextFamily fam, Py_ssize_t series,
+                  Py_ssize_t* split) except -1 nogil:
+        """`name="value",` for each label of `series` and the const labels,
+        merged by name (a series label shadows a const label of its name),
+        into `text`; *split: the bytes that sort before the family's extra label."""
+        cdef const Utf8* own = self.texts + self.starts[series - self.first]
+        cdef Py_ssize_t nown = self.starts[series - self.first + 1] - self.starts[series - self.first]
         cdef Py_ssize_t i = 0
         cdef Py_ssize_t c = 0
-        cdef Py_ssize_t at = 0
-        cdef int which
-        cdef str name
-        cdef str value
-        self.text.length = 0
-        self.split = -1
-        while True:
-            which = next_label(fam.const_names, flat, &i, &c, &at)
-            if which == NO_MORE_LABELS:
-                break
-            if which == NEXT_SERIES_LABEL:
-                name = <str>flat[at]
-                value = <str>flat[at + 1]
+        cdef const Utf8* pair
+        cdef int order
+        text.length = 0
+        split[0] = -1
+        while i < nown or c < fam.nconst:
+            if i >= nown:
+                order = -1
+            elif c >= fam.nconst:
+                order = 1
             else:
-                name = <str>fam.const_names[at]
-                value = <str>fam.const_values[at]
-            if self.split < 0 and fam.extra_name is not None and name > fam.extra_name:
-                self.split = self.text.length
-            self.text.write_text(name)
-            self.text.write(b'="', 2)
-            self.text.write_escaped(value, True)
-            self.text.write(b'",', 2)
-        if self.split < 0:
-            self.split = self.text.length
+                order = utf8_cmp(&fam.const_texts[2 * c], &own[i])
+            if order < 0:
+                pair = &fam.const_texts[2 * c]
+                c += 1
+            else:
+                if order == 0:
+                    c += 1
+                pair = &own[i]
+                i += 2
+            if split[0] < 0 and fam.has_extra and utf8_cmp(&pair[0], &fam.extra) > 0:
+                split[0] = text.length
+            text.write(pair[0].data, pair[0].size)
+            text.write(b'="', 2)
+            text.write_escaped_utf8(pair[1].data, pair[1].size, True)
+            text.write(b'",', 2)
+        if split[0] < 0:
+            split[0] = text.length
         return 0
 
 
-cdef int write_sample(Writer w, TextFamily fam, const char* suffix, SeriesLabels labels,
-                      bytes extra, double value, bint as_int, long long timestamp_ms) except -1:
+cdef int write_sample(Writer w, TextFamily fam, const char* suffix, Writer labels,
+                      Py_ssize_t split, const Utf8* extra, double value, bint as_int,
+                      long long timestamp_ms) except -1 nogil:
     """One sample line: name+suffix, {labels, the extra label in name order},
     value (an integer when `as_int`), optional timestamp."""
-    cdef Writer text = labels.text
-    w.write(fam.name, len(fam.name))
+    # room for the whole line at once (a number takes at most 32 bytes)
+    w.reserve(fam.name.size + 16 + labels.length + (extra.size if extra != NULL else 0) + 80)
+    w.write(fam.name.data, fam.name.size)
     w.write(suffix, strlen(suffix))
-    if text.length or extra is not None:
+    if labels.length or extra != NULL:
         w.write_byte(b'{')
-        if extra is None:
-            w.write(text.data, text.length)
+        if extra == NULL:
+            w.write(labels.data, labels.length)
         else:
-            w.write(text.data, labels.split)
-            w.write(extra, len(extra))
+            w.write(labels.data, split)
+            w.write(extra.data, extra.size)
             w.write_byte(b',')
-            w.write(text.data + labels.split, text.length - labels.split)
+            w.write(labels.data + split, labels.length - split)
         w.data[w.length - 1] = b'}'              # over the last label's comma
     w.write_byte(b' ')
     w.write_number(value, as_int)
@@ -124,54 +240,80 @@ cdef int write_header(Writer w, Metric metric, const char* kind) except -1:
     return 0
 
 
-cdef int write_scalar_text(Writer w, SeriesLabels lb, ScalarMetric m, long long ts) except -1:
-    cdef TextFamily fam = TextFamily(m)
-    cdef Py_ssize_t i = 0
-    while i < m.series.count:
-        lb.fill(fam, m.series.key_at(i))
-        write_sample(w, fam, b"", lb, None, m.values[i], not m.is_float[i], ts)
-        i += 1
-        share_gil(m.is_snapshot, w)
+cdef int scalar_lines(Writer w, Writer lb, SeriesChunk chunk, TextFamily fam, ScalarMetric m,
+                      long long ts) except -1 nogil:
+    """The lines of the series gathered in `chunk`."""
+    cdef Py_ssize_t s, split
+    for s in range(chunk.first, chunk.end):
+        chunk.fill(lb, fam, s, &split)
+        write_sample(w, fam, b"", lb, split, NULL, m.values[s], not m.is_float[s], ts)
     return 0
 
 
-cdef int write_histogram_text(Writer w, SeriesLabels lb, HistogramCore m, long long ts) except -1:
-    cdef TextFamily fam = TextFamily(m, "le")
-    cdef list les = [extra_label("le", m.bounds[b]) for b in range(m.nbounds)]
-    cdef Py_ssize_t i = 0
-    cdef Py_ssize_t b
+cdef int write_scalar_text(Writer w, Writer lb, SeriesChunk chunk, ScalarMetric m,
+                           long long ts) except -1:
+    cdef TextFamily fam = TextFamily(m)
+    while chunk.end < m.series.count:
+        chunk.gather(m.series, chunk.end, CHUNK_SERIES)
+        if m.is_snapshot:
+            with nogil:
+                scalar_lines(w, lb, chunk, fam, m, ts)
+        else:
+            scalar_lines(w, lb, chunk, fam, m, ts)
+    return 0
+
+
+cdef int histogram_lines(Writer w, Writer lb, SeriesChunk chunk, TextFamily fam,
+                         HistogramCore m, long long ts) except -1 nogil:
+    """The lines of the series gathered in `chunk`."""
+    cdef Py_ssize_t s, split, b
     cdef unsigned long long running
     cdef unsigned long long* row
-    while i < m.series.count:
-        lb.fill(fam, m.series.key_at(i))
-        row = m.counts + i * m.nbounds
+    for s in range(chunk.first, chunk.end):
+        chunk.fill(lb, fam, s, &split)
+        row = m.counts + s * m.nbounds
         running = 0
         for b in range(m.nbounds):
             running += row[b]
-            write_sample(w, fam, b"_bucket", lb, <bytes>les[b], <double>running, False, ts)
-        write_sample(w, fam, b"_count", lb, None, <double>running, False, ts)
-        write_sample(w, fam, b"_sum", lb, None, m.sums[i], False, ts)
-        i += 1
-        share_gil(m.is_snapshot, w)
+            write_sample(w, fam, b"_bucket", lb, split, &fam.extras[b], <double>running,
+                         False, ts)
+        write_sample(w, fam, b"_count", lb, split, NULL, <double>running, False, ts)
+        write_sample(w, fam, b"_sum", lb, split, NULL, m.sums[s], False, ts)
     return 0
 
 
-cdef int write_summary_text(Writer w, SeriesLabels lb, SummaryCore m, long long ts) except -1:
-    cdef TextFamily fam = TextFamily(m, "quantile")
+cdef int write_histogram_text(Writer w, Writer lb, SeriesChunk chunk, HistogramCore m,
+                              long long ts) except -1:
+    cdef TextFamily fam = TextFamily(
+        m, "le", [extra_label("le", m.bounds[b]) for b in range(m.nbounds)])
+    while chunk.end < m.series.count:
+        chunk.gather(m.series, chunk.end, CHUNK_SERIES)
+        if m.is_snapshot:
+            with nogil:
+                histogram_lines(w, lb, chunk, fam, m, ts)
+        else:
+            histogram_lines(w, lb, chunk, fam, m, ts)
+    return 0
+
+
+cdef int write_summary_text(Writer w, Writer lb, SeriesChunk chunk, SummaryCore m,
+                            long long ts) except -1:
     cdef tuple phis = m.phis_sorted
-    cdef list quantile_labels = [extra_label("quantile", phi) for phi in phis]
-    cdef Py_ssize_t i = 0
-    cdef Py_ssize_t q
+    cdef TextFamily fam = TextFamily(
+        m, "quantile", [extra_label("quantile", phi) for phi in phis])
+    cdef Py_ssize_t s, split, q
     cdef QuantileEstimator est
-    while i < m.series.count:
-        lb.fill(fam, m.series.key_at(i))
-        est = m.estimator_at(i)
+    while chunk.end < m.series.count:
+        # one series at a time, with the GIL: the estimators are objects
+        chunk.gather(m.series, chunk.end, 1)
+        s = chunk.first
+        chunk.fill(lb, fam, s, &split)
+        est = m.estimator_at(s)
         for q in range(len(phis)):
-            write_sample(w, fam, b"", lb, <bytes>quantile_labels[q], est.query(phis[q]),
+            write_sample(w, fam, b"", lb, split, &fam.extras[q], est.query(phis[q]),
                          False, ts)
-        write_sample(w, fam, b"_count", lb, None, <double>m.counts[i], True, ts)
-        write_sample(w, fam, b"_sum", lb, None, m.sums[i], False, ts)
-        i += 1
+        write_sample(w, fam, b"_count", lb, split, NULL, <double>m.counts[s], True, ts)
+        write_sample(w, fam, b"_sum", lb, split, NULL, m.sums[s], False, ts)
         share_gil(m.is_snapshot, w)
     return 0
 
@@ -183,20 +325,22 @@ def encode_text(metrics, long long timestamp_ms=-1):
     """
     cdef list metrics_list = list(metrics)
     cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
-    cdef SeriesLabels lb = SeriesLabels()
+    cdef Writer lb = Writer(256)     # one series' labels, as text
+    cdef SeriesChunk chunk
     for metric in metrics_list:
+        chunk = SeriesChunk()
         if isinstance(metric, CounterCore):
             write_header(w, metric, b"counter")
-            write_scalar_text(w, lb, metric, timestamp_ms)
+            write_scalar_text(w, lb, chunk, metric, timestamp_ms)
         elif isinstance(metric, GaugeCore):
             write_header(w, metric, b"gauge")
-            write_scalar_text(w, lb, metric, timestamp_ms)
+            write_scalar_text(w, lb, chunk, metric, timestamp_ms)
         elif isinstance(metric, HistogramCore):
             write_header(w, metric, b"histogram")
-            write_histogram_text(w, lb, metric, timestamp_ms)
+            write_histogram_text(w, lb, chunk, metric, timestamp_ms)
         elif isinstance(metric, SummaryCore):
             write_header(w, metric, b"summary")
-            write_summary_text(w, lb, metric, timestamp_ms)
+            write_summary_text(w, lb, chunk, metric, timestamp_ms)
         else:
             raise TypeError(f"Not a metric the text format can encode: {metric!r}")
     return w.getvalue()

@@ -3,6 +3,10 @@
 # The buffer is itself a bytes object, grown by doubling and trimmed to size
 # at the end, so an encoder appends without creating Python objects and the
 # result is handed over without a final copy of the whole exposition.
+#
+# The byte-level primitives may run without the GIL (an encoder writing a
+# private snapshot, see snapshot.pxi): they take it back only to grow the
+# buffer or for a float only Python's repr routine can spell.
 
 cdef extern from "Python.h":
     PyObject* new_bytes "PyBytes_FromStringAndSize"(const char* v, Py_ssize_t n) except NULL
@@ -16,6 +20,10 @@ cdef extern from "Python.h":
 
 
 cdef const char* DIGITS = b"0123456789"
+cdef char DIGIT_PAIRS[200]     # "00" "01" ... "99"
+for _k in range(100):
+    DIGIT_PAIRS[2 * _k] = DIGITS[_k // 10]
+    DIGIT_PAIRS[2 * _k + 1] = DIGITS[_k % 10]
 # Bytes that need a backslash: in label values (backslash, newline, quote)
 # and in HELP text (backslash, newline).
 cdef unsigned char ESCAPE_QUOTED[256]
@@ -38,6 +46,7 @@ for _k in range(16):
     POW10[_k] = 10.0 ** _k
 
 
+@cython.final
 cdef class Writer:
     """Append-only byte buffer with the primitives both exposition formats need."""
 
@@ -56,7 +65,7 @@ cdef class Writer:
     def __dealloc__(self):
         Py_XDECREF(self.block)
 
-    cdef int reserve(self, Py_ssize_t extra) except -1:
+    cdef int reserve(self, Py_ssize_t extra) except -1 nogil:
         """Make room for `extra` more bytes."""
         cdef Py_ssize_t need = self.length + extra
         cdef Py_ssize_t cap = self.capacity if self.capacity > 16 else 16
@@ -64,22 +73,23 @@ cdef class Writer:
             return 0
         while cap < need:
             cap *= 2
-        if self.block == NULL:
-            self.block = new_bytes(NULL, cap)
-        else:
-            _PyBytes_Resize(&self.block, cap)
-        self.data = PyBytes_AS_STRING(self.block)
+        with gil:
+            if self.block == NULL:
+                self.block = new_bytes(NULL, cap)
+            else:
+                _PyBytes_Resize(&self.block, cap)
+            self.data = PyBytes_AS_STRING(self.block)
         self.capacity = cap
         return 0
 
-    cdef inline int write(self, const char* src, Py_ssize_t n) except -1:
+    cdef inline int write(self, const char* src, Py_ssize_t n) except -1 nogil:
         if self.length + n > self.capacity:
             self.reserve(n)
         memcpy(self.data + self.length, src, n)
         self.length += n
         return 0
 
-    cdef inline int write_byte(self, char c) except -1:
+    cdef inline int write_byte(self, char c) except -1 nogil:
         if self.length + 1 > self.capacity:
             self.reserve(1)
         self.data[self.length] = c
@@ -94,8 +104,13 @@ cdef class Writer:
 
     cdef int write_escaped(self, str s, bint quote) except -1:
         """UTF-8 of `s` with backslash and newline escaped, and `"` when `quote`."""
-        cdef Py_ssize_t n, i, clean
+        cdef Py_ssize_t n
         cdef const char* utf8 = PyUnicode_AsUTF8AndSize(s, &n)
+        return self.write_escaped_utf8(utf8, n, quote)
+
+    cdef int write_escaped_utf8(self, const char* utf8, Py_ssize_t n, bint quote) except -1 nogil:
+        """write_escaped for text already in UTF-8."""
+        cdef Py_ssize_t i, clean
         cdef const unsigned char* special = &ESCAPE_HELP[0]
         cdef char c
         cdef char* out
@@ -122,7 +137,7 @@ cdef class Writer:
         self.length = out - self.data
         return 0
 
-    cdef int write_int(self, long long v) except -1:
+    cdef int write_int(self, long long v) except -1 nogil:
         """Decimal digits of a signed 64-bit integer."""
         cdef char buf[24]
         cdef int pos = 24
@@ -131,18 +146,22 @@ cdef class Writer:
             u = <unsigned long long>(-(v + 1)) + 1
         else:
             u = <unsigned long long>v
-        while True:
+        while u >= 100:
+            pos -= 2
+            memcpy(buf + pos, DIGIT_PAIRS + 2 * (u % 100), 2)
+            u //= 100
+        if u >= 10:
+            pos -= 2
+            memcpy(buf + pos, DIGIT_PAIRS + 2 * u, 2)
+        else:
             pos -= 1
-            buf[pos] = DIGITS[u % 10]
-            u //= 10
-            if u == 0:
-                break
+            buf[pos] = DIGITS[u]
         if v < 0:
             pos -= 1
             buf[pos] = b'-'
         return self.write(buf + pos, 24 - pos)
 
-    cdef int write_number(self, double v, bint as_int) except -1:
+    cdef int write_number(self, double v, bint as_int) except -1 nogil:
         """A sample value as aioprometheus 23.12 wrote it, which Prometheus
         reads exactly: an integer series' whole value as its digits, any other
         value as Python's repr of the float ("1.0", "0.25", "1e+20", "inf",
@@ -160,14 +179,15 @@ cdef class Writer:
             return self.write_int(<long long>v)
         if FIXED_MIN <= fabs(v) < FIXED_MAX and self.write_short_fixed(v):
             return 0
-        text = PyOS_double_to_string(v, b'r', 0, PY_DTSF_ADD_DOT_0, NULL)
-        try:
-            self.write(text, strlen(text))
-        finally:
-            PyMem_Free(text)
+        with gil:
+            text = PyOS_double_to_string(v, b'r', 0, PY_DTSF_ADD_DOT_0, NULL)
+            try:
+                self.write(text, strlen(text))
+            finally:
+                PyMem_Free(text)
         return 0
 
-    cdef bint write_short_fixed(self, double v) except -1:
+    cdef bint write_short_fixed(self, double v) except -1 nogil:
         """Write `v` as D / 10**k with the fewest fractional digits k that
         read back as exactly `v` (at least one, as repr writes "1.0"); False
         (nothing written) if none up to 15.
@@ -203,7 +223,7 @@ cdef class Writer:
                 return self.write(buf + pos - 1, k + 1) == 0
         return False
 
-    cdef int write_varint(self, unsigned long long v) except -1:
+    cdef int write_varint(self, unsigned long long v) except -1 nogil:
         """Protobuf base-128 varint."""
         if self.length + 10 > self.capacity:
             self.reserve(10)

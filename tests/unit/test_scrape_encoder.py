@@ -1,0 +1,108 @@
+"""The text encoder against a plain-Python model of the format.
+
+Label texts are read as UTF-8 pointers a chunk of series at a time and the
+lines written from them (without the GIL for a snapshot), so the merge of
+series and const labels, the place of `le`, escaping, non-ASCII text and
+chunk boundaries are checked here, for live metrics and snapshots alike.
+"""
+
+from typing import Dict, List
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aioprometheus import Counter, Histogram, Registry, _core
+
+# names on both sides of "le", and shared by const and series labels
+NAMES = st.sampled_from(["a", "app", "kind", "l", "le_x", "lf", "path", "z"])
+VALUES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12
+)
+LABEL_SETS = st.lists(
+    st.dictionaries(NAMES, VALUES, max_size=4), min_size=0, max_size=600
+)
+BOUNDS = [0.1, 1.0, 10.0]
+
+
+def escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_text(labels: Dict[str, str]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()))
+
+
+def model(
+    name: str, const: Dict[str, str], series: List[Dict[str, str]], kind: str
+) -> str:
+    """What the encoder must write for these series (insertion order)."""
+    lines = [f"# HELP {name} doc", f"# TYPE {name} {kind}"]
+    for i, labels in enumerate(series):
+        merged = {**const, **labels}
+        if kind == "counter":
+            text = label_text(merged)
+            lines.append(f"{name}{{{text}}} {i}" if text else f"{name} {i}")
+            continue
+        observed = i % 20  # one observation per series
+        for bound in [*BOUNDS, float("inf")]:
+            count = 1 if observed <= bound else 0
+            le = "+Inf" if bound == float("inf") else str(bound)
+            text = label_text({**merged, "le": le})
+            lines.append(f"{name}_bucket{{{text}}} {float(count)!r}")
+        text = label_text(merged)
+        braces = f"{{{text}}}" if text else ""
+        lines.append(f"{name}_count{braces} {float(count)!r}")
+        lines.append(f"{name}_sum{braces} {float(observed)!r}")
+    return "\n".join(lines) + "\n"
+
+
+def unique(label_sets: List[Dict[str, str]]) -> List[Dict[str, str]]:
+    seen, result = set(), []
+    for labels in label_sets:
+        key = tuple(sorted(labels.items()))
+        if key not in seen:
+            seen.add(key)
+            result.append(labels)
+    return result
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    series=LABEL_SETS,
+    const=st.dictionaries(NAMES, VALUES, max_size=3),
+)
+def test_counter_and_histogram_text_match_the_model(series, const):
+    series = unique(series)
+    registry = Registry()
+    c = Counter("c_total", "doc", const_labels=const, registry=registry)
+    h = Histogram("h", "doc", const_labels=const, buckets=BOUNDS, registry=registry)
+    for i, labels in enumerate(series):
+        c.add(labels, i)
+        h.observe(labels, i % 20)
+    expected = (
+        model("c_total", const, series, "counter")
+        + model("h", const, series, "histogram")
+    ).encode()
+    assert _core.encode_text([c, h]) == expected
+    assert _core.encode_text(_core.snapshot([c, h])) == expected
+
+
+def test_many_series_across_chunks_match_the_model():
+    """More series than one chunk gathers, with non-ASCII and escaped text."""
+    series = [
+        {"path": f"/ü/{i}", "kind": 'q"\\\n' * (i % 3), "z": "漢" * (i % 5)}
+        for i in range(1500)
+    ]
+    const = {"app": "x", "kind": "shadowed"}
+    registry = Registry()
+    c = Counter("c_total", "doc", const_labels=const, registry=registry)
+    h = Histogram("h", "doc", const_labels=const, buckets=BOUNDS, registry=registry)
+    for i, labels in enumerate(series):
+        c.add(labels, i)
+        h.observe(labels, i % 20)
+    expected = (
+        model("c_total", const, series, "counter")
+        + model("h", const, series, "histogram")
+    ).encode()
+    assert _core.encode_text(_core.snapshot([c, h])) == expected
+    assert _core.encode_text([c, h]) == expected
