@@ -4,7 +4,7 @@ Checked against the built module by ``python -m mypy.stubtest`` in the lint
 tests, so this file cannot drift from the extension.
 """
 
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from typing_extensions import TypeAlias, disjoint_base, final
 
@@ -85,8 +85,41 @@ class SummaryCore(Metric):
     def invariants(self) -> Tuple[Tuple[float, float], ...]: ...
     @invariants.setter
     def invariants(self, invariants: Sequence[Tuple[float, float]]) -> None: ...
+    def _set_window(
+        self,
+        max_age_seconds: float,
+        age_buckets: int,
+        clock: Optional[ManualClock] = None,
+    ) -> None: ...
+    @property
+    def max_age_seconds(self) -> Optional[float]: ...
+    @property
+    def age_buckets(self) -> Optional[int]: ...
     def observe(self, labels: _Labels, value: _Number) -> None: ...
     def get(self, labels: _Labels) -> Dict[Union[float, str], _Number]: ...
+
+@final
+class ManualClock:
+    """A monotonic clock that moves only when advanced (for tests)."""
+
+    def __new__(cls, start: float = 0.0) -> ManualClock: ...
+    @property
+    def seconds(self) -> float: ...
+    def advance(self, seconds: float) -> None: ...
+    def __reduce__(self) -> Tuple[Any, ...]: ...
+
+@final
+class SlidingWindow:
+    """One series' ring of estimators (a windowed Summary's state)."""
+
+    def __new__(
+        cls, ring: Tuple[QuantileEstimator, ...], head: int = 0, period: float = ...
+    ) -> SlidingWindow: ...
+    def __reduce__(self) -> Tuple[Any, ...]: ...
+
+def restore_window(
+    ring: Sequence[QuantileEstimator], head: int, period: float, pending: Sequence[float]
+) -> SlidingWindow: ...
 
 @disjoint_base
 class BoundSeries:
