@@ -4,7 +4,7 @@ Checked against the built module by ``python -m mypy.stubtest`` in the lint
 tests, so this file cannot drift from the extension.
 """
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
 from typing_extensions import TypeAlias, disjoint_base, final
 
@@ -89,12 +89,12 @@ class SummaryCore(Metric):
         self,
         max_age_seconds: float,
         age_buckets: int,
-        clock: Optional[ManualClock] = None,
+        clock: ManualClock | None = None,
     ) -> None: ...
     @property
-    def max_age_seconds(self) -> Optional[float]: ...
+    def max_age_seconds(self) -> float | None: ...
     @property
-    def age_buckets(self) -> Optional[int]: ...
+    def age_buckets(self) -> int | None: ...
     def observe(self, labels: _Labels, value: _Number) -> None: ...
     def get(self, labels: _Labels) -> Dict[Union[float, str], _Number]: ...
 
@@ -118,7 +118,10 @@ class SlidingWindow:
     def __reduce__(self) -> Tuple[Any, ...]: ...
 
 def restore_window(
-    ring: Sequence[QuantileEstimator], head: int, period: float, pending: Sequence[float]
+    ring: Sequence[QuantileEstimator],
+    head: int,
+    period: float,
+    pending: Sequence[float],
 ) -> SlidingWindow: ...
 
 @disjoint_base

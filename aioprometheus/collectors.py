@@ -253,7 +253,8 @@ class Summary(_core.SummaryCore, _ObservationCollector):
         self._set_invariants(invariants)
         if max_age_seconds is not None:
             self._set_window(
-                max_age_seconds, self.DEFAULT_AGE_BUCKETS if age_buckets is None else age_buckets
+                max_age_seconds,
+                self.DEFAULT_AGE_BUCKETS if age_buckets is None else age_buckets,
             )
         elif age_buckets is not None:
             raise ValueError("age_buckets needs max_age_seconds (the window's length)")

@@ -5,7 +5,9 @@ cdef class SummaryCore(Metric):
 
     The Metric's `states` are the per-series estimators: a QuantileEstimator
     each (all-time quantiles), or a SlidingWindow each (window.pxi) once
-    `_set_window` is called."""
+    `_set_window` is called. Code reading a state goes by the state's own
+    type, not by the metric's setting: a state made just before a finalizer
+    reconfigured a cleared metric may be of the other kind."""
 
     cdef unsigned long long* counts
     cdef double* sums
@@ -53,10 +55,12 @@ cdef class SummaryCore(Metric):
         """The estimators the window rotates (None: quantiles are all-time)."""
         return None if self.window is None else self.window[1]
 
+    cdef inline double now(self) noexcept:
+        return monotonic_seconds() if self.clock is None else self.clock.now
+
     cdef inline double current_period(self) noexcept:
         """The number of the window period now (periods count from the clock's zero)."""
-        cdef double now = monotonic_seconds() if self.clock is None else self.clock.now
-        return floor(now / self.period_seconds)
+        return floor(self.now() / self.period_seconds)
 
     cdef Py_ssize_t samples_per_series(self):
         return len(self.phis_sorted) + 2
@@ -71,14 +75,12 @@ cdef class SummaryCore(Metric):
         twin.phis_sorted = self.phis_sorted
         twin.window = self.window
         twin.period_seconds = self.period_seconds
-        twin.clock = self.clock
+        if self.window is not None:   # the copy's windows stay as of now
+            twin.clock = ManualClock(self.now())
         twin.reserve(n or 1)
         memcpy(twin.counts, self.counts, n * sizeof(unsigned long long))
         memcpy(twin.sums, self.sums, n * sizeof(double))
-        if self.window is None:
-            twin.states = [self.estimator_at(i).copy() for i in range(n)]
-        else:
-            twin.states = [(<SlidingWindow>self.states[i]).copy() for i in range(n)]
+        twin.states = [copied_state(self.states[i]) for i in range(n)]
         return 0
 
     @property
@@ -129,7 +131,7 @@ cdef class SummaryCore(Metric):
 
     cdef inline void observe_at(self, Py_ssize_t i, double v) noexcept:
         state = self.states[i]
-        if self.window is None:
+        if type(state) is QuantileEstimator:
             (<QuantileEstimator>state).insert(v)
         else:
             (<SlidingWindow>state).insert(v, self.current_period())
@@ -138,9 +140,10 @@ cdef class SummaryCore(Metric):
 
     cdef QuantileEstimator estimator_at(self, Py_ssize_t series):
         """The estimator that answers for `series` (a window's, brought up to now)."""
-        if self.window is None:
-            return <QuantileEstimator>self.states[series]
-        return (<SlidingWindow>self.states[series]).current(self.current_period())
+        state = self.states[series]
+        if type(state) is QuantileEstimator:
+            return <QuantileEstimator>state
+        return (<SlidingWindow>state).current(self.current_period())
 
     cdef object read(self, Py_ssize_t i):
         """{phi: estimate, ..., "count": n, "sum": s} of series `i` (C values
@@ -186,3 +189,10 @@ cdef class SummaryCore(Metric):
         if window is not None:
             self._set_window(window[0], window[1], clock)
         return 0
+
+
+cdef object copied_state(object state):
+    """An independent copy of a summary series' estimator or window."""
+    if type(state) is QuantileEstimator:
+        return (<QuantileEstimator>state).copy()
+    return (<SlidingWindow>state).copy()
