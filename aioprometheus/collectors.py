@@ -222,12 +222,21 @@ class Summary(_core.SummaryCore, _ObservationCollector):
 
     ``invariants`` are ``(quantile, allowed rank error)`` pairs; each reported
     quantile's rank is within ``error * count`` of ``quantile * count``.
+
+    Quantiles are all-time by default, as in aioprometheus 23.12. With
+    ``max_age_seconds``, they cover about the last ``max_age_seconds`` only
+    (``age_buckets`` estimators rotate, 5 unless given, as in client_golang):
+    the window holds the observations of the last ``max_age_seconds`` less
+    up to one ``max_age_seconds / age_buckets``, and the rank bound holds
+    with ``count`` taken as the observations in the window. ``_count`` and
+    ``_sum`` stay cumulative.
     """
 
     kind = MetricsTypes.summary
 
     REPR_STR = "summary"
     DEFAULT_INVARIANTS = ((0.50, 0.05), (0.90, 0.01), (0.99, 0.001))
+    DEFAULT_AGE_BUCKETS = 5
     SUM_KEY = "sum"
     COUNT_KEY = "count"
 
@@ -238,8 +247,17 @@ class Summary(_core.SummaryCore, _ObservationCollector):
         const_labels: Optional[LabelsType] = None,
         registry: Optional["Registry"] = None,
         invariants: Sequence[Tuple[float, float]] = DEFAULT_INVARIANTS,
+        max_age_seconds: Optional[float] = None,
+        age_buckets: Optional[int] = None,
     ) -> None:
         self._set_invariants(invariants)
+        if max_age_seconds is not None:
+            self._set_window(
+                max_age_seconds,
+                self.DEFAULT_AGE_BUCKETS if age_buckets is None else age_buckets,
+            )
+        elif age_buckets is not None:
+            raise ValueError("age_buckets needs max_age_seconds (the window's length)")
         super().__init__(name, doc, const_labels=const_labels, registry=registry)
 
     add = _core.SummaryCore.observe

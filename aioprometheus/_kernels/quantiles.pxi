@@ -110,6 +110,31 @@ cdef void sort_doubles(double* a, Py_ssize_t m) noexcept nogil:
     free(src if src < dst else dst)
 
 
+cdef bint grow_pending(double** buffer, Py_ssize_t* capacity, Py_ssize_t ntuples) noexcept:
+    """Grow a full pending buffer that feeds a summary of `ntuples` tuples:
+    x4 up to PENDING_MAX, further (x2, up to PENDING_LIMIT) while the summary
+    holds more tuples than the buffer (so a merge costs O(1) per inserted
+    value). False when it should be merged instead (or memory ran out)."""
+    cdef Py_ssize_t cap = capacity[0]
+    cdef double* grown
+    if cap == 0:
+        cap = PENDING_FIRST
+    elif cap < PENDING_MAX:
+        cap = cap * 4
+        if cap > PENDING_MAX:
+            cap = PENDING_MAX
+    elif cap < ntuples and cap < PENDING_LIMIT:
+        cap = cap * 2
+    else:
+        return False
+    grown = <double*>realloc(buffer[0], cap * sizeof(double))
+    if grown == NULL:
+        return False
+    buffer[0] = grown
+    capacity[0] = cap
+    return True
+
+
 cdef inline int64_t compress_threshold(double eps, int64_t n) noexcept nogil:
     # floor(2 * eps * n), nudged down so floating-point rounding can only
     # make the summary stricter, never looser than the proven bound.
@@ -251,27 +276,10 @@ cdef class QuantileEstimator:
         self.npending += 1
 
     cdef int make_room(self) noexcept:
-        # Grow the buffer (x4) up to PENDING_MAX, further (x2, up to
-        # PENDING_LIMIT) while the summary holds more tuples than the buffer
-        # (so a merge costs O(1) per inserted value); else merge.
-        cdef Py_ssize_t cap = self.pending_cap
-        cdef double* nb
-        if cap < PENDING_MAX or (cap < self.ntuples and cap < PENDING_LIMIT):
-            if cap == 0:
-                cap = PENDING_FIRST
-            elif cap < PENDING_MAX:
-                cap = cap * 4
-                if cap > PENDING_MAX:
-                    cap = PENDING_MAX
-            else:
-                cap = cap * 2
-            nb = <double*>realloc(self.pending, cap * sizeof(double))
-            if nb != NULL:
-                self.pending = nb
-                self.pending_cap = cap
-                return 1
-            if self.npending == 0:
-                return 0
+        if grow_pending(&self.pending, &self.pending_cap, self.ntuples):
+            return 1
+        if self.npending == 0:
+            return 0
         return self.merge_pending()
 
     cdef int merge_pending(self) noexcept:
@@ -279,11 +287,22 @@ cdef class QuantileEstimator:
 
         Returns 1 on success, 0 if memory ran out (summary and buffer are
         then left unchanged)."""
-        cdef Py_ssize_t m = self.npending
+        if self.npending == 0:
+            return 1
+        sort_doubles(self.pending, self.npending)
+        if not self.merge_sorted(self.pending, self.npending):
+            return 0
+        self.npending = 0
+        return 1
+
+    cdef int merge_sorted(self, const double* buf, Py_ssize_t m) noexcept:
+        """Merge `m` ascending values into the summary, compressing (a
+        sliding window feeds one sorted batch to each of its estimators).
+
+        Returns 1 on success, 0 if memory ran out (summary then unchanged)."""
         cdef Py_ssize_t k = self.ntuples
         cdef Py_ssize_t need, cap, i, j, w, end
         cdef GKTuple* tup
-        cdef double* buf
         cdef double v
         cdef int64_t g, d, nd, T, n_new
         if m == 0:
@@ -298,8 +317,6 @@ cdef class QuantileEstimator:
                 return 0
             self.tuples = tup
             self.tuples_cap = cap
-        buf = self.pending
-        sort_doubles(buf, m)
         n_new = self.merged + m
         T = compress_threshold(self.eps_min, n_new)
         tup = self.tuples
@@ -348,7 +365,6 @@ cdef class QuantileEstimator:
                 self.tuples = tup
                 self.tuples_cap = cap
         self.merged = n_new
-        self.npending = 0
         return 1
 
     # ------------------------------------------------------------------ query
@@ -392,6 +408,9 @@ cdef class QuantileEstimator:
 
     def reset(self):
         """Forget every observation (keeps the invariants)."""
+        self.clear()
+
+    cdef void clear(self) noexcept:
         free(self.pending)
         free(self.tuples)
         self.pending = NULL
@@ -455,7 +474,7 @@ cdef class QuantileEstimator:
             raise MemoryError()
         for t in range(len(tuples)):
             tup[t].v, tup[t].g, tup[t].d = tuples[t]
-        self.reset()
+        self.clear()
         self.tuples = tup
         self.ntuples = self.tuples_cap = len(tuples)
         self.merged = n

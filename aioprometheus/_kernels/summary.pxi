@@ -3,12 +3,19 @@
 cdef class SummaryCore(Metric):
     """Observations summarised by count, sum and estimated quantiles.
 
-    The per-series estimators are the Metric's `states`."""
+    The Metric's `states` are the per-series estimators: a QuantileEstimator
+    each (all-time quantiles), or a SlidingWindow each (window.pxi) once
+    `_set_window` is called. Code reading a state goes by the state's own
+    type, not by the metric's setting: a state made just before a finalizer
+    reconfigured a cleared metric may be of the other kind."""
 
     cdef unsigned long long* counts
     cdef double* sums
     cdef tuple invariant_pairs    # ((phi, eps), ...) as given
     cdef tuple phis_sorted        # the phis in increasing order, for exposition
+    cdef tuple window             # (max_age_seconds, age_buckets), or None: all-time
+    cdef double period_seconds    # max_age_seconds / age_buckets
+    cdef ManualClock clock        # None: the system's monotonic clock
 
     def __cinit__(self, *args, **kwargs):
         self.series.reserved = "quantile"
@@ -28,6 +35,33 @@ cdef class SummaryCore(Metric):
         self.invariant_pairs = pairs
         self.phis_sorted = phis
 
+    def _set_window(self, max_age_seconds, age_buckets, clock=None):
+        """Report quantiles over about the last `max_age_seconds`, rotating
+        `age_buckets` estimators (`clock`: a ManualClock for tests)."""
+        max_age, buckets, period, clock = checked_window(max_age_seconds, age_buckets, clock)
+        if self.series.count:         # checked last: the above may run Python code
+            raise ValueError("The window can only be set before the first observation")
+        self.window = (max_age, buckets)
+        self.period_seconds = period
+        self.clock = clock
+
+    @property
+    def max_age_seconds(self):
+        """The window's length in seconds (None: quantiles are all-time)."""
+        return None if self.window is None else self.window[0]
+
+    @property
+    def age_buckets(self):
+        """The estimators the window rotates (None: quantiles are all-time)."""
+        return None if self.window is None else self.window[1]
+
+    cdef inline double now(self) noexcept:
+        return monotonic_seconds() if self.clock is None else self.clock.now
+
+    cdef inline double current_period(self) noexcept:
+        """The number of the window period now (periods count from the clock's zero)."""
+        return floor(self.now() / self.period_seconds)
+
     cdef Py_ssize_t samples_per_series(self):
         return len(self.phis_sorted) + 2
 
@@ -39,10 +73,14 @@ cdef class SummaryCore(Metric):
         cdef Py_ssize_t n = self.series.count
         twin.invariant_pairs = self.invariant_pairs
         twin.phis_sorted = self.phis_sorted
+        twin.window = self.window
+        twin.period_seconds = self.period_seconds
+        if self.window is not None:   # the copy's windows stay as of now
+            twin.clock = ManualClock(self.now())
         twin.reserve(n or 1)
         memcpy(twin.counts, self.counts, n * sizeof(unsigned long long))
         memcpy(twin.sums, self.sums, n * sizeof(double))
-        twin.states = [self.estimator_at(i).copy() for i in range(n)]
+        twin.states = [copied_state(self.states[i]) for i in range(n)]
         return 0
 
     @property
@@ -54,7 +92,9 @@ cdef class SummaryCore(Metric):
         self._set_invariants(invariants)
 
     cdef object new_state(self):
-        return QuantileEstimator(self.invariant_pairs)
+        if self.window is None:
+            return QuantileEstimator(self.invariant_pairs)
+        return new_window(self.invariant_pairs, self.window[1])
 
     cdef int reserve(self, Py_ssize_t n) except -1:
         cdef unsigned long long* c = <unsigned long long*>realloc(
@@ -90,12 +130,20 @@ cdef class SummaryCore(Metric):
         self.observe_at(self.slot(labels), v)
 
     cdef inline void observe_at(self, Py_ssize_t i, double v) noexcept:
-        self.estimator_at(i).insert(v)
+        state = self.states[i]
+        if type(state) is QuantileEstimator:
+            (<QuantileEstimator>state).insert(v)
+        else:
+            (<SlidingWindow>state).insert(v, self.current_period())
         self.counts[i] += 1
         self.sums[i] += v
 
     cdef QuantileEstimator estimator_at(self, Py_ssize_t series):
-        return <QuantileEstimator>self.states[series]
+        """The estimator that answers for `series` (a window's, brought up to now)."""
+        state = self.states[series]
+        if type(state) is QuantileEstimator:
+            return <QuantileEstimator>state
+        return (<SlidingWindow>state).current(self.current_period())
 
     cdef object read(self, Py_ssize_t i):
         """{phi: estimate, ..., "count": n, "sum": s} of series `i` (C values
@@ -115,20 +163,36 @@ cdef class SummaryCore(Metric):
         return self.read(self.existing(labels))
 
     cdef object export_series(self, Py_ssize_t i):
-        return (self.counts[i], self.sums[i], self.estimator_at(i))
+        return (self.counts[i], self.sums[i], self.states[i])
 
     cdef int import_series(self, Py_ssize_t i, object data) except -1:
         cdef unsigned long long count = data[0]
         cdef double total_sum = data[1]
-        cdef QuantileEstimator est = data[2]
+        state = data[2]
+        if self.window is None:
+            if type(state) is not QuantileEstimator:
+                raise TypeError("an all-time summary's series needs a QuantileEstimator")
+        elif (type(state) is not SlidingWindow
+                or len((<SlidingWindow>state).ring) != self.window[1]):
+            raise TypeError("a windowed summary's series needs a SlidingWindow of its age_buckets")
         self.counts[i] = count
         self.sums[i] = total_sum
-        self.states[i] = est
+        self.states[i] = state
         return 0
 
     cdef object config(self):
-        return self.invariant_pairs
+        return (self.invariant_pairs, self.window, self.clock)
 
     cdef int configure(self, object config) except -1:
-        self._set_invariants(config)
+        invariants, window, clock = config
+        self._set_invariants(invariants)
+        if window is not None:
+            self._set_window(window[0], window[1], clock)
         return 0
+
+
+cdef object copied_state(object state):
+    """An independent copy of a summary series' estimator or window."""
+    if type(state) is QuantileEstimator:
+        return (<QuantileEstimator>state).copy()
+    return (<SlidingWindow>state).copy()
