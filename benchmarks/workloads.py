@@ -930,19 +930,28 @@ def loops_of(bench: Any) -> int:
 
 class Timer:
     """pyperf runs of a workload's programs (timed functions of the loops),
-    the loops calibrated on the first; the order reversed every other round."""
+    the loops calibrated on the first: one value of each program in turn (a
+    run each, the warm-ups in the first), so that load drifting during a
+    round meets all of them alike; the order reversed every other round."""
 
     def __init__(self, timed: Any) -> None:
         self.timed, self.note, self.loops, self.rounds = timed, timed.note, 0, 0
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        settings = dict(settings, inner_loops=getattr(self.timed, "inner_loops", None))
+        inner = getattr(self.timed, "inner_loops", None)
         programs = list(self.timed.programs(clock).items())
         self.rounds += 1
-        out = {}
-        for name, program in programs if self.rounds % 2 else programs[::-1]:
-            out[name] = pyperf_run(name, without_gc(program), settings, self.loops)
-            self.loops = self.loops or loops_of(out[name])
+        out: Dict[str, Any] = {}
+        for value in range(settings["values"]):
+            warmups = settings["warmups"] if value == 0 else 0
+            one = dict(settings, values=1, warmups=warmups, inner_loops=inner)
+            for name, program in programs if self.rounds % 2 else programs[::-1]:
+                run = pyperf_run(name, without_gc(program), one, self.loops)
+                self.loops = self.loops or loops_of(run)
+                if name in out:
+                    out[name].add_runs(run)
+                else:
+                    out[name] = run
         return out
 
 

@@ -115,7 +115,8 @@ def test_report_from_inprocess_samples(tmp_path):
     cell = results["rows"]["counter_inc_labels"]["values"]["ours"]
     assert cell["status"] == "ok" and cell["rounds"] == 2
     merged = report.merge(samples["counter_inc_labels"]["ours"])
-    assert merged["stmt"].get_nrun() == 2  # the rounds' pyperf runs merged
+    # the rounds' pyperf runs merged: a run per value and round
+    assert merged["stmt"].get_nrun() == 2 * TINY["values"]
     assert cell["median"] == pytest.approx(workloads.micro_figures(merged)["value"])
     compare = results["rows"]["counter_inc_labels"]["compare"]
     assert compare["vs_aioprometheus"] is None  # no peer in this run
