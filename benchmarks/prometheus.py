@@ -225,10 +225,8 @@ async def export(mode: str, series: int) -> Dict[str, Any]:
         import gzip
 
         body = TextFormatter().marshall(reg)
-        packed, headers = (
-            gzip.compress(body),
-            {"Content-Type": "text/plain; version=0.0.4"},
-        )
+        packed = gzip.compress(body, 6)  # zlib's default level
+        headers = {"Content-Type": "text/plain; version=0.0.4"}
 
         async def handler(request: Any) -> Any:
             if "gzip" in request.headers.get("Accept-Encoding", ""):
