@@ -241,43 +241,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Benchmark ours against aioprometheus 23.12.0 and "
         "prometheus_client 0.26.0, side by side in one run.",
     )
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="fewer rounds, shorter values, no 100k series (about a minute)",
-    )
-    ap.add_argument(
-        "--impls",
-        default=",".join(IMPLS),
-        help="comma-separated subset of: " + ",".join(IMPLS),
-    )
-    ap.add_argument(
-        "--only",
-        nargs="*",
-        metavar="PREFIX",
-        help="run only the steps with a row key starting with one of these",
-    )
-    ap.add_argument("--rounds", type=int, help="override the rounds of every step")
-    ap.add_argument(
-        "--output",
-        type=Path,
-        default=peers.REPO_ROOT / "bench-results" / "results.json",
-        help="JSON results file (default: %(default)s)",
-    )
-    ap.add_argument("--chart", type=Path, help="PNG chart (default: next to --output)")
-    ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
-    ap.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: process CPU time, steadier on a busy machine "
-        "(scrapes stay wall time)",
-    )
-    ap.add_argument(
-        "--no-install",
-        action="store_true",
-        help="do not pip-install missing peers (skip them)",
-    )
+    default_output = peers.REPO_ROOT / "bench-results" / "results.json"
+    for flag, options in (
+        (
+            "--quick",
+            {
+                "action": "store_true",
+                "help": "fewer rounds, shorter values, "
+                "no 100k series (about a minute and a half)",
+            },
+        ),
+        (
+            "--impls",
+            {"default": ",".join(IMPLS), "help": "a subset of " + ",".join(IMPLS)},
+        ),
+        (
+            "--only",
+            {
+                "nargs": "*",
+                "metavar": "PREFIX",
+                "help": "only the steps with a row whose key starts so",
+            },
+        ),
+        ("--rounds", {"type": int, "help": "override the rounds of every step"}),
+        ("--output", {"type": Path, "default": default_output, "help": "JSON file"}),
+        ("--no-chart", {"action": "store_true", "help": "skip the PNG chart"}),
+        (
+            "--clock",
+            {
+                "choices": ["wall", "cpu"],
+                "default": "wall",
+                "help": "cpu: process CPU time (steadier when busy; not scrapes)",
+            },
+        ),
+        ("--no-install", {"action": "store_true", "help": "never pip-install peers"}),
+    ):
+        ap.add_argument(flag, **options)  # type: ignore[arg-type]
     args = ap.parse_args(argv)
     selected = [s.strip() for s in args.impls.split(",") if s.strip()]
     unknown = set(selected) - set(IMPLS)
@@ -327,7 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     pyperf_files = report.write_pyperf(plan, samples, out.parent)
     print(f"\nJSON: {out}; pyperf: {', '.join(p.name for p in pyperf_files)}")
     if not args.no_chart:
-        chart = report.write_chart(results, args.chart or out.with_suffix(".png"))
+        chart = report.write_chart(results, out.with_suffix(".png"))
         print(f"chart: {chart}" if chart else "chart: skipped (no matplotlib)")
     print(f"wall time: {wall:.1f}s (+ {t_install:.1f}s checking/installing peers)")
     return 0
