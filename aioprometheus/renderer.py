@@ -8,6 +8,9 @@ client_golang's promhttp does), so a burst of scrapers costs one render.
 """
 
 import asyncio
+import concurrent.futures
+import os
+import threading
 import weakref
 from typing import (
     TYPE_CHECKING,
@@ -38,6 +41,35 @@ __all__ = ["accepts_gzip", "render", "scrape"]
 _IN_FLIGHT: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Any, Any]]"
 _IN_FLIGHT = weakref.WeakKeyDictionary()
 
+# The threads that encode and compress scrapes: their own, so a scrape never
+# queues behind the application's blocking jobs in a loop's default
+# executor, and reachable from any thread (Service's reader starts the
+# encoding on the application's loop, with no hop through the server's).
+_RENDER_THREADS = 2
+_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+
+
+def _render_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                _RENDER_THREADS, thread_name_prefix="aioprometheus-render"
+            )
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: it starts its own."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
 
 def render(
     registry: "Registry", accepts_headers: Sequence[str]
@@ -60,8 +92,8 @@ def render(
     return formatter.marshall(registry), formatter.get_headers()
 
 
-Encode = Callable[[], bytes]
-Reader = Callable[[Callable[["Registry"], Encode], "Registry"], Awaitable[Encode]]
+Rendering = concurrent.futures.Future[bytes]
+Reader = Callable[[Callable[["Registry"], Rendering], "Registry"], Awaitable[Rendering]]
 
 
 async def scrape(
@@ -74,10 +106,11 @@ async def scrape(
     Accept-Encoding header values.
 
     The registry is read in one go (collectors that compute values in Python
-    run then): on the calling loop, or wherever ``await read(prepare,
-    registry)`` calls ``prepare(registry)`` (Service reads on the
-    application's loop from its server thread). Encoding and compression run
-    in a worker thread that lets the loop run meanwhile. A scrape arriving
+    run then): on the calling loop, or wherever ``await read(start,
+    registry)`` calls ``start(registry)`` (Service reads on the
+    application's loop from its server thread). That call also starts the
+    encoding and compression in a worker thread, which lets the loop run
+    meanwhile, and returns its concurrent future. A scrape arriving
     while another with the same registry, format and encoding is under way
     gets that one's bytes.
     """
@@ -102,15 +135,17 @@ async def scrape(
 
 
 async def _render(
-    prepare: Callable[["Registry"], Encode],
+    prepare: Callable[["Registry"], Callable[[], bytes]],
     registry: "Registry",
     compress: bool,
     read: Optional[Reader],
 ) -> bytes:
-    encode = prepare(registry) if read is None else await read(prepare, registry)
-    return await asyncio.get_running_loop().run_in_executor(
-        None, _encode_and_compress, encode, compress
-    )
+    def start(registry: "Registry") -> Rendering:
+        encode = prepare(registry)
+        return _render_pool().submit(_encode_and_compress, encode, compress)
+
+    rendering = start(registry) if read is None else await read(start, registry)
+    return await asyncio.wrap_future(rendering)
 
 
 def _encode_and_compress(encode: Callable[[], bytes], compress: bool) -> bytes:

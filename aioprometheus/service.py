@@ -333,7 +333,8 @@ class Service:
         The registry is read on the application's loop, between its callbacks,
         as when the server ran there (a collector computing values at scrape
         time sees the application's state as its own tasks leave it); the
-        encoding then runs here, on the server's thread.
+        encoding starts from there in a render thread, and the bytes come
+        back here.
         """
         body, headers = await scrape(
             self.registry,
