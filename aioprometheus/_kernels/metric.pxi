@@ -144,14 +144,17 @@ cdef class Metric:
         """A private copy of this metric's series for the encoders (see
         snapshot.pxi). Must run with no Python code in between: the caller
         pauses the garbage collector. The copy's table has no index; it is
-        only ever walked, never looked up."""
+        only ever walked, never looked up. It shares the list of label sets
+        (the live table appends to it, and copies it before any other
+        change while shared: SeriesTable.own_label_sets), so taking it costs
+        a copy of the values only."""
         cdef Metric copy = self.blank()
         copy.metric_name = self.metric_name
         copy.doc_given = self.doc_given
         copy.doc_text = self.doc_text
         copy.const_key = self.const_key
         self.copy_values_into(copy)
-        copy.series.label_sets = self.series.label_sets[:self.series.count]
+        copy.series.label_sets = self.series.label_sets
         copy.series.count = self.series.count
         copy.series.reserved = self.series.reserved
         copy.is_snapshot = True

@@ -25,6 +25,7 @@ cdef extern from "Python.h":
     bint is_exact_int "PyLong_CheckExact"(PyObject* o)
     long PyLong_AsLongAndOverflow(object o, int* overflow) noexcept  # exact int: cannot fail
     int PyUnicode_Compare(PyObject* a, PyObject* b) noexcept
+    Py_ssize_t Py_REFCNT(object o)
 
 cdef extern from *:
     """
@@ -319,7 +320,8 @@ cdef class SeriesTable:
     flat tuple of exact str (label_key), so no method here calls Python code.
     """
 
-    cdef list label_sets        # series number -> label_key tuple
+    cdef list label_sets        # series number -> label_key tuple (shared by snapshots:
+                                # only ever appended to in place, see own_label_sets)
     cdef Py_hash_t* hashes      # series number -> its hash
     cdef int* index             # open addressing: series number + 1, EMPTY or DELETED
     cdef Py_ssize_t mask        # len(index) - 1, a power of two minus one
@@ -452,6 +454,7 @@ cdef class SeriesTable:
         """Forget `series`; the last series takes its number, which is returned
         (callers move their values from there into `series`)."""
         cdef Py_ssize_t last = self.count - 1
+        self.own_label_sets()
         self.hint_series = -1
         self.index[self.position_of_number(series)] = DELETED
         if series != last:
@@ -461,6 +464,17 @@ cdef class SeriesTable:
         del self.label_sets[last]
         self.count -= 1
         return last
+
+    cdef int own_label_sets(self) except -1:
+        """Before label_sets changes other than an append: a private list.
+        A snapshot shares the list (reading its first `count` entries), so
+        the list it sees must keep them; copied only while one is alive
+        (with the collector paused, so no finalizer runs in the caller's
+        commit)."""
+        if Py_REFCNT(self.label_sets) > 1:
+            with PausedGC():
+                self.label_sets = self.label_sets[:self.count]
+        return 0
 
     cdef Py_ssize_t position_of_number(self, Py_ssize_t series) noexcept:
         """Index position that holds `series` (which must be live)."""

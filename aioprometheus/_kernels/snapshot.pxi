@@ -2,12 +2,14 @@
 #
 # Encoding a big registry takes milliseconds. On the live metrics it must
 # hold the GIL throughout, since any release would let other threads change
-# what is being written. A snapshot copies each metric's series list (its
-# label tuples are immutable, so they are shared) and its C value arrays,
-# with the garbage collector paused so no Python code runs in between: a
-# consistent view of all the metrics at one instant, in a fraction of the
-# encoding time. Encoding the copies may then let other threads run between
-# series, every SHARE_GIL_EVERY bytes, since nothing else can reach them.
+# what is being written. A snapshot shares each metric's list of label sets
+# (the live table only appends to it while it is shared, see
+# SeriesTable.own_label_sets) and copies its C value arrays, with the garbage
+# collector paused so no Python code runs in between: a consistent view of
+# all the metrics at one instant, for the cost of a memcpy of the values.
+# Nothing else can reach the copies, so their encoding may let other threads
+# run: the text encoder writes without the GIL (text.pxi); the protobuf one,
+# and the text of summaries, let other threads in every SHARE_GIL_EVERY bytes.
 
 cdef enum:
     SHARE_GIL_EVERY = 128 * 1024   # bytes encoded between two GIL releases (~0.3 ms)
