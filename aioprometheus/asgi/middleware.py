@@ -1,6 +1,7 @@
 """
 ASGI middleware that counts requests, responses, exceptions and status codes
-of an ASGI application (Starlette, FastAPI, Quart or any ASGI callable).
+of an ASGI application (Starlette, FastAPI, Quart or any ASGI callable), and
+optionally times them.
 
 Metric names and labels are those of aioprometheus 23.12:
 
@@ -9,9 +10,13 @@ Metric names and labels are those of aioprometheus 23.12:
 - ``exceptions_total_counter{method, path}``
 - ``status_codes_counter{method, path, status_code}``
 
+With ``duration_histogram``, also
+``http_request_duration_seconds{method, path, status_code}``.
+
 This module imports no web framework.
 """
 
+from time import perf_counter
 from typing import (
     Any,
     Awaitable,
@@ -21,9 +26,10 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    Union,
 )
 
-from ..collectors import REGISTRY, Counter, Registry
+from ..collectors import REGISTRY, Collector, Counter, Histogram, Registry
 
 Scope = Dict[str, Any]
 Message = Dict[str, Any]
@@ -41,11 +47,14 @@ EXCLUDE_PATHS: Tuple[str, ...] = (
     "/favicon.ico",
 )
 
+DURATION_HISTOGRAM = "http_request_duration_seconds"
+
 # starlette.routing.Match.FULL
 _MATCH_FULL = 2
 
-# Bound series kept per (method, path, outcome); a full cache starts again
-# (the method and, off templates, the path come from the client).
+# Entries kept in each of the two series caches, per (method, path, outcome)
+# and per (route, method, status); a full cache starts again (the method
+# and, off templates, the path come from the client).
 SERIES_CACHE_SIZE = 1024
 
 # the outcome of an exception (an int is a response's status code, None a
@@ -53,29 +62,75 @@ SERIES_CACHE_SIZE = 1024
 _FAILED = "exception"
 
 
+def _uncounted() -> None:
+    """The increment of an excluded path's series."""
+
+
+def _checked_buckets(buckets: Sequence[float]) -> Tuple[float, ...]:
+    """The bucket bounds a Histogram would have (+Inf last), checked by the
+    Histogram itself on an instance never initialised or registered, so that
+    bad buckets fail at construction rather than on the first request."""
+    unregistered = Histogram.__new__(Histogram)
+    unregistered._set_buckets(buckets)
+    return tuple(unregistered.upper_bounds)
+
+
+def _bound(metric: Collector, labels: Dict[str, str]) -> Any:
+    """The metric's series of these labels (a Counter's has ``inc``, a
+    Histogram's ``observe``)."""
+    return metric.labels(labels)
+
+
 class _Exchange:
-    """One request's state: its send wrapper counts when the response starts.
+    """One request's state: its send wrapper counts when the response starts
+    and, timed, observes the duration at the response's last body message.
     Slots, not a closure: one allocation instead of a function and its cells."""
 
-    __slots__ = ("middleware", "scope", "send", "path", "root_path", "counted")
+    __slots__ = ("middleware", "scope", "send", "path", "root_path", "state", "started")
 
     middleware: "MetricsMiddleware"
     scope: Scope
     send: Send
     path: str
     root_path: str
-    counted: bool
+    # False until counted; then True, or (timed) the duration histogram
+    # series' observe until it is called
+    state: Any
+    started: float
 
     def send_counting(self, message: Message) -> Awaitable[None]:
         # A plain method handing back send's awaitable: no extra coroutine.
-        if not self.counted:
-            message_type = message.get("type")
-            if message_type == "http.response.start":
-                self.count(message.get("status", 200), False)
-            elif message_type == "websocket.accept":
-                self.count(101, False)
-            elif message_type == "websocket.close":
-                self.count(403, False)  # closed before accepting: refused
+        state = self.state
+        if state is True:
+            return self.send(message)
+        if state is not False:  # timed: the duration ends with the body
+            if message["type"] == "http.response.body" and not message.get(
+                "more_body", False
+            ):
+                self.settle()
+            return self.send(message)
+        kind = message["type"]
+        if kind == "http.response.start":
+            # Inline, the common case: a response on a route this middleware
+            # has already counted a response with this method and status on.
+            scope = self.scope
+            routed = scope.get("route")
+            known = self.middleware._route_series.get(
+                (id(routed), scope.get("method"), message["status"])
+            )
+            if known is not None and known[0] is routed:
+                known[1]()
+                known[2]()
+                known[3]()
+                self.state = known[4]
+            else:
+                self.count(message["status"], False)
+        elif kind == "websocket.accept":
+            self.count(101, False)
+        elif kind == "websocket.close":
+            self.count(403, False)  # closed before accepting: refused
+        elif kind == "websocket.http.response.start":  # a denial response
+            self.count(message["status"], False)
         return self.send(message)
 
     def count(self, status: Any, failed: bool) -> None:
@@ -83,44 +138,47 @@ class _Exchange:
         template is read, not searched for): with a ``status``, the request,
         its response and status code; ``failed`` adds the exception, and
         without a status it counts only that (the response was counted) or,
-        not failed, only the request (no response was sent)."""
-        self.counted = True
+        not failed, only the request (no response was sent).  A response on
+        a route's own template is remembered for the inline path."""
+        if self.state is False:
+            self.state = True
         middleware = self.middleware
         scope = self.scope
         routed = scope.get("route")
-        # the map is empty unless templates apply: a hit is the template
-        known = middleware._route_templates.get(id(routed))
-        if known is not None and known[0] is routed and known[1] is not None:
-            template = known[1]
-        elif routed is None and scope.get("endpoint") is not None:
-            # Starlette before scope["route"]: one endpoint may serve several
-            # routes, so the route walk decides (as 23.12 did)
-            template = middleware.get_full_or_template_path(
-                {**scope, "path": self.path, "root_path": self.root_path}
-            )
-        else:
-            template = middleware._path_label(scope, self.path, self.root_path, routed)
-        if not failed:
-            outcomes: Tuple[Any, ...] = (status,)
-        elif status is None:  # after the response started: counted then
-            outcomes = (_FAILED,)
-        else:  # before any response: the request, a 500 and the exception
-            outcomes = (status, _FAILED)
+        template, templated = middleware._path_label(
+            scope, self.path, self.root_path, routed
+        )
         method = scope.get("method")
-        for outcome in outcomes:
-            series_key = (method, template, outcome)
-            bound = middleware._series.get(series_key)
-            if bound is None:
-                bound = middleware._bind(series_key, scope.get("type"))
-            for series in bound:
-                series.inc()
+        scope_type = scope.get("type")
+        if status is not None:
+            series = middleware._series_for((method, template, status), scope_type)
+            if templated and scope_type == "http":
+                middleware._remember((id(routed), method, status), (routed, *series))
+            series[0]()
+            series[1]()
+            series[2]()
+            self.state = series[3]
+        if failed:
+            middleware._series_for((method, template, _FAILED), scope_type)[0]()
+        elif status is None:
+            middleware._series_for((method, template, None), scope_type)[0]()
+
+    def settle(self) -> None:
+        """At the last body message or after the app: observe a pending
+        duration; count a request that got no response."""
+        state = self.state
+        if state is False:  # returned or cancelled without a response
+            self.count(None, False)
+        elif state is not True:
+            self.state = True
+            state(perf_counter() - self.started)
 
 
 class MetricsMiddleware:
     """Prometheus metrics for an ASGI application.
 
     :param app: the next ASGI callable (the application or another middleware).
-    :param registry: the registry the counters are registered in (the default
+    :param registry: the registry the metrics are registered in (the default
       registry if None or not given).
     :param exclude_paths: paths (compared with the template path when
       ``use_template_urls`` applies, else the full path) not counted.
@@ -128,11 +186,16 @@ class MetricsMiddleware:
       instead of the actual path for Starlette/FastAPI applications.
     :param group_status_codes: report ``2xx``, ``4xx``, ... instead of the
       exact status code.
-    :param const_labels: constant labels added to every counter.
+    :param const_labels: constant labels added to every metric.
+    :param duration_histogram: also time each HTTP request into the
+      histogram ``http_request_duration_seconds{method, path, status_code}``:
+      True for ``Histogram.DEFAULT_BUCKETS``, or the bucket upper bounds.
+      Off by default.
 
-    The counters are created lazily on the first call, and a counter of the
-    same name already in the registry (for example from a previous instance,
-    as Starlette rebuilds its middleware stack) is reused.
+    The metrics are created lazily on the first call, and a metric of the
+    same name, kind and const labels (and buckets) already in the registry
+    (for example from a previous instance, as Starlette rebuilds its
+    middleware stack) is reused.
 
     A request is counted once the router has chosen its route: when the
     response starts (a websocket is accepted or refused), when the app raises
@@ -146,7 +209,14 @@ class MetricsMiddleware:
     own path against the routes, as 23.12 did before calling the app.  A path
     no route matches (a 404) is reported as is, as in 23.12.  The series each
     (method, path, outcome) increments are bound once (``metric.labels``) and
-    kept in a cache of ``SERIES_CACHE_SIZE`` entries, emptied when full.
+    kept in a cache of ``SERIES_CACHE_SIZE`` entries, emptied when full; a
+    second cache of that size keys a response's series by its route, method
+    and status.
+
+    An HTTP request's duration runs from its arrival here to the response's
+    last body message (background tasks after it are not counted), else to
+    the app's return or exception; a request without a response, and a
+    websocket, are not timed.
     """
 
     def __init__(
@@ -157,6 +227,7 @@ class MetricsMiddleware:
         use_template_urls: bool = True,
         group_status_codes: bool = False,
         const_labels: Optional[Mapping[str, str]] = None,
+        duration_histogram: Union[bool, Sequence[float]] = False,
     ) -> None:
         if registry is None:
             registry = REGISTRY
@@ -168,10 +239,20 @@ class MetricsMiddleware:
         self.use_template_urls = use_template_urls
         self.group_status_codes = group_status_codes
         self.const_labels = dict(const_labels) if const_labels else None
+        # the duration histogram's bucket bounds (+Inf last), None if untimed
+        self.duration_buckets: Optional[Tuple[float, ...]] = None
+        if duration_histogram is True:
+            duration_histogram = Histogram.DEFAULT_BUCKETS
+        if duration_histogram is not False:
+            self.duration_buckets = _checked_buckets(duration_histogram)
         # The Starlette/FastAPI app, for route templates; taken from the scope.
         self.starlette_app: Any = None
         self.metrics_created = False
+        # the metrics exist and an HTTP scope was seen: no setup left
+        self._ready = False
         self._series: Dict[Tuple[Any, str, Any], Tuple[Any, ...]] = {}
+        # (id(route), method, status) -> (route, *its response's series)
+        self._route_series: Dict[Tuple[int, Any, Any], Tuple[Any, ...]] = {}
         # id(route or endpoint) -> (it, its template or None): the app's routes
         self._route_templates: Dict[int, Tuple[Any, Optional[str]]] = {}
 
@@ -179,103 +260,158 @@ class MetricsMiddleware:
     responses_counter: Counter
     exceptions_counter: Counter
     status_codes_counter: Counter
+    duration_histogram: Optional[Histogram] = None
 
     def create_metrics(self) -> None:
-        """Create (or find in the registry) the middleware's counters."""
-        self.requests_counter = self._counter(
-            "requests_total_counter", "Total number of requests received"
+        """Create (or find in the registry) the middleware's metrics."""
+        self.requests_counter = self._metric(
+            Counter, "requests_total_counter", "Total number of requests received"
         )
-        self.responses_counter = self._counter(
-            "responses_total_counter", "Total number of responses sent"
+        self.responses_counter = self._metric(
+            Counter, "responses_total_counter", "Total number of responses sent"
         )
-        self.exceptions_counter = self._counter(
+        self.exceptions_counter = self._metric(
+            Counter,
             "exceptions_total_counter",
             "Total number of requested which generated an exception",
         )
-        self.status_codes_counter = self._counter(
-            "status_codes_counter", "Total number of response status codes"
+        self.status_codes_counter = self._metric(
+            Counter, "status_codes_counter", "Total number of response status codes"
         )
+        if self.duration_buckets is not None:
+            self.duration_histogram = self._metric(
+                Histogram,
+                DURATION_HISTOGRAM,
+                "HTTP request duration in seconds, from the request's arrival "
+                "to its response's last body message",
+                buckets=self.duration_buckets,
+            )
         self.metrics_created = True
 
-    def _counter(self, name: str, doc: str) -> Counter:
+    def _metric(self, kind: Any, name: str, doc: str, **options: Any) -> Any:
+        """The registry's metric of this name if it is of this kind, const
+        labels and buckets, else a new one (an error if the name is taken)."""
         try:
-            existing = self.registry.get(name)
+            existing: Any = self.registry.get(name)
         except KeyError:
             existing = None
-        if isinstance(existing, Counter) and (existing.const_labels or None) == (
-            self.const_labels or None
+        if (
+            isinstance(existing, kind)
+            and (existing.const_labels or None) == (self.const_labels or None)
+            and (
+                "buckets" not in options
+                or tuple(existing.upper_bounds) == options["buckets"]
+            )
         ):
             return existing
-        return Counter(
-            name, doc, const_labels=self.const_labels, registry=self.registry
+        return kind(
+            name, doc, const_labels=self.const_labels, registry=self.registry, **options
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.metrics_created:
-            self.create_metrics()
-        scope_type = scope.get("type")
-        if scope_type != "http" and scope_type != "websocket":
-            if self.starlette_app is None and scope_type == "lifespan":
-                self.starlette_app = scope.get("app")
-            await self.asgi_callable(scope, receive, send)
-            return
-        if self.starlette_app is None and scope_type == "http":
-            self.starlette_app = scope.get("app")
-
+        if scope["type"] != "http" or not self._ready:
+            if not self._prepare(scope):
+                await self.asgi_callable(scope, receive, send)
+                return
         exchange = _Exchange()
         exchange.middleware = self
         exchange.scope = scope
         exchange.send = send
         # The router may rewrite these (a Mount extends root_path): keep the
         # request's own for the raw path label and the fallback route walk.
-        exchange.path = scope.get("path", "")
+        exchange.path = scope["path"]
         exchange.root_path = scope.get("root_path", "")
-        exchange.counted = False
+        exchange.state = False
+        if self.duration_buckets is not None:
+            exchange.started = perf_counter()
         try:
             await self.asgi_callable(scope, receive, exchange.send_counting)
         except Exception:
-            exchange.count(None if exchange.counted else 500, True)
+            exchange.count(500 if exchange.state is False else None, True)
             raise
         finally:
-            if not exchange.counted:  # returned or cancelled without a response
-                exchange.count(None, False)
+            if exchange.state is not True:
+                exchange.settle()
+
+    def _prepare(self, scope: Scope) -> bool:
+        """The first calls' setup (the metrics created, the Starlette app
+        taken from a lifespan or HTTP scope); whether the scope is counted."""
+        if not self.metrics_created:
+            self.create_metrics()
+        scope_type = scope["type"]
+        if scope_type == "http" or scope_type == "lifespan":
+            if self.starlette_app is None:
+                self.starlette_app = scope.get("app")
+            self._ready = scope_type == "http"
+        return scope_type == "http" or scope_type == "websocket"
+
+    def _series_for(
+        self, series_key: Tuple[Any, str, Any], scope_type: Any
+    ) -> Tuple[Any, ...]:
+        """The cached or newly bound series of one (method, path, outcome)."""
+        bound = self._series.get(series_key)
+        if bound is None:
+            bound = self._bind(series_key, scope_type)
+            if len(self._series) >= SERIES_CACHE_SIZE:
+                self._series.clear()
+            self._series[series_key] = bound
+        return bound
+
+    def _remember(self, key: Tuple[int, Any, Any], known: Tuple[Any, ...]) -> None:
+        """Keep a route's response series for the inline path (the entry
+        holds the route, so its id stays its own)."""
+        if len(self._route_series) >= SERIES_CACHE_SIZE:
+            self._route_series.clear()
+        self._route_series[key] = known
 
     def _bind(
         self, series_key: Tuple[Any, str, Any], scope_type: Any
     ) -> Tuple[Any, ...]:
-        """The series one outcome of a (method, path) increments, looked up
-        once and kept bound (none for an excluded path): for a response, the
-        request, response and status code; for a request without response,
-        the request; for an exception, the exception."""
+        """The increments one outcome of a (method, path) makes, looked up
+        once (no-ops for an excluded path): for a response, those of the
+        request, response and status code, then the duration histogram's
+        observe (True when untimed, for a websocket, or excluded); for a
+        request without response, the request's; for an exception, the
+        exception's."""
         method, template, outcome = series_key
-        bound: Tuple[Any, ...] = ()
-        if template not in self.exclude_paths:
-            if method is None:
-                method = "WEBSOCKET" if scope_type == "websocket" else ""
-            labels = {"method": str(method), "path": template}
-            if outcome is None:
-                bound = (self.requests_counter.labels(labels),)
-            elif outcome is _FAILED:
-                bound = (self.exceptions_counter.labels(labels),)
-            else:
-                code = str(outcome)
-                status_labels = dict(labels)
-                status_labels["status_code"] = (
-                    f"{code[0]}xx" if self.group_status_codes else code
-                )
-                bound = (
-                    self.requests_counter.labels(labels),
-                    self.responses_counter.labels(labels),
-                    self.status_codes_counter.labels(status_labels),
-                )
-        if len(self._series) >= SERIES_CACHE_SIZE:
-            self._series.clear()
-        self._series[series_key] = bound
-        return bound
+        excluded = template in self.exclude_paths
+        labels = self._labels(method, template, scope_type)
+        if outcome is None or outcome is _FAILED:
+            if excluded:
+                return (_uncounted,)
+            counter = (
+                self.requests_counter if outcome is None else self.exceptions_counter
+            )
+            return (_bound(counter, labels).inc,)
+        if excluded:
+            return (_uncounted, _uncounted, _uncounted, True)
+        code = str(outcome)
+        status_labels = dict(labels)
+        status_labels["status_code"] = (
+            f"{code[0]}xx" if self.group_status_codes else code
+        )
+        histogram = self.duration_histogram
+        return (
+            _bound(self.requests_counter, labels).inc,
+            _bound(self.responses_counter, labels).inc,
+            _bound(self.status_codes_counter, status_labels).inc,
+            _bound(histogram, status_labels).observe
+            if histogram is not None and scope_type == "http"
+            else True,
+        )
 
-    def _path_label(self, scope: Scope, path: str, root_path: str, routed: Any) -> str:
-        """The template of the route the router chose (``routed``: its
-        scope["route"]) when ``use_template_urls`` applies,
+    @staticmethod
+    def _labels(method: Any, template: str, scope_type: Any) -> Dict[str, str]:
+        if method is None:
+            method = "WEBSOCKET" if scope_type == "websocket" else ""
+        return {"method": str(method), "path": template}
+
+    def _path_label(
+        self, scope: Scope, path: str, root_path: str, routed: Any
+    ) -> Tuple[str, bool]:
+        """The path label, and whether it is the template of the route the
+        router chose (``routed``: its scope["route"]), the same for every
+        request on it: that template when ``use_template_urls`` applies,
         else the full request path (``root_path`` + ``path``)."""
         app = self.starlette_app
         if self.use_template_urls and app is not None:
@@ -284,18 +420,24 @@ class MetricsMiddleware:
                 if known is None or known[0] is not routed:
                     known = self._learn_route(routed)
                 if known[1] is not None:
-                    return known[1]
+                    return known[1], True
+            elif scope.get("endpoint") is not None:
+                # Starlette before scope["route"]: one endpoint may serve
+                # several routes, so the route walk decides (as 23.12 did)
+                return self.get_full_or_template_path(
+                    {**scope, "path": path, "root_path": root_path}
+                ), False
             elif "router" in scope:
                 # The router ran and matched nothing (a 404, a slash
                 # redirect): the walk would find nothing either.
-                return f"{root_path}{path}"
+                return f"{root_path}{path}", False
             template = _starlette_template(
                 getattr(app, "routes", None),
                 {**scope, "path": path, "root_path": root_path},
             )
             if template is not None:
-                return template
-        return f"{root_path}{path}"
+                return template, False
+        return f"{root_path}{path}", False
 
     def _learn_route(self, routed: Any) -> Tuple[Any, Optional[str]]:
         """Re-read the app's route tree for a route (or endpoint) not seen

@@ -251,14 +251,19 @@ def test_app_that_returns_without_responding_counts_the_request_only():
 def test_label_cache_is_bounded(monkeypatch):
     monkeypatch.setattr(middleware_module, "SERIES_CACHE_SIZE", 8)
     registry = Registry()
-    app = instrumented([Route("/x/{n}", text)], registry)
-    paths = [f"/missing/{i}" for i in range(30)] + ["/x/1"]
-    asyncio.run(get_all(app, paths))
+    app = instrumented([Route(f"/x{i}/{{n}}", text) for i in range(20)], registry)
+    paths = [f"/missing/{i}" for i in range(30)] + [f"/x{i}/1" for i in range(20)]
+    asyncio.run(get_all(app, paths * 2))
     mw = app.middleware_stack
     while not isinstance(mw, MetricsMiddleware):
         mw = mw.app
     assert 0 < len(mw._series) <= 8
-    assert sum(counts(registry, "requests_total_counter").values()) == 31
+    assert 0 < len(mw._route_series) <= 8
+    assert sum(counts(registry, "requests_total_counter").values()) == 100
+    assert (
+        counts(registry, "requests_total_counter")[key(method="GET", path="/x19/{n}")]
+        == 2
+    )
 
 
 def test_fastapi_included_router_prefixes():
