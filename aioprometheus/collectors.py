@@ -29,6 +29,7 @@ from .metricdict import SeriesView
 from .mypy_types import LabelsType
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+UNIT_RE = re.compile(r"^[a-zA-Z0-9_:]+$")
 # aioprometheus' names for the label rules the compiled core enforces
 RESTRICTED_LABELS_NAMES = tuple(sorted(_core.RESERVED_LABEL_NAMES))
 RESTRICTED_LABELS_PREFIXES = (_core.RESERVED_LABEL_PREFIX,)
@@ -62,12 +63,16 @@ class Collector(_core.Metric):
         doc: str,
         const_labels: Optional[LabelsType] = None,
         registry: Optional["Registry"] = None,
+        unit: str = "",
     ) -> None:
         """
         :param name: the metric name, matching ``[a-zA-Z_:][a-zA-Z0-9_:]*``.
         :param doc: a short description, exposed as the metric's HELP.
         :param const_labels: labels added to every series of this metric.
         :param registry: where to register; the default ``REGISTRY`` if None.
+        :param unit: the values' unit (``"seconds"``, ``"bytes"``), exposed
+          as OpenMetrics' ``# UNIT``; the name (less a counter's ``_total``)
+          must end with ``_<unit>``.
         """
         if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
             raise ValueError(f"Invalid metric name: {name}")
@@ -76,11 +81,26 @@ class Collector(_core.Metric):
         self.name = name
         self.doc = doc
         self.const_labels = checked
+        if unit:
+            self._check_unit(unit)
+        self.unit = unit
         if self.kind is MetricsTypes.untyped:
             self._hold_objects()
         if registry is None:
             registry = get_registry()
         registry.register(self)
+
+    def _check_unit(self, unit: Any) -> None:
+        if not isinstance(unit, str) or not UNIT_RE.match(unit):
+            raise ValueError(f"Invalid unit: {unit!r}")
+        if self.kind is MetricsTypes.untyped:
+            raise ValueError("A plain Collector has no exposition, so no unit")
+        family, _ = _core.openmetrics_family(self)
+        if not family.endswith("_" + unit):
+            raise ValueError(
+                f"The name of a metric in {unit!r} must end with '_{unit}' "
+                f"(before a counter's '_total'), got {self.name!r}"
+            )
 
     @property
     def values(self) -> SeriesView:
@@ -249,6 +269,7 @@ class Summary(_core.SummaryCore, _ObservationCollector):
         invariants: Sequence[Tuple[float, float]] = DEFAULT_INVARIANTS,
         max_age_seconds: Optional[float] = None,
         age_buckets: Optional[int] = None,
+        unit: str = "",
     ) -> None:
         self._set_invariants(invariants)
         if max_age_seconds is not None:
@@ -258,7 +279,9 @@ class Summary(_core.SummaryCore, _ObservationCollector):
             )
         elif age_buckets is not None:
             raise ValueError("age_buckets needs max_age_seconds (the window's length)")
-        super().__init__(name, doc, const_labels=const_labels, registry=registry)
+        super().__init__(
+            name, doc, const_labels=const_labels, registry=registry, unit=unit
+        )
 
     add = _core.SummaryCore.observe
 
@@ -315,9 +338,12 @@ class Histogram(_core.HistogramCore, _ObservationCollector):
         const_labels: Optional[LabelsType] = None,
         registry: Optional["Registry"] = None,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
+        unit: str = "",
     ) -> None:
         self._set_buckets(buckets)
-        super().__init__(name, doc, const_labels=const_labels, registry=registry)
+        super().__init__(
+            name, doc, const_labels=const_labels, registry=registry, unit=unit
+        )
 
     add = _core.HistogramCore.observe
 
@@ -342,13 +368,14 @@ def _label_text_key(labels: Mapping[Any, Any]) -> Tuple[Tuple[str, str], ...]:
     return tuple(sorted((str(name), str(value)) for name, value in labels.items()))
 
 
+# Info and Enum write several series per set(), rarely: one lock for all (a
+# lock per metric would not pickle)
+_LABELLED_GAUGE_WRITES = threading.Lock()
+
+
 class _LabelledGaugeSet(Gauge):
     """A gauge whose series for one label set are written together, under a
     lock: Info and Enum, whose extra label marks what the series says."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._writing = threading.Lock()
-        super().__init__(*args, **kwargs)
 
     def _checked_labels(self, labels: Optional[LabelsType]) -> Dict[str, str]:
         if labels is not None and not isinstance(labels, Mapping):
@@ -381,6 +408,7 @@ class Info(_LabelledGaugeSet):
     ) -> None:
         self.info_name = name
         self._facts_of: Dict[Tuple[Tuple[str, str], ...], Dict[str, str]] = {}
+        self._set_openmetrics_kind("info")
         super().__init__(
             f"{name}_info", doc, const_labels=const_labels, registry=registry
         )
@@ -402,7 +430,7 @@ class Info(_LabelledGaugeSet):
             merged[fact] = text
         _core.check_labels(dict(merged), self.reserved_label)
         key = _label_text_key(labels or {})
-        with self._writing:
+        with _LABELLED_GAUGE_WRITES:
             previous = self._facts_of.get(key)
             if previous is not None and _label_text_key(previous) != _label_text_key(
                 merged
@@ -442,6 +470,7 @@ class Enum(_LabelledGaugeSet):
         if const_labels and name in const_labels:
             raise ValueError(f"Enum {name!r} uses its own name as the state label")
         self.states = tuple(states)
+        self._set_openmetrics_kind("stateset")
         super().__init__(name, doc, const_labels=const_labels, registry=registry)
 
     def set(self, labels: Optional[LabelsType], value: Any) -> None:  # type: ignore[override]
@@ -453,7 +482,7 @@ class Enum(_LabelledGaugeSet):
             raise ValueError(
                 f"{value!r} is not one of {self.name}'s states {self.states}"
             )
-        with self._writing:
+        with _LABELLED_GAUGE_WRITES:
             for state in self.states:
                 Gauge.set(
                     self, {**merged, self.name: state}, 1 if state == value else 0

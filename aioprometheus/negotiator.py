@@ -1,8 +1,10 @@
 """Pick the exposition format for a scrape from its Accept header(s).
 
-Two formats are served:
+Three formats are served:
 
 - text exposition format 0.0.4 (``text/plain; version=0.0.4``), the default;
+- OpenMetrics 1.0 text (``application/openmetrics-text; version=1.0.0``),
+  which Prometheus asks for first by default;
 - Prometheus' protobuf format, a delimited stream of
   ``io.prometheus.client.MetricFamily`` messages
   (``application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
@@ -13,8 +15,9 @@ Selection follows RFC 9110 section 12.5.1: every media range in the Accept
 field(s) carries a weight (``q``, default 1, ``q=0`` meaning "not
 acceptable"); for each format the most specific range that matches it decides
 its weight; the format with the highest weight wins, ties go to the format
-whose deciding range was listed first, and a tie on the very same range (such
-as ``*/*``) goes to text. If no header is given, nothing matches or the
+whose deciding range was listed first, and a tie on the very same range goes
+to text, then protobuf (so ``*/*`` gets text and ``application/*`` protobuf,
+as before OpenMetrics was served). If no header is given, nothing matches or the
 header cannot be parsed, the text format is used.
 """
 
@@ -34,6 +37,7 @@ from typing import (
 
 from .formats.base import IFormatter
 from .formats.binary import BINARY_CONTENT_TYPE, BinaryFormatter
+from .formats.openmetrics import OpenMetricsFormatter
 from .formats.text import TextFormatter
 
 logger = logging.getLogger(__name__)
@@ -48,6 +52,8 @@ PROTOBUF_PARAMS = {
 }
 TEXT_MEDIA_TYPE = ("text", "plain")
 TEXT_VERSIONS = ("0.0.4",)
+OPENMETRICS_MEDIA_TYPE = ("application", "openmetrics-text")
+OPENMETRICS_VERSIONS = ("1.0.0",)
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -180,23 +186,35 @@ def _match_protobuf(r: MediaRange) -> int:
     return 4 if r.params else 3
 
 
-def _match_text(r: MediaRange) -> int:
-    """Specificity of r for the text format (0: no match)."""
-    if r.type == "*":
-        return 1
-    if r.type != TEXT_MEDIA_TYPE[0]:
-        return 0
-    if r.subtype == "*":
-        return 2
-    if r.subtype != TEXT_MEDIA_TYPE[1]:
-        return 0
-    version = r.params.get("version")
-    if version is not None and version not in TEXT_VERSIONS:
-        return 0
-    charset = r.params.get("charset")
-    if charset is not None and charset.lower() != "utf-8":
-        return 0
-    return 4 if r.params else 3
+def _text_matcher(
+    media_type: Tuple[str, str], versions: Tuple[str, ...]
+) -> Callable[[MediaRange], int]:
+    """The specificity function of a text format: its media type, one of its
+    versions if a version is named, and UTF-8 if a charset is."""
+
+    def match(r: MediaRange) -> int:
+        """Specificity of r for this format (0: no match)."""
+        if r.type == "*":
+            return 1
+        if r.type != media_type[0]:
+            return 0
+        if r.subtype == "*":
+            return 2
+        if r.subtype != media_type[1]:
+            return 0
+        version = r.params.get("version")
+        if version is not None and version not in versions:
+            return 0
+        charset = r.params.get("charset")
+        if charset is not None and charset.lower() != "utf-8":
+            return 0
+        return 4 if r.params else 3
+
+    return match
+
+
+_match_text = _text_matcher(TEXT_MEDIA_TYPE, TEXT_VERSIONS)
+_match_openmetrics = _text_matcher(OPENMETRICS_MEDIA_TYPE, OPENMETRICS_VERSIONS)
 
 
 def _weigh(
@@ -219,21 +237,28 @@ def negotiate(accepts_headers: Sequence[str]) -> FormatterType:
     :param accepts_headers: a list of Accept header field values extracted
       from a request (several values are joined as one list).
 
-    :returns: a formatter class (TextFormatter or BinaryFormatter) used to
-      render the response.
+    :returns: a formatter class (TextFormatter, BinaryFormatter or
+      OpenMetricsFormatter) used to render the response.
     """
     ranges = parse_accept_ranges(accepts_headers or ())
-    text_q, text_pos = _weigh(ranges, _match_text)
-    proto_q, proto_pos = _weigh(ranges, _match_protobuf)
+    best: Tuple[float, int] = (0.0, -1)
     formatter: FormatterType = TextFormatter
-    if proto_q > 0.0 and (
-        proto_q > text_q or (proto_q == text_q and proto_pos < text_pos)
-    ):
-        formatter = BinaryFormatter
+    # in the order that wins a tie on the very same range (such as */*)
+    for candidate, match in _FORMATS:
+        q, position = _weigh(ranges, match)
+        if q > best[0] or (q == best[0] and q > 0.0 and position < best[1]):
+            best, formatter = (q, position), candidate
     logger.debug(
         "negotiating %r resulted in choosing %s", accepts_headers, formatter.__name__
     )
     return formatter
+
+
+_FORMATS: Tuple[Tuple[FormatterType, Callable[[MediaRange], int]], ...] = (
+    (TextFormatter, _match_text),
+    (BinaryFormatter, _match_protobuf),
+    (OpenMetricsFormatter, _match_openmetrics),
+)
 
 
 def parse_accepts(accept_headers: Sequence[str]) -> Set[str]:

@@ -37,6 +37,8 @@ cdef class Metric:
     cdef object doc_given         # the HELP object as given (23.12 kept any object)
     cdef str doc_text             # str() of it, checked to be UTF-8
     cdef tuple const_key          # the const labels as a label_key
+    cdef str unit_text            # OpenMetrics UNIT ("" for none)
+    cdef str openmetrics_kind     # OpenMetrics type the Python layer chose (info, stateset), or None
     cdef SeriesTable series
     cdef Py_ssize_t capacity      # series the value arrays have room for
     cdef list states              # series number -> the kind's Python object (summary estimators)
@@ -50,6 +52,7 @@ cdef class Metric:
         self.doc_given = ""
         self.doc_text = ""
         self.const_key = ()
+        self.unit_text = ""
 
     @property
     def name(self):
@@ -73,6 +76,24 @@ cdef class Metric:
         check_utf8(text, "HELP text")
         self.doc_given = value
         self.doc_text = text
+
+    @property
+    def unit(self):
+        """The OpenMetrics unit of this metric's values ("" for none)."""
+        return self.unit_text
+
+    @unit.setter
+    def unit(self, value):
+        if not isinstance(value, str):
+            raise TypeError(f"unit must be a str, got {type(value).__name__}")
+        text = exact_text(value)
+        check_utf8(text, "Unit")
+        self.unit_text = text
+
+    def _set_openmetrics_kind(self, str kind):
+        """The OpenMetrics type to expose when it is not the core kind's own
+        (a gauge exposed as info or stateset)."""
+        self.openmetrics_kind = kind
 
     @property
     def const_labels(self):
@@ -153,6 +174,8 @@ cdef class Metric:
         copy.doc_given = self.doc_given
         copy.doc_text = self.doc_text
         copy.const_key = self.const_key
+        copy.unit_text = self.unit_text
+        copy.openmetrics_kind = self.openmetrics_kind
         self.copy_values_into(copy)
         copy.series.label_sets = self.series.label_sets
         copy.series.count = self.series.count
@@ -307,12 +330,14 @@ cdef class Metric:
                 rows.append((self.series.labels_at(i), self.export_series(i),
                              self.objects[i] if self.objects is not None else None))
         state = (self.metric_name, self.doc_given, self.const_labels, self.config(),
-                 self.objects is not None, rows)
+                 self.objects is not None, rows, self.unit_text, self.openmetrics_kind)
         return (restore_metric, (type(self), state), getattr(self, "__dict__", None))
 
     def _restore(self, state):
-        name, doc, const_labels, config, holds_objects, rows = state
+        name, doc, const_labels, config, holds_objects, rows, unit, kind = state
         self.name = name
+        self.unit = unit
+        self.openmetrics_kind = kind
         self.doc = doc
         self.const_labels = const_labels
         self.configure(config)

@@ -55,6 +55,7 @@ cdef class Writer:
     cdef Py_ssize_t length
     cdef Py_ssize_t capacity
     cdef Py_ssize_t shared_at   # length when the encoder last let other threads run
+    cdef bint openmetrics       # spell non-finite numbers +Inf, -Inf, NaN (as OpenMetrics must)
 
     def __cinit__(self, Py_ssize_t capacity=4096):
         self.block = new_bytes(NULL, capacity if capacity > 16 else 16)
@@ -167,6 +168,8 @@ cdef class Writer:
         value as Python's repr of the float ("1.0", "0.25", "1e+20", "inf",
         "nan")."""
         cdef char* text
+        if self.openmetrics and (isinf(v) or isnan(v)):
+            return self.write_nonfinite(v)
         if v == floor(v) and -FIXED_MAX < v < FIXED_MAX:
             # whole: its digits, and for a float the ".0" repr adds
             if as_int:
@@ -186,6 +189,11 @@ cdef class Writer:
             finally:
                 PyMem_Free(text)
         return 0
+
+    cdef int write_nonfinite(self, double v) except -1 nogil:
+        if isnan(v):
+            return self.write(b"NaN", 3)
+        return self.write(b"+Inf", 4) if v > 0 else self.write(b"-Inf", 4)
 
     cdef bint write_short_fixed(self, double v) except -1 nogil:
         """Write `v` as D / 10**k with the fewest fractional digits k that

@@ -1,5 +1,5 @@
-"""Exposition formatters: text (0.0.4) and binary (protobuf, delimited)."""
+"""Exposition formatters: text 0.0.4, OpenMetrics 1.0 and protobuf (delimited)."""
 
-from . import base, binary, text
+from . import base, binary, openmetrics, text
 
-__all__ = ["base", "binary", "text"]
+__all__ = ["base", "binary", "openmetrics", "text"]

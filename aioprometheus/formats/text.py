@@ -6,7 +6,7 @@ gauges, so every byte (escaping, number spelling) comes from the one encoder.
 """
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from .. import _core
 from ._python_path import bound_text, exposing, observation_parts
@@ -53,15 +53,30 @@ class TextFormatter(RunFormatter):
 
 
 def _python_block(collector: "Collector", timestamp_ms: int) -> bytes:
-    """`collector`'s block from its ``get_all()``, in the compiled layout."""
+    """`collector`'s text block from its ``get_all()``, in the compiled layout."""
     name = collector.name
-    header = _GaugeLines(name, collector.const_labels, collector.doc)
-    parts = [header.encode(timestamp_ms).split(b"\n", 1)[0], b"\n"]
-    parts.append(f"# TYPE {name} {collector.kind.name}\n".encode())
+    help_line = _GaugeLines(name, collector.const_labels, collector.doc)
+    header = b"".join(
+        [
+            _core.encode_text([help_line]).split(b"\n", 1)[0],
+            f"\n# TYPE {name} {collector.kind.name}\n".encode(),
+        ]
+    )
+    return python_block(
+        collector, header, lambda lines: _core.encode_text(lines, timestamp_ms)
+    )
+
+
+def python_block(
+    collector: "Collector", header: bytes, encode: Callable[[List[Any]], bytes]
+) -> bytes:
+    """`header`, then the sample lines of `collector`'s ``get_all()`` as the
+    compiled encoder `encode` writes them (for gauges under any name)."""
+    parts = [header]
     with exposing(collector):
         for labels, value in collector.get_all():
             for sample_name, series in _series_samples(collector, labels, value):
-                parts.append(_samples(sample_name, collector, series, timestamp_ms))
+                parts.append(_samples(sample_name, collector, series, encode))
     return b"".join(parts)
 
 
@@ -97,19 +112,16 @@ class _GaugeLines(_core.GaugeCore):
         self.doc = doc
         self.const_labels = const_labels
 
-    def encode(self, timestamp_ms: int) -> bytes:
-        return _core.encode_text([self], timestamp_ms)
-
 
 def _samples(
     name: str,
     collector: "Collector",
     series: List[Any],
-    timestamp_ms: int,
+    encode: Callable[[List[Any]], bytes],
 ) -> bytes:
     """Sample lines ``name{labels} value`` for each ``(labels, value)``, with
     `collector`'s const labels merged in (HELP/TYPE lines cut off)."""
     lines = _GaugeLines(name, collector.const_labels)
     for labels, value in series:
         lines.set(labels, value)
-    return lines.encode(timestamp_ms).split(b"\n", 2)[2]
+    return encode([lines]).split(b"\n", 2)[2]

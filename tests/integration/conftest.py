@@ -50,8 +50,10 @@ def pushgateway(tmp_path_factory):
 def service_thread_factory():
     started = []
 
-    def start(registry, metrics_url_path="/metrics"):
-        svc = servers.ServiceThread(registry, metrics_url_path).__enter__()
+    def start(registry, metrics_url_path="/metrics", accept_override=None):
+        svc = servers.ServiceThread(
+            registry, metrics_url_path, accept_override=accept_override
+        ).__enter__()
         started.append(svc)
         return svc
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 PUSHGATEWAY_BIN = "/usr/bin/prometheus-pushgateway"
@@ -401,6 +402,9 @@ class ServiceThread:
     registry: Any
     metrics_url_path: str = "/metrics"
     scrapes: List[ScrapeRecord] = field(default_factory=list)
+    # the Accept header the service sees in place of the scraper's, if set
+    # (Prometheus 2.42's own cannot be configured)
+    accept_override: Optional[str] = None
 
     def __post_init__(self) -> None:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -420,10 +424,16 @@ class ServiceThread:
         from aioprometheus.service import Service
 
         records = self.scrapes
+        accept_override = self.accept_override
 
         class RecordingService(Service):
             async def handle_metrics(self, request):  # type: ignore[override]
-                response = await super().handle_metrics(request)
+                asked = request
+                if accept_override is not None:
+                    headers = CIMultiDict(request.headers)
+                    headers["Accept"] = accept_override
+                    asked = request.clone(headers=CIMultiDictProxy(headers))
+                response = await super().handle_metrics(asked)
                 records.append(
                     ScrapeRecord(
                         accept=", ".join(request.headers.getall("Accept", [])),

@@ -130,7 +130,9 @@ def check_values(prom, m):
     assert float(total[0]["value"][1]) == summ_expected["sum"] == 5050
 
 
-def test_prometheus_scrapes_text(prometheus_factory, service_thread_factory):
+def test_prometheus_scrapes_openmetrics_by_default(
+    prometheus_factory, service_thread_factory
+):
     registry, m = build_registry()
     svc = service_thread_factory(registry)
     prom = prometheus_factory([svc.address])
@@ -138,10 +140,22 @@ def test_prometheus_scrapes_text(prometheus_factory, service_thread_factory):
     assert svc.scrapes, "Prometheus never scraped the service"
     last = svc.scrapes[-1]
     assert last.status == 200
-    assert last.content_type.startswith("text/plain"), last
+    assert last.content_type.startswith("application/openmetrics-text"), last
+    assert "version=1.0.0" in last.content_type
     # Prometheus always asks for gzip, and the service honours it.
     assert "gzip" in last.accept_encoding
     assert last.content_encoding == "gzip"
+
+
+def test_prometheus_scrapes_text(prometheus_factory, service_thread_factory):
+    """Text 0.0.4, for scrapers that ask for it: the same values stored."""
+    registry, m = build_registry()
+    svc = service_thread_factory(registry, accept_override="text/plain;version=0.0.4")
+    prom = prometheus_factory([svc.address])
+    check_values(prom, m)
+    last = svc.scrapes[-1]
+    assert last.status == 200
+    assert last.content_type.startswith("text/plain"), last
 
 
 def test_prometheus_scrapes_with_native_histograms(

@@ -1,8 +1,13 @@
-"""Accept header negotiation: protobuf when asked for (RFC 9110 weights), else text."""
+"""Accept header negotiation: protobuf or OpenMetrics when asked for (RFC 9110
+weights), else text."""
 
 import pytest
 
 from aioprometheus.formats.binary import BINARY_CONTENT_TYPE, BinaryFormatter
+from aioprometheus.formats.openmetrics import (
+    OPENMETRICS_CONTENT_TYPE,
+    OpenMetricsFormatter,
+)
 from aioprometheus.formats.text import TextFormatter
 from aioprometheus.negotiator import negotiate, parse_accept_ranges, parse_accepts
 
@@ -27,8 +32,8 @@ PB = (
 )
 
 
-def test_prometheus_242_default_gets_text():
-    assert negotiate([PROMETHEUS_242]) is TextFormatter
+def test_prometheus_242_default_gets_openmetrics():
+    assert negotiate([PROMETHEUS_242]) is OpenMetricsFormatter
 
 
 def test_prometheus_242_native_histograms_gets_protobuf():
@@ -48,7 +53,9 @@ def test_prometheus_242_native_histograms_gets_protobuf():
         ["garbage"],
         ["a/b/c, ;;;, ,,,"],
         ["application/json"],
-        ["application/openmetrics-text;version=1.0.0"],
+        ["application/openmetrics-text;version=0.0.1"],  # a version not served
+        ["application/openmetrics-text;version=1.0.0;charset=latin-1"],
+        ["application/openmetrics-text;version=1.0.0;q=0.4, text/plain"],
         [PB.replace("delimited", "text")],
         [PB.replace("io.prometheus.client.MetricFamily", "foo.Bar")],
         [PB.replace("delimited", "compact-text")],
@@ -103,6 +110,39 @@ def test_protobuf(headers):
 )
 def test_text_preferred(headers):
     assert negotiate(headers) is TextFormatter
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ["application/openmetrics-text"],
+        ["application/openmetrics-text;version=1.0.0"],
+        [OPENMETRICS_CONTENT_TYPE],
+        ["APPLICATION/OpenMetrics-Text; Version=1.0.0; charset=UTF-8"],
+        ["text/plain;q=0.5, application/openmetrics-text;q=0.6"],
+        ["application/openmetrics-text;version=1.0.0, " + PB],  # first listed
+        [PB + ";q=0.7, application/openmetrics-text;version=1.0.0;q=0.8"],
+    ],
+)
+def test_openmetrics(headers):
+    assert negotiate(headers) is OpenMetricsFormatter
+
+
+@pytest.mark.parametrize(
+    "headers, formatter",
+    [
+        (["*/*"], TextFormatter),
+        (["application/*"], BinaryFormatter),  # as before OpenMetrics was served
+        (["text/plain;q=0, */*"], BinaryFormatter),
+        (["text/plain;q=0, " + PB + ";q=0, */*"], OpenMetricsFormatter),
+        (
+            ["application/openmetrics-text;version=0.0.1, application/*"],
+            BinaryFormatter,
+        ),
+    ],
+)
+def test_ties_on_one_range_go_to_text_then_protobuf(headers, formatter):
+    assert negotiate(headers) is formatter
 
 
 def test_most_specific_range_decides_weight():

@@ -1,0 +1,44 @@
+"""OpenMetrics 1.0 text; the encoding itself is compiled (_core.encode_openmetrics).
+
+Prometheus asks for this format first by default. Its sample lines are
+those of text 0.0.4, so Prometheus stores the same series whichever it gets;
+the families around them follow OpenMetrics (``# UNIT``, info and stateset
+types, ``# EOF``). See ``aioprometheus/_kernels/openmetrics.pxi``.
+"""
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, List
+
+from .. import _core
+from .base import RunFormatter
+from .text import python_block
+
+if TYPE_CHECKING:
+    from ..collectors import Collector, Registry
+
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+EOF_LINE = b"# EOF\n"
+
+
+class OpenMetricsFormatter(RunFormatter):
+    """Encodes a registry in OpenMetrics 1.0 text, collectors sorted by name."""
+
+    def get_headers(self) -> Dict[str, str]:
+        return {"Content-Type": OPENMETRICS_CONTENT_TYPE}
+
+    def marshall(self, registry: "Registry") -> bytes:
+        return super().marshall(registry) + EOF_LINE
+
+    def prepare(self, registry: "Registry") -> Callable[[], bytes]:
+        encode = super().prepare(registry)
+        return lambda: encode() + EOF_LINE
+
+    def _timestamp_ms(self) -> None:
+        return None  # OpenMetrics samples carry no timestamp here
+
+    def _compiled(self, metrics: List[Any], timestamp_ms: None) -> bytes:
+        return _core.encode_openmetrics(metrics)
+
+    def _python_block(self, collector: "Collector", timestamp_ms: None) -> bytes:
+        return python_block(
+            collector, _core.openmetrics_header(collector), _core.encode_openmetrics
+        )
