@@ -1,10 +1,11 @@
 """The benchmark rows, their workloads, and the worker process that times them.
 
-Each measurement is one :func:`step` declared right after its workload: the
-workload builds what to time, the step says how (its ``kind``, below), for
-which implementations, how many interleaved rounds, and which table rows
-(:class:`Row`, with their targets) it feeds.  Adding a row is a workload
-function and one ``step(...)`` call.
+Each step is declared on its workload (``@micro(title, *targets)`` for an
+ns/op row with its floor, ``@step(kind, Row(...), ...)`` otherwise): the
+workload builds what to time for one implementation, the step says which
+rows (:class:`Row`, with their targets) its figures feed, for which
+implementations, in how many interleaved rounds.  Adding a row is a workload
+function and its decorator.
 
 The driver (``__main__.py``) imports this module for the declarations and
 also starts it as a *script* (``python benchmarks/workloads.py serve ...``),
@@ -81,8 +82,8 @@ def growth(ref: str, bound: float, text: str) -> Target:
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: ``figure`` of its step's per-round figures (see
-    ``KINDS``); ``control`` rows (floors, baselines) get no ratios."""
+    """One table row: ``figure``, a key of what its step's ``figures`` make of
+    a round; ``control`` rows (floors, baselines) get no ratios."""
 
     key: str
     title: str
@@ -172,7 +173,9 @@ def _timed(_values, _clock{params}):
 class Micro:
     """``for v in values: <stmt>``, timed with its empty loop (subtracted:
     "net") and (``paired``) a floor loop, ``against`` or ``d.get(k)``, in
-    every round."""
+    every round, all with the same loops."""
+
+    same_loops = True
 
     def __init__(self, stmt: str, note="", against=None, paired=True, **names) -> None:
         self.stmt, self.note, self.names = stmt, note, names
@@ -583,7 +586,8 @@ def scrape_rows(key: str, title: str, p99_targets=(), control=False) -> List[Row
 
 def scrape_figures(b: Dict[str, Any]) -> Dict[str, float]:
     lat = b["latency"]
-    return {"p50": lat.percentile(50) * 1e3, "p99": lat.percentile(99) * 1e3}
+    p50, p99 = lat.percentile(50) * 1e3, lat.percentile(99) * 1e3
+    return {"p50": p50, "p99": p99, "requests": lat.get_nvalue()}
 
 
 for key, title, params, impls in (
@@ -930,12 +934,14 @@ def loops_of(bench: Any) -> int:
 
 class Timer:
     """pyperf runs of a workload's programs (timed functions of the loops),
-    the loops calibrated on the first: one value of each program in turn (a
-    run each, the warm-ups in the first), so that load drifting during a
-    round meets all of them alike; the order reversed every other round."""
+    each calibrated on its first run (all on the first program's if the
+    workload has ``same_loops``): one value of each program in turn (a run
+    each, the warm-ups in the first), so that load drifting during a round
+    meets all of them alike; the order reversed every other round."""
 
     def __init__(self, timed: Any) -> None:
-        self.timed, self.note, self.loops, self.rounds = timed, timed.note, 0, 0
+        self.timed, self.note, self.rounds = timed, timed.note, 0
+        self.loops: Dict[str, int] = {}
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
         inner = getattr(self.timed, "inner_loops", None)
@@ -946,8 +952,11 @@ class Timer:
             warmups = settings["warmups"] if value == 0 else 0
             one = dict(settings, values=1, warmups=warmups, inner_loops=inner)
             for name, program in programs if self.rounds % 2 else programs[::-1]:
-                run = pyperf_run(name, without_gc(program), one, self.loops)
-                self.loops = self.loops or loops_of(run)
+                slot = "" if getattr(self.timed, "same_loops", False) else name
+                run = pyperf_run(
+                    name, without_gc(program), one, self.loops.get(slot, 0)
+                )
+                self.loops[slot] = loops_of(run)
                 if name in out:
                     out[name].add_runs(run)
                 else:
