@@ -257,25 +257,30 @@ def test_real_prometheus_scrapes_ours_and_the_floor():
     assert math.isfinite(stats[0]["lateness_ms"])
 
 
-def test_floor_serves_ours_bytes_pre_gzipped():
+def test_floor_serves_what_ours_answers_prometheus():
     import urllib.request
 
     env = peers.Impl(
         key="ours", label="ours", family="aioprometheus", path=REPO_ROOT
     ).env()
-    bodies = []
+    bodies, types = [], []
     for mode in ("service", "static"):
         exporter = prometheus.Exporter(env, mode, 50)
         try:
             request = urllib.request.Request(
-                f"http://{exporter.target}/metrics", headers={"Accept-Encoding": "gzip"}
+                f"http://{exporter.target}/metrics",
+                headers={
+                    "Accept": prometheus.PROMETHEUS_ACCEPT,
+                    "Accept-Encoding": "gzip",
+                },
             )
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             with opener.open(request, timeout=10) as resp:
                 assert resp.headers["Content-Encoding"] == "gzip"
+                types.append(resp.headers["Content-Type"])
                 bodies.append(gzip.decompress(resp.read()))
         finally:
             exporter.stop()
-    assert bodies[0] == bodies[1]
+    assert bodies[0] == bodies[1] and types[0] == types[1]
     assert bodies[0].count(b"bench_requests_total{") == 50
     assert bodies[0].count(b"bench_latency_seconds_count{") == 5
