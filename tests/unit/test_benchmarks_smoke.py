@@ -284,3 +284,9 @@ def test_floor_serves_what_ours_answers_prometheus():
     assert bodies[0] == bodies[1] and types[0] == types[1]
     assert bodies[0].count(b"bench_requests_total{") == 50
     assert bodies[0].count(b"bench_latency_seconds_count{") == 5
+
+
+def test_prometheus_rows_skip_with_a_message_without_the_binary(monkeypatch):
+    monkeypatch.setattr(prometheus.shutil, "which", lambda name: None)
+    samples, note = prometheus.run([], {}, quick=True)
+    assert samples == {} and "skipped" in note and "prometheus" in note
