@@ -151,7 +151,10 @@ class _Exchange:
         method = scope.get("method")
         scope_type = scope.get("type")
         if status is not None:
-            series = middleware._series_for((method, template, status), scope_type)
+            series_key = (method, template, status)
+            series = middleware._series.get(series_key) or middleware._series_for(
+                series_key, scope_type
+            )
             if templated and scope_type == "http":
                 middleware._remember((id(routed), method, status), (routed, *series))
             series[0]()
