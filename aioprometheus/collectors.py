@@ -377,8 +377,12 @@ class Histogram(_core.HistogramCore, _ObservationCollector):
                     else native_histogram_zero_threshold,
                 ),
                 _native_count(native_histogram_max_bucket_number),
-                _native_option("min_reset_duration", native_histogram_min_reset_duration),
-                _native_option("max_zero_threshold", native_histogram_max_zero_threshold),
+                _native_option(
+                    "min_reset_duration", native_histogram_min_reset_duration
+                ),
+                _native_option(
+                    "max_zero_threshold", native_histogram_max_zero_threshold
+                ),
                 buckets is not None,
             )
         super().__init__(
@@ -534,7 +538,9 @@ def _native_option(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"native_histogram_{name} must be a number, got {value!r}")
     if not 0 <= value < POS_INF:
-        raise ValueError(f"native_histogram_{name} must be finite and >= 0, got {value!r}")
+        raise ValueError(
+            f"native_histogram_{name} must be finite and >= 0, got {value!r}"
+        )
     return float(value)
 
 

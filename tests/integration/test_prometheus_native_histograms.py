@@ -57,12 +57,17 @@ def assert_within_bucket(got: float, exact: float, base: float, zero_threshold: 
     assert abs(math.log(got / exact)) <= math.log(base) * (1 + 1e-9), (got, exact, base)
 
 
-def test_prometheus_ingests_native_histograms(prometheus_factory, service_thread_factory):
+def test_prometheus_ingests_native_histograms(
+    prometheus_factory, service_thread_factory
+):
     r = Registry()
     data = data_sets()
     histograms = {
         name: Histogram(
-            f"native_{name}", f"{name} data.", registry=r, native_histogram_bucket_factor=1.1
+            f"native_{name}",
+            f"{name} data.",
+            registry=r,
+            native_histogram_bucket_factor=1.1,
         )
         for name in data
     }

@@ -21,7 +21,9 @@ INF = math.inf
 
 def native(registry=None, **options):
     options.setdefault("native_histogram_bucket_factor", 1.1)
-    return Histogram("lat_seconds", "Latency.", registry=registry or Registry(), **options)
+    return Histogram(
+        "lat_seconds", "Latency.", registry=registry or Registry(), **options
+    )
 
 
 def only_histogram(h):
@@ -73,16 +75,28 @@ def test_without_factor_nothing_changes():
 @pytest.mark.parametrize(
     "options, error",
     [
-        ({"native_histogram_zero_threshold": 1e-3}, "need native_histogram_bucket_factor"),
-        ({"native_histogram_max_bucket_number": 10}, "need native_histogram_bucket_factor"),
+        (
+            {"native_histogram_zero_threshold": 1e-3},
+            "need native_histogram_bucket_factor",
+        ),
+        (
+            {"native_histogram_max_bucket_number": 10},
+            "need native_histogram_bucket_factor",
+        ),
         ({"native_histogram_bucket_factor": 1.0}, "must be a number > 1"),
         ({"native_histogram_bucket_factor": math.nan}, "must be a number > 1"),
         (
-            {"native_histogram_bucket_factor": 1.1, "native_histogram_zero_threshold": -1},
+            {
+                "native_histogram_bucket_factor": 1.1,
+                "native_histogram_zero_threshold": -1,
+            },
             "finite and >= 0",
         ),
         (
-            {"native_histogram_bucket_factor": 1.1, "native_histogram_max_bucket_number": -1},
+            {
+                "native_histogram_bucket_factor": 1.1,
+                "native_histogram_max_bucket_number": -1,
+            },
             "int >= 0",
         ),
         (
@@ -163,7 +177,9 @@ def test_nan_counts_only_in_count_and_sum():
 
 
 def test_limit_widens_the_zero_bucket_first():
-    h = native(native_histogram_max_bucket_number=2, native_histogram_max_zero_threshold=1)
+    h = native(
+        native_histogram_max_bucket_number=2, native_histogram_max_zero_threshold=1
+    )
     for v in (0.01, 0.1, 10.0):
         h.observe({}, v)
     state = h.get_native({})
@@ -186,7 +202,9 @@ def test_limit_then_halves_the_resolution_keeping_count_and_sum():
 
 def test_limit_resets_after_min_reset_duration_with_an_injected_clock():
     now = [0.0]
-    h = native(native_histogram_max_bucket_number=2, native_histogram_min_reset_duration=10)
+    h = native(
+        native_histogram_max_bucket_number=2, native_histogram_min_reset_duration=10
+    )
     h._set_native_clock(lambda: now[0])
     for v in (1.0, 2.0, 4.0):  # third bucket at t=0: too soon; schedule, halve
         h.observe({}, v)
@@ -297,7 +315,9 @@ def test_hostile_float_that_removes_clears_and_grows(how):
 
 
 def test_hostile_clock_that_clears_the_metric():
-    h = native(native_histogram_max_bucket_number=1, native_histogram_min_reset_duration=5)
+    h = native(
+        native_histogram_max_bucket_number=1, native_histogram_min_reset_duration=5
+    )
     calls = [0]
 
     def clock():
@@ -315,7 +335,9 @@ def test_hostile_clock_that_clears_the_metric():
 
 
 def test_a_clock_that_raises_leaves_everything_as_it_was():
-    h = native(native_histogram_max_bucket_number=1, native_histogram_min_reset_duration=5)
+    h = native(
+        native_histogram_max_bucket_number=1, native_histogram_min_reset_duration=5
+    )
     h.observe({}, 1.0)
 
     def broken():
