@@ -1,7 +1,7 @@
 """Native histograms: options, exposition, the bucket-limit strategies, and the
 core's storage hooks (snapshot, pickle, removal, hostile numbers and clocks).
 
-The property tests (tests/property/test_native_histogram.py) check every
+The property tests (tests/property/test_native_histogram_model.py) check every
 native field against a plain-Python model; here each behaviour gets a small
 named case, and the memory-safety ones run under the sanitizers (.ci/run).
 """
