@@ -179,7 +179,9 @@ cdef class HistogramCore(Metric):
     cdef inline double native_clock(self) except? -1.0:
         """An injected clock's reading, taken before the series lookup (it is
         Python code); NAN: the native buckets read their C clock if needed."""
-        return NAN if self.native is None else self.native.read_clock()
+        if self.native is None or self.native.clock is None:
+            return NAN
+        return self.native.read_clock()
 
     cdef inline int observe_at(self, Py_ssize_t i, double v, double now) except -1:
         if self.native is not None and self.native.observe(i, v, now):

@@ -446,9 +446,7 @@ cdef class NativeBuckets:
 
     cdef double read_clock(self) except? -1.0:
         """The injected clock's reading (Python code: call it before the series
-        lookup), or NAN when the C clock is read as needed."""
-        if self.clock is None:
-            return NAN
+        lookup)."""
         return float(self.clock())
 
     cdef inline double time(self, double now) noexcept:
