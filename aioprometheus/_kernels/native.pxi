@@ -6,7 +6,8 @@
 # absolute value count in the zero bucket, negative ones in the negative
 # buckets (by absolute value), NaN in none (only in count and sum). Each
 # series keeps only its populated buckets, per sign an array of (key, count)
-# sorted by key, so its memory grows with the populated buckets alone.
+# with a hash index on the key, so its memory grows with the populated
+# buckets alone.
 #
 # The key comes from frexp, as in client_golang: |v| = frac * 2^exp with frac
 # in [0.5, 1); for s > 0, frac's place among the 2^s bucket bounds within one
@@ -25,9 +26,9 @@
 from libc.float cimport DBL_MAX
 from libc.math cimport ldexp, log2
 from libc.stdint cimport int32_t, uint16_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from bisect import bisect_left
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
     SCHEMA_MIN = -4
@@ -311,8 +312,7 @@ cdef inline unsigned long long take_first_if(NativeSide* side, int32_t key) noex
 
 
 cdef int copy_side(NativeSide* dst, NativeSide* src) except -1:
-    """A copy of `src` (sorted first) into an empty `dst`."""
-    memset(dst, 0, sizeof(NativeSide))
+    """A copy of `src` (sorted first) into `dst`, which owns no arrays."""
     normalize(src)
     make_room(dst, src.n)
     if src.n:
@@ -438,6 +438,9 @@ cdef class NativeBuckets:
         twin.reserve(n or 1)
         for i in range(n):
             twin.states[i] = self.states[i]
+            # the twin owns no arrays until copy_side gives it its own
+            memset(&twin.states[i].positive, 0, sizeof(NativeSide))
+            memset(&twin.states[i].negative, 0, sizeof(NativeSide))
             copy_side(&twin.states[i].positive, &self.states[i].positive)
             copy_side(&twin.states[i].negative, &self.states[i].negative)
         return twin
