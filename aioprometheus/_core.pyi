@@ -4,7 +4,7 @@ Checked against the built module by ``python -m mypy.stubtest`` in the lint
 tests, so this file cannot drift from the extension.
 """
 
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
 from typing_extensions import TypeAlias, disjoint_base, final
 
@@ -92,7 +92,7 @@ class HistogramCore(Metric):
         max_zero_threshold: float,
         classic: bool,
     ) -> None: ...
-    def _set_native_clock(self, clock: Callable[[], float]) -> None: ...
+    def _set_native_clock(self, clock: ManualClock | None) -> None: ...
     def get_native(self, labels: _Labels) -> Dict[str, Any]: ...
     @property
     def upper_bounds(self) -> List[float]: ...

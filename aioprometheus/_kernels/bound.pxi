@@ -100,8 +100,7 @@ cdef class HistogramSeries(BoundSeries):
         cdef double v = to_observation(value, "Histogram")
         if (<HistogramCore>self.metric).nbounds == 0:
             raise RuntimeError("Histogram buckets were never set")
-        cdef double now = (<HistogramCore>self.metric).native_clock()
-        (<HistogramCore>self.metric).observe_at(self.slot(), v, now)
+        (<HistogramCore>self.metric).observe_at(self.slot(), v)
 
 
 cdef class SummarySeries(BoundSeries):

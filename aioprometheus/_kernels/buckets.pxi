@@ -55,9 +55,9 @@ cdef class HistogramCore(Metric):
         native.reserve(self.capacity)
         self.native = native
 
-    def _set_native_clock(self, clock):
-        """Read `clock()` (seconds) instead of the monotonic clock for the
-        native buckets' min_reset_duration (for tests)."""
+    def _set_native_clock(self, ManualClock clock):
+        """Time the native buckets' min_reset_duration by `clock` (None: the
+        system's monotonic clock), for tests."""
         if self.native is None:
             raise ValueError(f"Histogram {self.metric_name!r} has no native buckets")
         self.native.clock = clock
@@ -173,18 +173,10 @@ cdef class HistogramCore(Metric):
         cdef double v = to_observation(value, "Histogram")
         if self.nbounds == 0:
             raise RuntimeError("Histogram buckets were never set")
-        cdef double now = self.native_clock()
-        self.observe_at(self.slot(labels), v, now)
+        self.observe_at(self.slot(labels), v)
 
-    cdef inline double native_clock(self) except? -1.0:
-        """An injected clock's reading, taken before the series lookup (it is
-        Python code); NAN: the native buckets read their C clock if needed."""
-        if self.native is None or self.native.clock is None:
-            return NAN
-        return self.native.read_clock()
-
-    cdef inline int observe_at(self, Py_ssize_t i, double v, double now) except -1:
-        if self.native is not None and self.native.observe(i, v, now):
+    cdef inline int observe_at(self, Py_ssize_t i, double v) except -1:
+        if self.native is not None and self.native.observe(i, v):
             self.reset_classic(i)      # the native bucket limit reset the series
         self.counts[i * self.nbounds + self.bucket_of(v)] += 1
         self.sums[i] += v

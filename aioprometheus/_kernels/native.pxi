@@ -21,12 +21,12 @@
 # the zero bucket over the bucket closest to zero, up to
 # `max_zero_threshold`; else halve the resolution (schema - 1). A scheduled
 # reset happens lazily, at the series' first observation once it is due (no
-# background timer).
+# background timer). The clock is read in C, when a strategy needs it: the
+# system's monotonic clock, or a ManualClock (window.pxi) a test advances.
 
 from libc.float cimport DBL_MAX
 from libc.math cimport ldexp, log2
 from libc.stdint cimport int32_t, uint16_t
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from bisect import bisect_left
 
@@ -352,12 +352,6 @@ cdef int fill_side(NativeSide* side, object pairs) except -1:
     return 0
 
 
-cdef inline double monotonic_seconds() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
-
-
 @cython.final
 cdef class NativeBuckets:
     """The native part of a HistogramCore: its settings, and per series (by
@@ -370,7 +364,7 @@ cdef class NativeBuckets:
     cdef readonly double max_zero_threshold
     cdef readonly Py_ssize_t max_buckets   # 0: no limit
     cdef readonly double min_reset_duration   # seconds; 0: never reset
-    cdef object clock                    # None: CLOCK_MONOTONIC, read in C
+    cdef ManualClock clock               # None: the system's monotonic clock
 
     def __cinit__(self, int schema, double zero_threshold, Py_ssize_t max_buckets,
                   double min_reset_duration, double max_zero_threshold):
@@ -447,15 +441,10 @@ cdef class NativeBuckets:
 
     # -- observing -----------------------------------------------------------
 
-    cdef double read_clock(self) except? -1.0:
-        """The injected clock's reading (Python code: call it before the series
-        lookup)."""
-        return float(self.clock())
+    cdef inline double time(self) noexcept:
+        return monotonic_seconds() if self.clock is None else self.clock.now
 
-    cdef inline double time(self, double now) noexcept:
-        return monotonic_seconds() if isnan(now) else now
-
-    cdef int observe(self, Py_ssize_t series, double v, double now) except -1:
+    cdef int observe(self, Py_ssize_t series, double v) except -1:
         """Count `v` into `series`: 1 if the series was reset first (the
         caller then resets its classic part), 0 if not. Only making room may
         fail, and it comes before any change."""
@@ -465,10 +454,11 @@ cdef class NativeBuckets:
         cdef Py_ssize_t pos
         cdef int was_reset = 0
         cdef double a = fabs(v)
+        cdef double now
         if isnan(v):
             return 0
         if st.clock_due:
-            now = self.time(now)
+            now = self.time()
             if isnan(st.last_reset):
                 # the series' first observation starts its reset period; both
                 # sides get room for a bucket, which a reset then never lacks
@@ -491,7 +481,7 @@ cdef class NativeBuckets:
                 make_room(side, side.n + 1)
                 append_bucket(side, key, 1)
         if self.max_buckets and st.positive.n + st.negative.n > self.max_buckets:
-            was_reset |= self.limit(st, v, now)
+            was_reset |= self.limit(st, v)
         return was_reset
 
     cdef void place(self, NativeState* st, double v) noexcept:
@@ -511,11 +501,12 @@ cdef class NativeBuckets:
         else:
             append_bucket(side, key, 1)
 
-    cdef int limit(self, NativeState* st, double v, double now) noexcept:
+    cdef int limit(self, NativeState* st, double v) noexcept:
         """One bucket-limit strategy (see the top of this file); 1 if it reset
         the series."""
+        cdef double now
         if self.min_reset_duration > 0 and not st.clock_due:
-            now = self.time(now)
+            now = self.time()
             if now - st.last_reset >= self.min_reset_duration:
                 self.start(st, now)
                 self.place(st, v)

@@ -264,20 +264,20 @@ def build(cfg: Dict, clock) -> Histogram:
 @settings(max_examples=300, deadline=None)
 @given(configs, steps)
 def test_native_histogram_matches_model(cfg, ops):
-    now = [1000.0]
-    h = build(cfg, lambda: now[0])
+    clock = _core.ManualClock(1000.0)
+    h = build(cfg, clock)
     assert h.upper_bounds == ([-1.0, 0.0, 0.25, 1.0, 1e6] if cfg["classic"] else []) + [
         math.inf
     ]
     bounds = h.upper_bounds
     models: Dict[str, NativeModel] = {}
     for series, v, tick in ops:
-        now[0] += tick
+        clock.advance(tick)
         if series == "c":  # the bound-series path
             h.labels(series=series).observe(v)
         else:
             h.observe({"series": series}, v)
-        models.setdefault(series, NativeModel(cfg, bounds)).observe(v, now[0])
+        models.setdefault(series, NativeModel(cfg, bounds)).observe(v, clock.seconds)
     for series, model in models.items():
         assert h.get_native({"series": series}) == model.native()
         got = h.get({"series": series})
