@@ -444,11 +444,26 @@ cdef class NativeBuckets:
     cdef inline double time(self) noexcept:
         return monotonic_seconds() if self.clock is None else self.clock.now
 
-    cdef int observe(self, Py_ssize_t series, double v) except -1:
+    cdef inline int observe(self, Py_ssize_t series, double v) except -1:
         """Count `v` into `series`: 1 if the series was reset first (the
         caller then resets its classic part), 0 if not. Only making room may
         fail, and it comes before any change."""
         cdef NativeState* st = &self.states[series]
+        cdef double a = fabs(v)
+        cdef NativeSide* side
+        cdef Py_ssize_t pos
+        if (not st.clock_due and a > st.zero_threshold        # (False for NaN)
+                and (self.max_buckets == 0
+                     or st.positive.n + st.negative.n <= self.max_buckets)):
+            side = &st.positive if v > 0 else &st.negative
+            pos = find_bucket(side, observation_key(a, st.schema))
+            if pos >= 0:            # the usual case: a bucket the series has
+                side.buckets[pos].count += 1
+                return 0
+        return self.observe_in(st, v)
+
+    cdef int observe_in(self, NativeState* st, double v) except -1:
+        """observe(), every case."""
         cdef NativeSide* side
         cdef int32_t key
         cdef Py_ssize_t pos
