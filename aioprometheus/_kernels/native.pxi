@@ -99,7 +99,8 @@ ctypedef struct NativeBucket:
 ctypedef struct NativeSide:
     NativeBucket* buckets       # every count > 0; the first `ordered` sorted by
                                 # key, the rest in the order they came
-    int32_t* index              # key -> position + 1 (0: free), open addressing
+    int32_t* index              # key -> position + 1 (0: free), open addressing;
+                                # NULL: not indexed yet (new, or a snapshot's copy)
     Py_ssize_t n
     Py_ssize_t capacity
     Py_ssize_t ordered
@@ -175,7 +176,8 @@ cdef double upper_bound(int32_t key, int schema) noexcept:
 # Observing finds a bucket through the hash index, and a new bucket is
 # appended; anything that needs key order (encoding, the bucket limit's
 # strategies) sorts the array first (normalize), a no-op unless buckets were
-# added since.
+# added since. A side without an index (new, or a snapshot's copy) finds
+# nothing: make_room indexes it, before the lookup that may lead to an append.
 
 cdef enum:
     MIN_INDEX_BITS = 3
@@ -186,11 +188,11 @@ cdef inline uint32_t index_slot(int32_t key, int bits) noexcept:
 
 
 cdef inline Py_ssize_t find_bucket(NativeSide* side, int32_t key) noexcept:
-    """Position of bucket `key`, or -1."""
+    """Position of bucket `key`, or -1 (also when `side` has no index)."""
     cdef uint32_t mask = (<uint32_t>1 << side.index_bits) - 1
     cdef uint32_t at
     cdef int32_t entry
-    if side.n == 0:
+    if side.index == NULL:
         return -1
     at = index_slot(key, side.index_bits)
     while True:
@@ -312,13 +314,16 @@ cdef inline unsigned long long take_first_if(NativeSide* side, int32_t key) noex
 
 
 cdef int copy_side(NativeSide* dst, NativeSide* src) except -1:
-    """A copy of `src` (sorted first) into `dst`, which owns no arrays."""
+    """A copy of `src` (sorted first) into `dst`, which owns no arrays: its
+    buckets alone, unindexed (a snapshot's copy is only read)."""
     normalize(src)
-    make_room(dst, src.n)
-    if src.n:
-        memcpy(dst.buckets, src.buckets, src.n * sizeof(NativeBucket))
-    dst.n = dst.ordered = src.n
-    rebuild_index(dst)
+    if src.n == 0:
+        return 0
+    dst.buckets = <NativeBucket*>malloc(src.n * sizeof(NativeBucket))
+    if dst.buckets == NULL:
+        raise MemoryError()
+    memcpy(dst.buckets, src.buckets, src.n * sizeof(NativeBucket))
+    dst.n = dst.ordered = dst.capacity = src.n
     return 0
 
 
@@ -490,10 +495,12 @@ cdef class NativeBuckets:
             side = &st.positive if v > 0 else &st.negative
             key = observation_key(a, st.schema)
             pos = find_bucket(side, key)
+            if pos < 0:
+                make_room(side, side.n + 1)
+                pos = find_bucket(side, key)    # the side may just have been indexed
             if pos >= 0:
                 side.buckets[pos].count += 1
             else:
-                make_room(side, side.n + 1)
                 append_bucket(side, key, 1)
         if self.max_buckets and st.positive.n + st.negative.n > self.max_buckets:
             was_reset |= self.limit(st, v)
