@@ -15,7 +15,9 @@ _Row: TypeAlias = Tuple[Dict[str, str], Any]
 RESERVED_LABEL_NAMES: frozenset[str]
 RESERVED_LABEL_PREFIX: str
 DEFAULT_QUANTILE_INVARIANTS: Tuple[Tuple[float, float], ...]
+DEFAULT_ZERO_THRESHOLD: float
 
+def pick_schema(factor: float) -> int: ...
 def check_label_name(name: object, reserved: str | None = ...) -> None: ...
 def check_labels(
     labels: Dict[Any, Any], reserved: str | None = ...
@@ -81,6 +83,17 @@ class GaugeCore(ScalarMetric):
 @disjoint_base
 class HistogramCore(Metric):
     def _set_buckets(self, buckets: Sequence[_Number]) -> None: ...
+    def _set_native(
+        self,
+        factor: float,
+        zero_threshold: float,
+        max_buckets: int,
+        min_reset_duration: float,
+        max_zero_threshold: float,
+        classic: bool,
+    ) -> None: ...
+    def _set_native_clock(self, clock: ManualClock | None) -> None: ...
+    def get_native(self, labels: _Labels) -> Dict[str, Any]: ...
     @property
     def upper_bounds(self) -> List[float]: ...
     def observe(self, labels: _Labels, value: _Number) -> None: ...
@@ -191,6 +204,27 @@ class SeriesTable:
 
 @final
 class Writer: ...
+
+@final
+class NativeBuckets:
+    def __new__(
+        cls,
+        schema: int,
+        zero_threshold: float,
+        max_buckets: int,
+        min_reset_duration: float,
+        max_zero_threshold: float,
+    ) -> NativeBuckets: ...
+    @property
+    def schema(self) -> int: ...
+    @property
+    def zero_threshold(self) -> float: ...
+    @property
+    def max_zero_threshold(self) -> float: ...
+    @property
+    def max_buckets(self) -> int: ...
+    @property
+    def min_reset_duration(self) -> float: ...
 
 @disjoint_base
 class PausedGC:

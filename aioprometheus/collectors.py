@@ -309,6 +309,14 @@ class Histogram(_core.HistogramCore, _ObservationCollector):
 
     Exposed as ``<name>_bucket{le="<bound>"}``, ``<name>_count`` and
     ``<name>_sum``; a ``+Inf`` bucket is always present.
+
+    With ``native_histogram_bucket_factor`` (> 1) the histogram also keeps
+    native (sparse, exponential) buckets, as client_golang's options of the
+    same names describe; Prometheus ingests them from the protobuf format.
+    Then ``buckets`` default to none (native only); give them to expose both.
+    The other ``native_histogram_*`` options: ``zero_threshold`` (default
+    2**-128), ``max_bucket_number`` (0: no limit), ``min_reset_duration``
+    (seconds, 0: never reset) and ``max_zero_threshold`` (default 0).
     """
 
     kind = MetricsTypes.histogram
@@ -337,10 +345,46 @@ class Histogram(_core.HistogramCore, _ObservationCollector):
         doc: str,
         const_labels: Optional[LabelsType] = None,
         registry: Optional["Registry"] = None,
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        buckets: Optional[Sequence[float]] = None,
         unit: str = "",
+        *,
+        native_histogram_bucket_factor: Optional[float] = None,
+        native_histogram_zero_threshold: Optional[float] = None,
+        native_histogram_max_bucket_number: int = 0,
+        native_histogram_min_reset_duration: float = 0.0,
+        native_histogram_max_zero_threshold: float = 0.0,
     ) -> None:
-        self._set_buckets(buckets)
+        if native_histogram_bucket_factor is None:
+            if (
+                native_histogram_zero_threshold is not None
+                or native_histogram_max_bucket_number
+                or native_histogram_min_reset_duration
+                or native_histogram_max_zero_threshold
+            ):
+                raise ValueError(
+                    "native_histogram_* options need native_histogram_bucket_factor"
+                )
+            self._set_buckets(self.DEFAULT_BUCKETS if buckets is None else buckets)
+        else:
+            if buckets is not None:
+                self._set_buckets(buckets)
+            self._set_native(
+                native_histogram_bucket_factor,
+                _native_option(
+                    "zero_threshold",
+                    _core.DEFAULT_ZERO_THRESHOLD
+                    if native_histogram_zero_threshold is None
+                    else native_histogram_zero_threshold,
+                ),
+                _native_count(native_histogram_max_bucket_number),
+                _native_option(
+                    "min_reset_duration", native_histogram_min_reset_duration
+                ),
+                _native_option(
+                    "max_zero_threshold", native_histogram_max_zero_threshold
+                ),
+                buckets is not None,
+            )
         super().__init__(
             name, doc, const_labels=const_labels, registry=registry, unit=unit
         )
@@ -487,6 +531,25 @@ class Enum(_LabelledGaugeSet):
                 Gauge.set(
                     self, {**merged, self.name: state}, 1 if state == value else 0
                 )
+
+
+def _native_option(name: str, value: float) -> float:
+    """A native histogram threshold or duration: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"native_histogram_{name} must be a number, got {value!r}")
+    if not 0 <= value < POS_INF:
+        raise ValueError(
+            f"native_histogram_{name} must be finite and >= 0, got {value!r}"
+        )
+    return float(value)
+
+
+def _native_count(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"native_histogram_max_bucket_number must be an int >= 0, got {value!r}"
+        )
+    return value
 
 
 class Registry:

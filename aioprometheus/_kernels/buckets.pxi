@@ -2,6 +2,8 @@
 #
 # Counts are kept per bucket (not cumulative) so an observation touches one
 # counter; the encoders accumulate at scrape time. The last bound is +Inf.
+# A histogram with native buckets (native.pxi) keeps them beside these; a
+# native-only one has the +Inf bucket alone, as its count.
 
 cdef class HistogramCore(Metric):
     """Bucketed observations: bounds shared by all series, counts per series."""
@@ -11,6 +13,7 @@ cdef class HistogramCore(Metric):
     cdef unsigned long long* counts   # capacity rows of nbounds
     cdef double* sums
     cdef tuple bound_values           # the bounds as Python floats, for get()
+    cdef NativeBuckets native         # None unless native buckets were set
 
     def __dealloc__(self):
         free(self.bounds)
@@ -34,7 +37,42 @@ cdef class HistogramCore(Metric):
             bounds.append(INFINITY)
         if len(bounds) < 2:
             raise ValueError("Must have at least two buckets")
-        cdef tuple bound_values = tuple(bounds)
+        self.install_bounds(tuple(bounds))
+
+    def _set_native(self, factor, zero_threshold, max_buckets, min_reset_duration,
+                    max_zero_threshold, bint classic):
+        """Add native buckets (see native.pxi); without `classic` buckets the
+        histogram is native only."""
+        cdef NativeBuckets native = NativeBuckets(
+            pick_schema(factor), zero_threshold, max_buckets, min_reset_duration,
+            max_zero_threshold)
+        if not classic:
+            self.install_bounds((INFINITY,))
+        elif self.nbounds == 0:
+            raise RuntimeError("Histogram buckets were never set")
+        if self.series.count:
+            raise ValueError("Native buckets can only be set before the first observation")
+        native.reserve(self.capacity)
+        self.native = native
+
+    def _set_native_clock(self, ManualClock clock):
+        """Time the native buckets' min_reset_duration by `clock` (None: the
+        system's monotonic clock), for tests."""
+        if self.native is None:
+            raise ValueError(f"Histogram {self.metric_name!r} has no native buckets")
+        self.native.clock = clock
+
+    def get_native(self, labels):
+        """The native buckets of `labels`' series: {"schema", "zero_threshold",
+        "zero_count", "positive": {key: count}, "negative": {key: count}}."""
+        if self.native is None:
+            raise ValueError(f"Histogram {self.metric_name!r} has no native buckets")
+        with PausedGC():
+            return self.native.read(self.existing(labels))
+
+    cdef int install_bounds(self, tuple bound_values) except -1:
+        """Make `bound_values` (checked, ending at +Inf) the bucket bounds."""
+        cdef Py_ssize_t i
         cdef double* fresh = <double*>malloc(len(bound_values) * sizeof(double))
         if fresh == NULL:
             raise MemoryError()
@@ -53,6 +91,7 @@ cdef class HistogramCore(Metric):
         self.counts = NULL
         self.sums = NULL
         self.capacity = 0
+        return 0
 
     cdef Py_ssize_t samples_per_series(self):
         return self.nbounds + 2
@@ -72,6 +111,8 @@ cdef class HistogramCore(Metric):
         twin.reserve(n or 1)
         memcpy(twin.counts, self.counts, n * self.nbounds * sizeof(unsigned long long))
         memcpy(twin.sums, self.sums, n * sizeof(double))
+        if self.native is not None:
+            twin.native = self.native.copy(n)
         return 0
 
     @property
@@ -88,18 +129,27 @@ cdef class HistogramCore(Metric):
         if s == NULL:
             raise MemoryError()
         self.sums = s
+        if self.native is not None:
+            self.native.reserve(n)
         self.capacity = n
         return 0
 
     cdef int reset(self, Py_ssize_t series) except -1:
+        self.reset_classic(series)
+        if self.native is not None:
+            self.native.reset(series)
+        return 0
+
+    cdef inline void reset_classic(self, Py_ssize_t series) noexcept:
         memset(self.counts + series * self.nbounds, 0, self.nbounds * sizeof(unsigned long long))
         self.sums[series] = 0.0
-        return 0
 
     cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
         memcpy(self.counts + dst * self.nbounds, self.counts + src * self.nbounds,
                self.nbounds * sizeof(unsigned long long))
         self.sums[dst] = self.sums[src]
+        if self.native is not None:
+            self.native.move(dst, src)
         return 0
 
     cdef inline Py_ssize_t bucket_of(self, double v) noexcept:
@@ -125,9 +175,12 @@ cdef class HistogramCore(Metric):
             raise RuntimeError("Histogram buckets were never set")
         self.observe_at(self.slot(labels), v)
 
-    cdef inline void observe_at(self, Py_ssize_t i, double v) noexcept:
+    cdef inline int observe_at(self, Py_ssize_t i, double v) except -1:
+        if self.native is not None and self.native.observe(i, v):
+            self.reset_classic(i)      # the native bucket limit reset the series
         self.counts[i * self.nbounds + self.bucket_of(v)] += 1
         self.sums[i] += v
+        return 0
 
     cdef object read(self, Py_ssize_t i):
         """{bound: cumulative count, ..., "count": n, "sum": s} of series `i`.
@@ -161,6 +214,9 @@ cdef class HistogramCore(Metric):
 
     cdef object export_series(self, Py_ssize_t i):
         cdef unsigned long long* row = self.counts + i * self.nbounds
+        if self.native is not None:
+            return ([row[b] for b in range(self.nbounds)], self.sums[i],
+                    self.native.export_series(i))
         return ([row[b] for b in range(self.nbounds)], self.sums[i])
 
     cdef int import_series(self, Py_ssize_t i, object data) except -1:
@@ -172,11 +228,23 @@ cdef class HistogramCore(Metric):
         for b in range(self.nbounds):
             self.counts[i * self.nbounds + b] = counts[b]
         self.sums[i] = total_sum
+        if self.native is not None:
+            self.native.import_series(i, data[2])
         return 0
 
     cdef object config(self):
+        if self.native is not None:
+            return {"buckets": self.bound_values, "native": self.native.settings()}
         return self.bound_values
 
     cdef int configure(self, object config) except -1:
-        self._set_buckets(config)
+        if not isinstance(config, dict):
+            self._set_buckets(config)
+            return 0
+        buckets = config["buckets"]
+        schema, zero_threshold, max_buckets, min_reset, max_zero = config["native"]
+        if len(buckets) > 1:
+            self._set_buckets(buckets)
+        self._set_native(2.0 ** (2.0 ** -schema), zero_threshold, max_buckets, min_reset,
+                         max_zero, len(buckets) > 1)
         return 0

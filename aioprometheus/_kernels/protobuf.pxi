@@ -13,7 +13,8 @@
 #                 sample_count=1 sample_sum=2 quantile=3 {quantile=1 value=2}},
 #                 timestamp_ms=6 (when asked for), histogram=7
 #                 {sample_count=1 sample_sum=2 bucket=3 {cumulative_count=1
-#                 upper_bound=2}}, every bucket including +Inf.
+#                 upper_bound=2}}, every bucket including +Inf, then the
+#                 native fields 5-13 (native.pxi).
 #
 # Nested messages are length-prefixed by back-patching: one byte is reserved
 # for the length, the body is written, and if the length needs more than one
@@ -213,12 +214,15 @@ cdef int pb_histogram_metrics(Writer w, HistogramCore m, object timestamp_ms) ex
         pb_varint_field(w, TAG1_VARINT, total)
         pb_fixed64(w, TAG2_FIXED64, m.sums[i])
         running = 0
-        for b in range(m.nbounds):
+        # a native-only histogram has no classic buckets, as in client_golang
+        for b in range(m.nbounds if m.native is None or m.nbounds > 1 else 0):
             running += row[b]
             w.write_byte(TAG3_BYTES)   # Bucket: cumulative_count=1, upper_bound=2
             w.write_byte(<char>(1 + varint_size(running) + 9))
             pb_varint_field(w, TAG1_VARINT, running)
             pb_fixed64(w, TAG2_FIXED64, m.bounds[b])
+        if m.native is not None:
+            pb_native_fields(w, m.native, i)
         pb_close(w, body_start)
         pb_close(w, metric_start)
         i += 1
