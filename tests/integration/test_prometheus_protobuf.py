@@ -220,7 +220,7 @@ def test_prometheus_sees_protobuf_updates(prometheus_factory, target_factory):
     assert target.scrapes[-1][1] == BINARY_CONTENT_TYPE
 
 
-def test_prometheus_without_native_histograms_gets_text(
+def test_prometheus_without_native_histograms_gets_openmetrics(
     prometheus_factory, target_factory
 ):
     r = Registry()
@@ -232,4 +232,4 @@ def test_prometheus_without_native_histograms_gets_text(
     assert target.scrapes
     for accept, content_type, _ in target.scrapes:
         assert "application/vnd.google.protobuf" not in accept
-        assert content_type.startswith("text/plain; version=0.0.4")
+        assert content_type.startswith("application/openmetrics-text; version=1.0.0")
