@@ -3,9 +3,9 @@
 Starts one worker process per implementation (``peers.py``: ours, and the
 peers from isolated pip ``--target`` folders) and asks them, step after step
 (``workloads.STEPS``), for one sample each in interleaved rounds (A B C A B C
-...); memory samples run in a fresh process each, the real-Prometheus step in
-``prometheus.py``.  Then ``report.py`` prints the table and writes the JSON,
-the pyperf files and the chart.
+...); memory samples run in a fresh process each, the uvicorn and
+real-Prometheus steps here (``middleware.py``, ``prometheus.py``).  Then
+``report.py`` prints the table and writes the JSON, pyperf files and chart.
 """
 
 import argparse
@@ -27,10 +27,8 @@ from .workloads import IMPLS, STEPS, Step, micro_figures
 DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
 # pyperf settings per kind of step: (--quick, full) seconds per value, and
 # the values and warm-ups of one round
-SETTINGS = {
-    "micro": ((0.004, 0.01), 5, 1),
-    "other": ((0.01, 0.025), 3, 1),
-}
+SETTINGS = {"micro": ((0.004, 0.01), 5, 1), "other": ((0.01, 0.025), 3, 1)}
+Answer = Dict[str, Any]
 
 
 def pick(value: Any, quick: bool) -> Any:
@@ -41,27 +39,34 @@ def pick(value: Any, quick: bool) -> Any:
 def make_plan(quick: bool, only: Optional[List[str]] = None) -> List[Step]:
     """The steps to run, those sharing a fixture registry next to each other
     (each worker builds each fixture once)."""
-    plan = [
+    chosen = [
         s
         for s in STEPS
         if not (quick and s.full_only)
-        and (
-            not only
-            or any(
-                r.key.startswith(o) or s.key.startswith(o) for o in only for r in s.rows
-            )
-        )
+        and (not only or any(k.startswith(o) for o in only for k in keys(s)))
     ]
-    return sorted(plan, key=lambda s: s.params.get("series", 0))
+    return sorted(chosen, key=lambda s: (s.params.get("series", 0), "native" in s.key))
+
+
+def keys(s: Step) -> List[str]:
+    return [s.key, *(r.key for r in s.rows)]
+
+
+def _read(stream: Any, timeout: float, on_fail: Any) -> Answer:
+    """One JSON line from a process, or an error answer (``on_fail()`` says
+    what the process left on stderr)."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    line = stream.readline() if ready else ""
+    if line:
+        return json.loads(line)
+    why = "died" if ready else "timed out"
+    return {"ok": False, "status": "error", "reason": f"worker {why}: {on_fail()}"}
 
 
 class Worker:
     """A long-lived worker process for one implementation."""
 
-    TIMEOUT_S = 600
-
     def __init__(self, impl: peers.Impl, workdir: Path, clock: str) -> None:
-        self.impl = impl
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [
@@ -79,45 +84,43 @@ class Worker:
             text=True,
             bufsize=1,
         )
-        impl.info = self._read()
+        impl.info = self.read()
         if not impl.info.get("ok"):
             impl.problem = str(impl.info.get("reason", "worker failed to start"))
 
-    def _read(self) -> Dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.TIMEOUT_S)
-        line = self.proc.stdout.readline() if ready else ""
-        if line:
-            return json.loads(line)
+    def read(self) -> Answer:
+        return _read(self.proc.stdout, 600, self.failed)
+
+    def failed(self) -> str:
         self.proc.kill()
         self.proc.wait()
         self.stderr.seek(0)
-        why = "died" if ready else "timed out"
-        tail = self.stderr.read()[-1500:].strip()
-        return {"ok": False, "status": "error", "reason": f"worker {why}: {tail}"}
+        return self.stderr.read()[-1500:].strip()
 
-    def request(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
+    def request(self, cmd: Dict[str, Any]) -> Answer:
         if self.proc.poll() is not None:
             return {"status": "error", "reason": "worker not running"}
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
-        return self._read()
+        return self.read()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write('{"cmd": "quit"}\n')
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=30)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write('{"cmd": "quit"}\n')
+            self.proc.stdin.close()
+        except OSError:  # it has already stopped
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.stderr.close()
 
 
-def memory_sample(impl: peers.Impl, params: Dict[str, Any], workdir: Path):
+def memory_sample(impl: peers.Impl, s: Step, params: Dict[str, Any], workdir: Path):
     """One memory sample in a fresh process."""
     proc = subprocess.run(
         [
@@ -125,8 +128,8 @@ def memory_sample(impl: peers.Impl, params: Dict[str, Any], workdir: Path):
             str(peers.WORKER_SCRIPT),
             "memory",
             *impl.worker_args(),
-            f"kind={params['kind']}",
-            f"n={params['n']}",
+            f"step={s.key}",
+            f"params={json.dumps(params)}",
         ],
         env=impl.env(),
         cwd=str(workdir),
@@ -153,7 +156,8 @@ def run(
     messages: Optional[List[str]] = None,
 ):
     """{step key: {impl key: [answers]}}, rounds interleaved."""
-    samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
+    samples: Dict[str, Dict[str, List[Answer]]] = {}
+    messages = [] if messages is None else messages
     with tempfile.TemporaryDirectory(prefix="aioprom-bench-") as tmp:
         workdir = Path(tmp)
         workers = {i.key: Worker(i, workdir, clock) for i in impls if i.problem is None}
@@ -164,39 +168,36 @@ def run(
             for s in plan:
                 t0 = time.perf_counter()
                 params = {k: pick(v, quick) for k, v in s.params.items()}
-                runs = [i for i in impls if i.key in s.impls]
+                runs = [i for i in impls if i.key in s.impls and i.problem is None]
                 if s.kind in DRIVER_STEPS:
                     params["rounds"] = rounds or params.get("rounds", 1)
                     got, note = DRIVER_STEPS[s.kind](runs, params, quick)
                     if note:
                         _log(note)
-                        (messages if messages is not None else []).append(note)
+                        messages.append(note)
                     samples.update(got)
                     continue
-                kind = "micro" if s.figures is micro_figures else "other"
-                min_time, values, warmups = SETTINGS[kind]
-                settings = {
-                    "min_time": pick(min_time, quick),
-                    "values": values,
-                    "warmups": warmups,
+                min_time, values, warmups = SETTINGS[
+                    "micro" if s.figures is micro_figures else "other"
+                ]
+                cmd = {
+                    "cmd": "sample",
+                    "step": s.key,
+                    "params": params,
+                    "settings": {
+                        "min_time": pick(min_time, quick),
+                        "values": values,
+                        "warmups": warmups,
+                    },
                 }
-                per_impl: Dict[str, List[Dict[str, Any]]] = {i.key: [] for i in runs}
+                per_impl: Dict[str, List[Answer]] = {i.key: [] for i in runs}
                 for _ in range(rounds or pick(s.rounds, quick)):
                     for impl in runs:  # interleaved: A B C A B C ...
-                        if impl.problem is not None:
-                            continue
-                        if s.kind == "memory":
-                            answer = memory_sample(impl, params, workdir)
-                        else:
-                            answer = workers[impl.key].request(
-                                {
-                                    "cmd": "sample",
-                                    "step": s.key,
-                                    "params": params,
-                                    "settings": settings,
-                                }
-                            )
-                        per_impl[impl.key].append(answer)
+                        per_impl[impl.key].append(
+                            memory_sample(impl, s, params, workdir)
+                            if s.kind == "memory"
+                            else workers[impl.key].request(cmd)
+                        )
                 for w in workers.values():
                     w.request({"cmd": "drop", "step": s.key})
                 samples[s.key] = per_impl
@@ -227,12 +228,10 @@ def _git_rev() -> Optional[str]:
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+            models = [ln for ln in fh if ln.startswith("model name")]
+        return models[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        return platform.processor()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -241,42 +240,34 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Benchmark ours against aioprometheus 23.12.0 and "
         "prometheus_client 0.26.0, side by side in one run.",
     )
-    default_output = peers.REPO_ROOT / "bench-results" / "results.json"
-    for flag, options in (
-        (
-            "--quick",
-            {
-                "action": "store_true",
-                "help": "fewer rounds, shorter values, "
-                "no 100k series (about a minute and a half)",
-            },
-        ),
-        (
-            "--impls",
-            {"default": ",".join(IMPLS), "help": "a subset of " + ",".join(IMPLS)},
-        ),
-        (
-            "--only",
-            {
-                "nargs": "*",
-                "metavar": "PREFIX",
-                "help": "only the steps with a row whose key starts so",
-            },
-        ),
-        ("--rounds", {"type": int, "help": "override the rounds of every step"}),
-        ("--output", {"type": Path, "default": default_output, "help": "JSON file"}),
-        ("--no-chart", {"action": "store_true", "help": "skip the PNG chart"}),
-        (
-            "--clock",
-            {
-                "choices": ["wall", "cpu"],
-                "default": "wall",
-                "help": "cpu: process CPU time (steadier when busy; not scrapes)",
-            },
-        ),
-        ("--no-install", {"action": "store_true", "help": "never pip-install peers"}),
-    ):
-        ap.add_argument(flag, **options)  # type: ignore[arg-type]
+    add = ap.add_argument
+    add(
+        "--quick",
+        action="store_true",
+        help="fewer rounds, shorter values, no 100k series (about a minute)",
+    )
+    add("--impls", default=",".join(IMPLS), help="a subset of " + ",".join(IMPLS))
+    add(
+        "--only",
+        nargs="*",
+        metavar="PREFIX",
+        help="only the steps with a row whose key starts so",
+    )
+    add("--rounds", type=int, help="override the rounds of every step")
+    add(
+        "--output",
+        type=Path,
+        help="JSON file",
+        default=peers.REPO_ROOT / "bench-results" / "results.json",
+    )
+    add("--no-chart", action="store_true", help="skip the PNG chart")
+    add(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: process CPU time (steadier when busy; not scrapes)",
+    )
+    add("--no-install", action="store_true", help="never pip-install peers")
     args = ap.parse_args(argv)
     selected = [s.strip() for s in args.impls.split(",") if s.strip()]
     unknown = set(selected) - set(IMPLS)
@@ -288,20 +279,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         impls = peers.implementations(selected, install=not args.no_install)
     except peers.OursUnavailable as exc:
         print(
-            f"python -m benchmarks: cannot measure ours: {exc}\n"
-            "(--impls aioprometheus,prometheus_client runs the peers alone)",
+            f"python -m benchmarks: cannot measure ours: {exc}\n(--impls "
+            "aioprometheus,prometheus_client runs the peers alone)",
             file=sys.stderr,
         )
         return 2
     t_install, t1 = time.perf_counter() - t0, time.perf_counter()
-    plan = make_plan(args.quick, args.only)
-    messages: List[str] = []
+    plan, messages = make_plan(args.quick, args.only), []
     samples = run(plan, impls, args.quick, args.clock, args.rounds, messages)
     wall = time.perf_counter() - t1
+    command = "python -m benchmarks" + " --quick" * args.quick
     meta = {
-        "command": "python -m benchmarks"
-        + (" --quick" if args.quick else "")
-        + (" --clock cpu" if args.clock == "cpu" else ""),
+        "command": command + (" --clock cpu" if args.clock == "cpu" else ""),
         "argv": sys.argv[1:] if argv is None else argv,
         "quick": args.quick,
         "clock": args.clock,

@@ -12,31 +12,34 @@ from .workloads import SHORT, Row, Step
 
 PEERS = ("aioprometheus", "prometheus_client")
 NOTES = (
-    "Timing is pyperf's: in each worker, for each round, a pyperf run calibrates "
-    "its loops (first round), warms up and takes its values; the rounds are "
-    "interleaved across implementations (ours, aio, pc, ours, ...) and merged "
-    "per implementation (bench-results/pyperf-*.json; `python -m pyperf "
-    "compare_to` reads them). Cells: the figure from all rounds' values "
-    "[min-max of the per-round figures]. 'vs aio'/'vs pc': how many times "
-    "faster ours is.",
+    "Timing is pyperf's: in each worker, each round, a pyperf run calibrates its "
+    "loops (first round), warms up and takes its values; rounds are interleaved "
+    "across implementations (ours, aio, pc, ours, ...) and merged per "
+    "implementation (bench-results/pyperf-*.json, for `python -m pyperf "
+    "compare_to`). Cells: the figure from all rounds' values [min-max of the "
+    "per-round figures]. 'vs aio'/'vs pc': how many times faster ours is.",
     "ns/op is net: the bare `for v in values:` loop (same loops, same round) is "
     "subtracted. 'x floor': net/net (raw/raw in brackets) against a `d.get(k)` "
-    "loop timed in every round; for the fresh-literal row, against a loop that "
-    "builds the same literal and calls `.get(k)` on it.",
+    "loop timed in every round (the fresh-literal row: the same literal + .get).",
     "prometheus_client uses its idiomatic API: c.labels(**labels).inc(); its "
-    "Summary has no quantiles, so its summary row is not like-for-like.",
-    "Renders: 2-label counters and gauges, 500 series per metric; aioprometheus: "
-    "formats.text/binary marshall; prometheus_client: generate_latest. 23.12's "
-    "binary format needs the extra prometheus-metrics-proto package.",
-    "Scrape: a separate scraper process (http.client, one keep-alive connection, "
-    "loopback) sends sequential GETs (identity, or gzip); aioprometheus: Service; "
-    "prometheus_client: its aiohttp handler. Rounds stop after a time budget "
-    "(at least 3 requests); p50/p99 pooled over rounds. Wall time. 'HTTP floor': "
+    "Summary has no quantiles, so its summary row is not like-for-like. 'not "
+    "offered': the implementation has no such feature (native histograms, "
+    "windowed summaries, protobuf in prometheus_client, OpenMetrics in 23.12).",
+    "Renders: 2-label counters and gauges, 500 series per metric (native: "
+    "histograms with 20 populated buckets each, factor 1.1); aioprometheus: "
+    "formats.text/binary/openmetrics; prometheus_client: generate_latest of "
+    "its text and OpenMetrics expositions. 23.12's binary format needs the "
+    "extra prometheus-metrics-proto package.",
+    "Scrape: a scraper process (http.client, one keep-alive loopback connection) "
+    "sends sequential GETs (identity or gzip) to aioprometheus' Service or "
+    "prometheus_client's aiohttp handler, within a time budget per round (at "
+    "least 3 requests); p50/p99 pooled over rounds; wall time. 'HTTP floor': "
     "the same body pre-rendered (and pre-compressed) from a bare aiohttp handler.",
     "asyncio loop: 8 tasks, 100 events per iteration (arithmetic + one 2-label "
     "increment) then `await asyncio.sleep(0)`; cost = instrumented - bare per event.",
     "Memory: RSS growth per series in a fresh process creating N series with a "
-    "unique route string each.",
+    "unique route string each (native: observing one value in each of 20 or "
+    "160 buckets).",
     "ASGI middleware: a FastAPI app (8 routes; 4 matched paths and a 404) bare "
     "and instrumented, called directly and through httpx.ASGITransport; the "
     "pc column is prometheus-fastapi-instrumentator 8.1.0.",
@@ -45,22 +48,21 @@ NOTES = (
     "its own scrape_duration_seconds, averaged. Handler time and the worst "
     "lateness of a 1 ms asyncio tick during a scrape are the exporter's.",
 )
+Cell = Dict[str, Any]
 
 
-def _failed(impl: str, answers: List[Dict[str, Any]], problem: Optional[str]):
+def _failed(impl: str, answers: List[Cell], problem: Optional[str]) -> Cell:
     if problem is not None or not answers:
         status = "pending" if impl == "ours" else "not run"
         return {"status": status, "reason": problem or "not measured"}
     bad = answers[0]
     if bad.get("status") == "unavailable":
-        return {
-            "status": "pending" if impl == "ours" else "not offered",
-            "reason": bad.get("reason", ""),
-        }
+        status = "pending" if impl == "ours" else "not offered"
+        return {"status": status, "reason": bad.get("reason", "")}
     return {"status": "error", "reason": bad.get("reason", "")}
 
 
-def merge(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
+def merge(answers: List[Cell]) -> Dict[str, Any]:
     """The pyperf benchmarks of all rounds, merged by name."""
     import pyperf
 
@@ -75,76 +77,65 @@ def merge(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def figures(step: Step, answers: List[Dict[str, Any]]):
+def figures(step: Step, answers: List[Cell]):
     """(pooled figures, per-round figures) of one implementation's answers."""
-    if step.workload is None and step.kind != "memory":  # a driver step's figures
+    if step.workload is None:  # a driver step's answers carry their figures
         return None, [a["figures"] for a in answers]
-    import pyperf
-
-    rounds = [
-        step.figures({n: pyperf.Benchmark.loads(t) for n, t in a["benches"].items()})
-        for a in answers
-    ]
+    rounds = [step.figures(merge([a])) for a in answers]
     return step.figures(merge(answers)), rounds
 
 
-def _cell(row: Row, pooled, rounds) -> Dict[str, Any]:
+def _cell(row: Row, pooled, rounds) -> Cell:
     vals = [r[row.figure] for r in rounds if row.figure in r]
     if not vals:
         return {"status": "not offered", "reason": "no such figure"}
-    cell: Dict[str, Any] = {
+    median = pooled[row.figure] if pooled else statistics.median(vals)
+    cell = {
         "status": "ok",
         "rounds": len(vals),
-        "median": pooled[row.figure] if pooled else statistics.median(vals),
+        "median": median,
         "min": min(vals),
         "max": max(vals),
         "samples": vals,
     }
+    first = pooled or rounds[0]
     for extra in (row.x_floor, f"{row.x_floor}_raw", "raw", "floor", "requests"):
-        if extra and (pooled or rounds[0]).get(extra) is not None:
-            cell[extra] = (pooled or rounds[0])[extra]
+        if extra and first.get(extra) is not None:
+            cell[extra] = first[extra]
     return cell
 
 
 def build(meta, impls, steps: List[Step], samples) -> Dict[str, Any]:
     """The results document from {step key: {impl key: [answers]}}."""
     rows: Dict[str, Any] = {}
-    for step in steps:
-        per_impl = samples.get(step.key)
-        if per_impl is None:
-            continue
-        cells: Dict[str, Dict[str, Dict[str, Any]]] = {r.key: {} for r in step.rows}
+    for step in (s for s in steps if s.key in samples):
+        cells: Dict[str, Dict[str, Cell]] = {r.key: {} for r in step.rows}
         for impl in impls:
-            answers = per_impl.get(impl.key, [])
+            answers = samples[step.key].get(impl.key, [])
             ok = [a for a in answers if a.get("status") == "ok"]
-            if not ok:
-                for r in step.rows:
-                    cells[r.key][impl.key] = _failed(impl.key, answers, impl.problem)
-                continue
-            pooled, rounds = figures(step, ok)
-            note = ok[0].get("note")
+            pooled, rounds = figures(step, ok) if ok else (None, [])
             for r in step.rows:
-                cells[r.key][impl.key] = _cell(r, pooled, rounds)
-                if note and cells[r.key][impl.key]["status"] == "ok":
-                    cells[r.key][impl.key]["note"] = note
+                if not ok:
+                    cells[r.key][impl.key] = _failed(impl.key, answers, impl.problem)
+                    continue
+                cell = cells[r.key][impl.key] = _cell(r, pooled, rounds)
+                if ok[0].get("note") and cell["status"] == "ok":
+                    cell["note"] = ok[0]["note"]
         for r in step.rows:
-            found = [c.get("status") == "ok" for c in cells[r.key].values()]
-            missing = [
-                c.get("reason") == "no such figure" for c in cells[r.key].values()
-            ]
-            if any(missing) and not any(found):
+            found = cells[r.key].values()
+            if not any(c["status"] == "ok" for c in found) and any(
+                c.get("reason") == "no such figure" for c in found
+            ):
                 continue  # e.g. the 100k Prometheus rows of a --quick run
             rows[r.key] = {
                 "title": r.title,
                 "unit": r.unit,
                 "lower_is_better": not r.higher_is_better,
                 "values": cells[r.key],
+                "compare": _compare(r, cells[r.key]),
             }
-            rows[r.key]["compare"] = _compare(r, rows[r.key]["values"])
-    for step in steps:
-        for r in step.rows:
-            if r.key in rows:
-                rows[r.key]["targets"] = [_target(r, t, rows) for t in r.targets]
+    for r in (r for s in steps for r in s.rows if r.key in rows):
+        rows[r.key]["targets"] = [_target(r, t, rows) for t in r.targets]
     implementations = {
         i.key: {
             "label": i.label,
@@ -170,13 +161,12 @@ def _median(values: Dict[str, Any], impl: str) -> Optional[float]:
 
 
 def _compare(row: Row, values: Dict[str, Any]) -> Dict[str, Optional[float]]:
-    ours = _median(values, "ours")
-    out: Dict[str, Optional[float]] = {}
+    ours, out = _median(values, "ours"), {}
     for peer in PEERS:
         other = _median(values, peer)
         ok = not row.control and ours and other and ours > 0 and other > 0
         ratio = (ours / other if row.higher_is_better else other / ours) if ok else None
-        out[f"vs_{peer}"] = ratio  # type: ignore[assignment]
+        out[f"vs_{peer}"] = ratio
     if row.x_floor:
         for impl, cell in values.items():
             out[f"x_floor_{impl}"] = cell.get(row.x_floor)
@@ -196,14 +186,13 @@ def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
     else:  # growth against another of our rows
         base = _median(rows.get(t.ref, {}).get("values", {}), "ours")
         actual = ours / base if ours is not None and base else None
-    text = t.text or f"<={t.bound:g} {row.unit}"
     met = (
         None
         if actual is None
         else (actual >= t.bound if t.kind == "faster" else actual <= t.bound)
     )
     return {
-        "target": text,
+        "target": t.text or f"<={t.bound:g} {row.unit}",
         "kind": t.kind,
         "ref": t.ref,
         "bound": t.bound,
@@ -217,18 +206,11 @@ def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
 
 def _num(x: float) -> str:
     ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    return (
-        f"{x:.0f}"
-        if ax >= 100
-        else f"{x:.1f}"
-        if ax >= 10
-        else (f"{x:.2f}" if ax >= 1 else f"{x:.3f}")
-    )
+    digits = 0 if ax >= 100 else 1 if ax >= 10 else 2 if ax >= 1 else 3
+    return f"{x:,.0f}" if ax >= 1000 else f"{x:.{digits}f}"
 
 
-def _value(cell: Dict[str, Any]) -> str:
+def _value(cell: Cell) -> str:
     if cell.get("status") != "ok":
         return cell.get("status", "-")
     if cell["min"] == cell["max"]:
@@ -236,53 +218,41 @@ def _value(cell: Dict[str, Any]) -> str:
     return f"{_num(cell['median'])} [{_num(cell['min'])}-{_num(cell['max'])}]"
 
 
+def _met(targets: List[Dict[str, Any]]) -> str:
+    missed = [t["target"] for t in targets if t["met"] is False]
+    if missed:
+        return f"NOT met: {'; '.join(missed)}"
+    if not targets:
+        return ""
+    return "pending" if any(t["met"] is None for t in targets) else "met"
+
+
 def table(results: Dict[str, Any], steps: List[Step]) -> str:
-    impls = results["implementations"]
+    impls, meta = results["implementations"], results["meta"]
     order = [k for k in ("ours", *PEERS) if k in impls]
     peers = [p for p in PEERS if p in impls]
     head = ["workload", "unit", *(impls[k]["label"] for k in order)]
     head += [f"vs {SHORT[p]}" for p in peers] + ["x floor", "target", "met"]
     lines: List[List[str]] = []
-    for row in (r for s in steps for r in s.rows):
-        doc = results["rows"].get(row.key)
-        if doc is None:
-            continue
-        cmp_ = doc["compare"]
-        cells = [
-            row.title,
-            row.unit,
-            *(_value(doc["values"].get(k, {})) for k in order),
-        ]
-        cells += [
-            "-" if cmp_.get(f"vs_{p}") is None else f"{_num(cmp_[f'vs_{p}'])}x"
-            for p in peers
-        ]
+    for row in (r for s in steps for r in s.rows if r.key in results["rows"]):
+        doc = results["rows"][row.key]
+        cmp_, targets = doc["compare"], doc["targets"]
         fl, raw = cmp_.get("x_floor_ours"), cmp_.get("x_floor_raw_ours")
-        cells.append(
-            "" if fl is None else f"{fl:.1f}" + ("" if raw is None else f" ({raw:.1f})")
+        lines.append(
+            [row.title, row.unit, *(_value(doc["values"].get(k, {})) for k in order)]
+            + [f"{_num(x)}x" if (x := cmp_.get(f"vs_{p}")) else "-" for p in peers]
+            + ["" if fl is None else f"{fl:.1f}" + (f" ({raw:.1f})" if raw else "")]
+            + [", ".join(t["target"] for t in targets), _met(targets)]
         )
-        targets = doc["targets"]
-        cells.append(", ".join(t["target"] for t in targets))
-        missed = [t["target"] for t in targets if t["met"] is False]
-        cells.append(
-            ""
-            if not targets
-            else f"NOT met: {'; '.join(missed)}"
-            if missed
-            else "pending"
-            if any(t["met"] is None for t in targets)
-            else "met"
-        )
-        lines.append(cells)
     widths = [max([len(h)] + [len(r[i]) for r in lines]) for i, h in enumerate(head)]
 
     def fmt(cells: List[str]) -> str:
+        right = range(2, len(cells) - 2)
         return "  ".join(
-            c.ljust(w) if i < 2 or i >= len(cells) - 2 else c.rjust(w)
+            c.rjust(w) if i in right else c.ljust(w)
             for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
-    meta = results["meta"]
     text = [fmt(head), "  ".join("-" * w for w in widths), *map(fmt, lines), ""]
     text.append(
         f"{meta.get('command')} | {meta.get('started_utc')} | python "
@@ -302,27 +272,18 @@ def table(results: Dict[str, Any], steps: List[Step]) -> str:
             f"({meta.get('loadavg_end', 0):.2f} at the end): other processes "
             "competed for the cores, expect wider ranges (--clock cpu is steadier)"
         )
-    seen: Dict[str, List[str]] = {}
+    seen: Dict[str, List[str]] = {}  # reasons, once each, with their rows
+    notes = []
     for key, doc in results["rows"].items():
         for impl, cell in doc["values"].items():
-            if cell.get("status") in ("pending", "not offered", "error") and not impls[
+            if cell.get("note") and any(s.rows[0].key == key for s in steps):
+                notes.append(f"{doc['title']}, {impls[impl]['label']}: {cell['note']}")
+            if cell["status"] in ("pending", "not offered", "error") and not impls[
                 impl
             ].get("problem"):
                 why = f"{impls[impl]['label']} {cell['status']}: {cell.get('reason')}"
                 seen.setdefault(why, []).append(key)
-    text += [f"{why} ({', '.join(keys)})" for why, keys in seen.items()]
-    for key in (
-        "summary_observe",
-        "text_render_10k",
-        "protobuf_render_10k",
-        "scrape_p50_10k",
-        "scrape_gzip_p50_10k",
-    ):
-        doc = results["rows"].get(key, {})
-        for impl in order:
-            note = doc.get("values", {}).get(impl, {}).get("note")
-            if note:
-                text.append(f"{doc['title']}, {impls[impl]['label']}: {note}")
+    text += [f"{why} ({', '.join(keys)})" for why, keys in seen.items()] + notes
     return "\n".join(text + [""] + [f"* {n}" for n in results["notes"]])
 
 
@@ -357,20 +318,20 @@ def write_pyperf(steps: List[Step], samples, folder: Path) -> List[Path]:
 
 
 COLORS = {"ours": "#1f77b4", "aioprometheus": "#ff7f0e", "prometheus_client": "#2ca02c"}
-PANELS = (  # (title, unit, row keys, log scale); bars labelled by row title
+PANELS = (  # title, unit, row keys (bars labelled by row title), log scale
     (
         "instrumentation cost per call (lower is better)",
         "ns/op",
-        "floor "
-        "counter_inc_labels counter_inc_nolabels gauge_set histogram_observe "
-        "summary_observe asyncio_loop_cost",
+        "floor counter_inc_labels counter_inc_nolabels gauge_set histogram_observe "
+        "native_histogram_observe summary_observe asyncio_loop_cost",
         True,
     ),
     (
         "render time (lower is better)",
         "ms",
         "text_render_1k text_render_10k "
-        "text_render_100k protobuf_render_10k protobuf_render_100k",
+        "text_render_100k protobuf_render_10k protobuf_render_100k "
+        "openmetrics_render_10k protobuf_render_native_10k",
         True,
     ),
     (
@@ -384,8 +345,8 @@ PANELS = (  # (title, unit, row keys, log scale); bars labelled by row title
     (
         "memory per series, RSS (lower is better)",
         "bytes/series",
-        "memory_counter memory_histogram",
-        False,
+        "memory_counter memory_histogram memory_native_20 memory_native_160",
+        True,
     ),
 )
 
@@ -399,29 +360,23 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    impls, rows = results["implementations"], results["rows"]
+    impls, rows, meta = results["implementations"], results["rows"], results["meta"]
     order = [k for k in ("ours", *PEERS) if k in impls]
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
-    fig.suptitle(
-        f"{results['meta'].get('command')} | {results['meta'].get('started_utc')}",
-        fontsize=10,
-    )
+    fig.suptitle(f"{meta.get('command')} | {meta.get('started_utc')}", fontsize=10)
     for ax, (title, unit, keys, log) in zip(axes.flat, PANELS):
-        bars = [
-            (k, textwrap.fill(rows[k]["title"], 14)) for k in keys.split() if k in rows
-        ]
-        ax.set_title(title, fontsize=10)
+        bars = [k for k in keys.split() if k in rows]
         width = 0.8 / len(order)
         for j, impl in enumerate(order):
             xs = [i + (j - (len(order) - 1) / 2) * width for i in range(len(bars))]
-            ys = [_median(rows[k]["values"], impl) or math.nan for k, _ in bars]
+            ys = [_median(rows[k]["values"], impl) or math.nan for k in bars]
             ax.bar(xs, ys, width, label=impls[impl]["label"], color=COLORS[impl])
             for x, y in zip(xs, ys):
                 if not math.isnan(y):
                     ax.text(
                         x, y, _num(y), ha="center", va="bottom", fontsize=6, rotation=90
                     )
-        for i, (key, _) in enumerate(bars):
+        for i, key in enumerate(bars):  # our upper bounds, dashed
             for t in rows[key].get("targets", []):
                 if t["kind"] == "max":
                     ax.hlines(
@@ -431,8 +386,10 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
                         colors="red",
                         linestyles="dashed",
                     )
+        ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(bars)))
-        ax.set_xticklabels([label for _, label in bars], fontsize=7)
+        labels = [textwrap.fill(rows[k]["title"], 14) for k in bars]
+        ax.set_xticklabels(labels, fontsize=7)
         ax.set_ylabel(unit)
         ax.set_yscale("log" if log else "linear")
         ax.grid(axis="y", alpha=0.3)

@@ -1,27 +1,26 @@
 """The benchmark rows, their workloads, and the worker process that times them.
 
-Each step is declared on its workload (``@micro(title, *targets)`` for an
-ns/op row with its floor, ``@step(kind, Row(...), ...)`` otherwise): the
-workload builds what to time for one implementation, the step says which
-rows (:class:`Row`, with their targets) its figures feed, for which
-implementations, in how many interleaved rounds.  Adding a row is a workload
-function and its decorator.
+A step (:class:`Step`) measures one workload and feeds one or more table rows
+(:class:`Row`, each with its targets); steps are declared as data right after
+their workload (``micro(...)``, ``RENDERS``, ``SCRAPES``, ``MEMORY``), so a
+new row is a line or a few.  A workload builds, for one implementation, what
+to time: an object whose ``programs(clock)`` are functions of pyperf's loops
+returning seconds (or which ``sample``s itself, as scrapes do).
 
 The driver (``__main__.py``) imports this module for the declarations and
-also starts it as a *script* (``python benchmarks/workloads.py serve ...``),
-one worker process per implementation whose ``PYTHONPATH`` holds exactly one
-implementation (``sys.path[0]`` is this folder, which has no
-``aioprometheus`` package).  Calibration (loops per value), warm-up and the
-values of one round are pyperf's (a ``pyperf.Runner`` in worker mode); a
-sample comes back as pyperf benchmarks, which the driver merges over rounds.
+also starts it as a *script*, one worker per implementation whose
+``PYTHONPATH`` holds exactly one implementation (``sys.path[0]`` is this
+folder, which has no ``aioprometheus`` package).  pyperf calibrates the
+loops, warms up and takes the values; a sample goes back as pyperf
+benchmarks, which the driver merges over the interleaved rounds.
 
-Two API families run the same workloads: ``aioprometheus`` (ours and
-aioprometheus 23.12.0, ``c.inc(labels)``) and ``prometheus_client`` (its
-idiomatic ``c.labels(**labels).inc()``).
+Two API families run the same workloads: ``aioprometheus`` (ours and 23.12,
+``c.inc(labels)``) and ``prometheus_client`` (``c.labels(**labels).inc()``).
 """
 
 import asyncio
 import bisect
+import functools
 import gc
 import importlib
 import io
@@ -35,11 +34,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-AIO = "aioprometheus"
-PC = "prometheus_client"
-IMPLS = ("ours", "aioprometheus", "prometheus_client")
-SHORT = {"ours": "ours", "aioprometheus": "aio", "prometheus_client": "pc"}
-
+AIO, PC = "aioprometheus", "prometheus_client"
+IMPLS = ("ours", AIO, PC)
+SHORT = {"ours": "ours", AIO: "aio", PC: "pc"}
 LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
@@ -98,11 +95,11 @@ class Row:
 @dataclass
 class Step:
     key: str
-    kind: str  # how it is timed: "pyperf", "scrape", "memory" or a DRIVER_STEPS key
-    workload: Optional[Callable[..., Any]]
+    kind: str  # "pyperf", "scrape", "memory", or a driver's (__main__.DRIVER_STEPS)
+    workload: Optional[Callable[..., Any]]  # (api, **params) -> what to time
     rows: Tuple[Row, ...]
     figures: Callable[[Dict[str, Any]], Dict[str, float]] = lambda b: {}
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: Dict[str, Any] = field(default_factory=dict)  # value or (quick, full)
     rounds: Tuple[int, int] = (5, 15)  # (--quick, full)
     impls: Tuple[str, ...] = IMPLS
     full_only: bool = False
@@ -111,28 +108,13 @@ class Step:
 STEPS: List[Step] = []
 
 
-def step(kind: str, *rows: Row, **options: Any) -> Callable[[Any], Any]:
-    """Declares the step that measures the decorated workload (the step's
-    key: ``key=``, else the workload's name)."""
-
-    def declare(workload: Any) -> Any:
-        key = options.pop("key", None) or workload.__name__
-        STEPS.append(Step(key, kind, workload, rows, **options))
-        return workload
-
-    return declare
+def step(key: str, kind: str, workload: Any, *rows: Row, **options: Any) -> None:
+    STEPS.append(Step(key, kind, workload, rows, **options))
 
 
-def micro(title: str, *targets: Target, key: str = "", control=False) -> Any:
-    """A micro step: one ns/op row, named after the workload."""
-
-    def declare(workload: Any) -> Any:
-        row_key = key or workload.__name__
-        x_floor = "" if control else "x_floor"
-        row = Row(row_key, title, "ns/op", "value", targets, control, False, x_floor)
-        return step("pyperf", row, key=row_key, figures=micro_figures)(workload)
-
-    return declare
+def median_of(name: str, scale: float) -> Callable[[Dict[str, Any]], Dict[str, float]]:
+    """Figures: the median of one program's values, scaled."""
+    return lambda b: {"value": b[name].median() * scale}
 
 
 class Unavailable(Exception):
@@ -151,50 +133,62 @@ class Api:
             self.mod.CollectorRegistry() if self.family == PC else self.mod.Registry()
         )
 
-    def metric(self, kind: str, name: str, doc: str, reg: Any, labelnames=()) -> Any:
-        cls = getattr(self.mod, kind)
-        if self.family == PC:
-            return cls(name, doc, labelnames=list(labelnames), registry=reg)
-        return cls(name, doc, registry=reg)
+    def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
+        """A metric; options it rejects (a peer without the feature) make
+        the workload unavailable."""
+        cls, doc = getattr(self.mod, kind), "Bench."
+        try:
+            if self.family == PC:
+                return cls(name, doc, labelnames=list(labelnames), registry=reg, **opts)
+            return cls(name, doc, registry=reg, **opts)
+        except TypeError as exc:
+            if not opts:
+                raise
+            raise Unavailable(f"{kind}({', '.join(opts)}=...): {exc}") from None
 
 
 # ---------------------------------------------------------------- micro rows
 
 
 _MICRO_TEMPLATE = """
-def _timed(_values, _clock{params}):
+def _timed(_values, _clock, m, d, k, labels, pool, routes):
     _t0 = _clock()
     for v in _values:
         {stmt}
     return _clock() - _t0
 """
+FLOOR, LITERAL = "d.get(k)", '{"path": next(routes), "method": "GET"}'
 
 
 class Micro:
-    """``for v in values: <stmt>``, timed with its empty loop (subtracted:
-    "net") and (``paired``) a floor loop, ``against`` or ``d.get(k)``, in
-    every round, all with the same loops."""
+    """``for v in values: <stmt>``, timed beside its empty loop (subtracted:
+    "net") and a floor loop (``against``), all with the same loops."""
 
     same_loops = True
 
-    def __init__(self, stmt: str, note="", against=None, paired=True, **names) -> None:
-        self.stmt, self.note, self.names = stmt, note, names
-        self.against = (against or floor(None)) if paired else None
+    def __init__(self, stmt: str, against: Optional[str], note="", m=None) -> None:
+        self.stmt, self.against, self.note = stmt, against, note
+        pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
+        self.names = dict(
+            m=m,
+            d={"path": 1, "method": 2},
+            k="path",
+            labels=dict(LABELS),
+            pool=itertools.cycle(pool),
+            routes=itertools.cycle(ROUTES),
+        )
 
     def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
-        out = {"stmt": (self.stmt, self.names), "loop": ("pass", self.names)}
+        out = {"stmt": self.stmt, "loop": "pass"}
         if self.against is not None:
-            out["floor"] = (self.against.stmt, self.against.names)
-        return {
-            name: _compile(stmt, names, clock) for name, (stmt, names) in out.items()
-        }
+            out["floor"] = self.against
+        return {name: self.compile(stmt, clock) for name, stmt in out.items()}
 
-
-def _compile(stmt: str, names: Dict[str, Any], clock) -> Callable[[int], float]:
-    ns: Dict[str, Any] = {}
-    exec(_MICRO_TEMPLATE.format(params="".join(f", {k}" for k in names), stmt=stmt), ns)
-    timed, args = ns["_timed"], tuple(names.values())
-    return lambda n: timed(values(n), clock, *args)
+    def compile(self, stmt: str, clock) -> Callable[[int], float]:
+        ns: Dict[str, Any] = {}
+        exec(_MICRO_TEMPLATE.format(stmt=stmt), ns)
+        timed, args = ns["_timed"], tuple(self.names.values())
+        return lambda n: timed(values(n), clock, *args)
 
 
 def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -208,188 +202,159 @@ def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
-@micro("floor: d.get(k)", control=True)
-def floor(api: Api) -> Micro:
-    """One C call from Python: ``d.get(k)`` on a prebuilt key."""
-    return Micro("d.get(k)", paired=False, d={"key": 1, "other": 2}, k="key")
+def micro_call(
+    api: Api, kind: str, ours: str, pc: Optional[str], against, labelnames, opts
+) -> Micro:
+    """The row's statement on a fresh metric (``m``), run 128 times first so
+    that every series it touches exists before timing."""
+    if kind == "":  # a floor: the same statement everywhere, no metric
+        return Micro(ours, None)
+    if pc is None and api.family == PC:
+        raise Unavailable("prometheus_client does not offer this")
+    name = "bench_m" + ("_total" if kind == "Counter" else "")
+    m = api.metric(kind, name, api.registry(), labelnames, **opts)
+    note = (
+        summary_accuracy(api, opts) if kind == "Summary" and api.family == AIO else ""
+    )
+    timed = Micro(ours if api.family == AIO else str(pc), against, note, m)
+    timed.compile(timed.stmt, clock)(128)
+    return timed
 
 
-@micro("counter inc, 2-label dict", floor_x(3), faster(AIO, 30), faster(PC, 20))
-def counter_inc_labels(api: Api) -> Micro:
-    labels = dict(LABELS)
-    reg = api.registry()
-    if api.family == PC:
-        c = api.metric("Counter", "bench_requests", "Requests.", reg, labels)
-        c.labels(**labels).inc()
-        return Micro("c.labels(**labels).inc()", c=c, labels=labels)
-    c = api.metric("Counter", "bench_requests_total", "Requests.", reg)
-    c.inc(labels)
-    return Micro("c.inc(labels)", c=c, labels=labels)
+# fmt: off
+def micro(key: str, title: str, kind: str, ours: str, pc: Optional[str], *targets,
+          against=FLOOR, labelnames=tuple(LABELS), **opts: Any) -> None:
+    """Declares a ns/op row: ``ours`` is the statement for ours and 23.12,
+    ``pc`` prometheus_client's (None: not offered); ``opts`` go to the metric.
+    A row without a metric ``kind`` is a floor (no ratios)."""
+    control = kind == ""
+    x_floor = "" if control else "x_floor"
+    row = Row(key, title, "ns/op", "value", targets, control, False, x_floor)
+    workload = functools.partial(micro_call, kind=kind, ours=ours, pc=pc,
+                                 against=against, labelnames=labelnames, opts=opts)
+    step(key, "pyperf", workload, row, figures=micro_figures)
+# fmt: on
 
 
-@micro("counter inc, 64 rotating 2-label dicts")
-def counter_inc_varied(api: Api) -> Micro:
-    """Each call brings another of 64 label dicts (``next()`` on a cycle is in
-    every implementation's figure)."""
-    pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
-    reg = api.registry()
-    if api.family == PC:
-        c = api.metric("Counter", "bench_varied", "Requests.", reg, pool[0])
-        for labels in pool:
-            c.labels(**labels).inc()
-        return Micro("c.labels(**next(pool)).inc()", c=c, pool=itertools.cycle(pool))
-    c = api.metric("Counter", "bench_varied_total", "Requests.", reg)
-    for labels in pool:
-        c.inc(labels)
-    return Micro("c.inc(next(pool))", c=c, pool=itertools.cycle(pool))
+# fmt: off
+# key, title, metric kind, statement (ours and 23.12), prometheus_client's, targets
+micro("floor", "floor: d.get(k)", "", FLOOR, FLOOR)
+micro("counter_inc_labels", "counter inc, 2-label dict", "Counter", "m.inc(labels)",
+      "m.labels(**labels).inc()", floor_x(3), faster(AIO, 30), faster(PC, 20))
+micro("counter_inc_varied", "counter inc, 64 rotating 2-label dicts", "Counter",
+      "m.inc(next(pool))", "m.labels(**next(pool)).inc()")
+micro("floor_literal", "floor: same dict literal + d.get(k)", "", LITERAL + ".get(k)",
+      LITERAL + ".get(k)")
+micro("counter_inc_literal", "counter inc, fresh dict literal per call", "Counter",
+      f"m.inc({LITERAL})", 'm.labels(path=next(routes), method="GET").inc()',
+      floor_x(1.5), against=LITERAL + ".get(k)", labelnames=("path", "method"))
+micro("counter_inc_nolabels", "counter inc, no labels", "Counter", "m.inc({})",
+      "m.inc()", faster(AIO, 15), faster(PC, 5), labelnames=())
+micro("gauge_set", "gauge set, 2 labels", "Gauge", "m.set(labels, v)",
+      "m.labels(**labels).set(v)", faster(AIO, 20), faster(PC, 20))
+micro("histogram_observe", "histogram observe, default buckets", "Histogram",
+      "m.observe(labels, v)", "m.labels(**labels).observe(v)", faster(AIO, 20),
+      faster(PC, 20))
+micro("native_histogram_observe", "native histogram observe, factor 1.1",
+      "Histogram", "m.observe(labels, v)", None,
+      growth("histogram_observe", 1.3, "<=1.3x classic"),
+      native_histogram_bucket_factor=1.1)  # issue 10
+micro("summary_observe", "summary observe (quantiles)", "Summary",
+      "m.observe(labels, v)", "m.labels(**labels).observe(v)", faster(AIO, 20))
+micro("windowed_summary_observe", "summary observe, 10 min window", "Summary",
+      "m.observe(labels, v)", "m.labels(**labels).observe(v)",
+      growth("summary_observe", 1.5, "<=1.5x summary"), max_age_seconds=600,
+      age_buckets=5)  # issue 10
+# fmt: on
 
 
-@micro("floor: same dict literal + d.get(k)", control=True)
-def floor_literal(api: Api) -> Micro:
-    """The fresh-literal row's floor: the same dict literal built per call,
-    then one C call on it."""
-    stmt = '{"path": next(routes), "method": "GET"}.get(k)'
-    return Micro(stmt, paired=False, routes=itertools.cycle(ROUTES), k="path")
-
-
-@micro("counter inc, fresh dict literal per call", floor_x(1.5))  # issue 8
-def counter_inc_literal(api: Api) -> Micro:
-    """The web-server pattern: a fresh dict literal per call, the route one
-    of 100 (prometheus_client: the same values as keyword arguments)."""
-    reg = api.registry()
-    if api.family == PC:
-        c = api.metric("Counter", "bench_routes", "Requests.", reg, ("path", "method"))
-        for route in ROUTES:
-            c.labels(path=route, method="GET").inc()
-        stmt = 'c.labels(path=next(routes), method="GET").inc()'
-    else:
-        c = api.metric("Counter", "bench_routes_total", "Requests.", reg)
-        for route in ROUTES:
-            c.inc({"path": route, "method": "GET"})
-        stmt = 'c.inc({"path": next(routes), "method": "GET"})'
-    routes = itertools.cycle(ROUTES)
-    return Micro(stmt, against=floor_literal(api), c=c, routes=routes)
-
-
-@micro("counter inc, no labels", faster(AIO, 15), faster(PC, 5))
-def counter_inc_nolabels(api: Api) -> Micro:
-    reg = api.registry()
-    if api.family == PC:
-        c = api.metric("Counter", "bench_events", "Events.", reg)
-        c.inc()
-        return Micro("c.inc()", c=c)
-    c = api.metric("Counter", "bench_events_total", "Events.", reg)
-    c.inc({})
-    return Micro("c.inc({})", c=c)
-
-
-def labelled_call(kind: str, name: str, method: str) -> Callable[[Api], Micro]:
-    """``metric.<method>(labels, v)`` on a 2-label series (prometheus_client:
-    ``metric.labels(**labels).<method>(v)``)."""
-
-    def workload(api: Api) -> Micro:
-        labels = dict(LABELS)
-        m = api.metric(kind, name, "Bench.", api.registry(), labels)
-        if api.family == PC:
-            getattr(m.labels(**labels), method)(0.1)
-            return Micro(f"m.labels(**labels).{method}(v)", m=m, labels=labels)
-        getattr(m, method)(labels, 0.1)
-        note = summary_accuracy(api) if kind == "Summary" else ""
-        return Micro(f"m.{method}(labels, v)", note, m=m, labels=labels)
-
-    return workload
-
-
-for key, title, kind, name, method, targets in (
-    ("gauge_set", "gauge set, 2 labels", "Gauge", "in_flight", "set", (20, 20)),
-    (
-        "histogram_observe",
-        "histogram observe, default buckets",
-        "Histogram",
-        "latency_seconds",
-        "observe",
-        (20, 20),
-    ),
-    (
-        "summary_observe",
-        "summary observe (quantiles)",
-        "Summary",
-        "size_bytes",
-        "observe",
-        (20,),
-    ),
-):
-    speedups = [faster(peer, x) for peer, x in zip((AIO, PC), targets)]
-    micro(title, *speedups, key=key)(labelled_call(kind, f"bench_{name}", method))
-
-
-def summary_accuracy(api: Api, n: int = 20_000) -> str:
+def summary_accuracy(api: Api, opts: Dict[str, Any], n: int = 20_000) -> str:
     """Rank error of the reported quantiles on a fresh summary (not timed)."""
-    s = api.metric("Summary", "bench_accuracy", "Accuracy.", api.registry())
+    s = api.metric("Summary", "bench_accuracy", api.registry(), **opts)
     obs = values(n)
     for v in obs:
         s.observe({}, v)
-    got = s.get({})
-    ordered = sorted(obs)
-    parts = []
+    got, ordered, parts = s.get({}), sorted(obs), []
     for q, eps in getattr(s, "invariants", ((0.5, 0.05), (0.9, 0.01), (0.99, 0.001))):
         est = got.get(q)
-        if est is None:
-            continue
-        lo = bisect.bisect_left(ordered, est) / n  # the estimate's rank range
-        hi = bisect.bisect_right(ordered, est) / n
-        err = 0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q))
-        parts.append(f"q{q:g} rank err {err:.4f} (eps {eps:g})")
+        if est is not None:  # the estimate's rank range against q
+            lo, hi = (
+                bisect.bisect_left(ordered, est) / n,
+                bisect.bisect_right(ordered, est) / n,
+            )
+            err = 0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q))
+            parts.append(f"q{q:g} rank err {err:.4f} (eps {eps:g})")
     return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- renders
 
 SERIES_PER_METRIC = 500
-_FIXTURE: Dict[int, Any] = {}
+_FIXTURE: Dict[Tuple[str, int, bool], Any] = {}
 
 
-def build_fixture(api: Api, n_series: int) -> Any:
-    """``n_series`` 2-label series in counters and gauges (alternating, 500
-    series per metric), identical across implementations."""
-    reg = api.registry()
-    made = 0
+def native_values(buckets: int) -> List[float]:
+    """One value in each of ``buckets`` distinct native buckets (factor 1.1:
+    schema 3, bucket i is (2**((i-1)/8), 2**(i/8)])."""
+    return [2 ** ((i - 0.5) / 8) for i in range(1, buckets + 1)]
+
+
+def build_fixture(api: Api, n_series: int, native: bool = False) -> Any:
+    """``n_series`` 2-label series, identical across implementations: in
+    counters and gauges (alternating, 500 series per metric), or (``native``)
+    in native histograms, 20 populated buckets each."""
+    reg, made = api.registry(), 0
     for m in range(max(1, math.ceil(n_series / SERIES_PER_METRIC))):
+        kind = "Histogram" if native else ("Counter", "Gauge")[m % 2]
+        opts = {"native_histogram_bucket_factor": 1.1} if native else {}
+        suffix = "_total" if kind == "Counter" else ""
+        metric = api.metric(kind, f"bench_fixture_{m}{suffix}", reg, LABELS, **opts)
         count = min(SERIES_PER_METRIC, n_series - made)
-        kind = "Counter" if m % 2 == 0 else "Gauge"
-        # prometheus_client appends _total itself
-        suffix = "_total" if kind == "Counter" and api.family != PC else ""
-        metric = api.metric(
-            kind, f"bench_fixture_{m}{suffix}", f"Fixture metric {m}.", reg, LABELS
-        )
         for i in range(count):
             labels = {"method": METHODS[i % 4], "route": f"/api/v1/resource/{m}/{i}"}
             value = i + 1 if kind == "Counter" else i * 0.25 + 0.1
+            calls = {"Counter": "inc", "Gauge": "set", "Histogram": "observe"}
             if api.family == PC:
-                child = metric.labels(**labels)
-                child.inc(value) if kind == "Counter" else child.set(value)
+                getattr(metric.labels(**labels), calls[kind])(value)
+            elif native:
+                for v in native_values(20):
+                    metric.observe(labels, v)
             else:
                 (metric.add if kind == "Counter" else metric.set)(labels, value)
         made += count
     return reg
 
 
-def fixture(api: Api, n_series: int) -> Any:
-    """The fixture of ``n_series``, kept for the steps that follow (rendering
-    and scraping do not change it)."""
-    if n_series not in _FIXTURE:
+def fixture(api: Api, n_series: int, native: bool = False) -> Any:
+    """The fixture, kept for the steps that follow (rendering and scraping do
+    not change it; the driver runs the steps of one fixture together)."""
+    key = (api.family, n_series, native)
+    if key not in _FIXTURE:
         _FIXTURE.clear()
         gc.collect()
-        _FIXTURE[n_series] = build_fixture(api, n_series)
-    return _FIXTURE[n_series]
+        _FIXTURE[key] = build_fixture(api, n_series, native)
+    return _FIXTURE[key]
 
 
-def text_formatter(api: Api) -> Callable[[Any], bytes]:
-    if api.family == PC:
-        return api.mod.generate_latest
-    from aioprometheus.formats.text import TextFormatter  # type: ignore
+FORMATTERS = {  # format: (ours and 23.12, prometheus_client), module:attribute
+    "text": ("aioprometheus.formats.text:TextFormatter",
+             "prometheus_client:generate_latest"),
+    "protobuf": ("aioprometheus.formats.binary:BinaryFormatter", None),
+    "openmetrics": ("aioprometheus.formats.openmetrics:OpenMetricsFormatter",
+                    "prometheus_client.openmetrics.exposition:generate_latest"),
+}  # fmt: skip
 
-    return TextFormatter().marshall
+
+def formatter(api: Api, fmt: str) -> Callable[[Any], bytes]:
+    where = FORMATTERS[fmt][api.family == PC]
+    if where is None:
+        raise Unavailable(f"{api.family} has no {fmt} exposition")
+    module, attr = where.split(":")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise Unavailable(f"{type(exc).__name__}: {exc}") from None
+    return found if api.family == PC else found().marshall
 
 
 class Call:
@@ -408,48 +373,33 @@ class Call:
         return {"call": call}
 
 
-def text_render(api: Api, series: int) -> Call:
-    marshall, reg = text_formatter(api), fixture(api, series)
-    return Call(lambda: marshall(reg), f"{len(marshall(reg))} bytes")
-
-
-def protobuf_render(api: Api, series: int) -> Call:
-    if api.family == PC:
-        raise Unavailable("prometheus_client has no protobuf exposition")
+def render(api: Api, fmt: str, series: int, native: bool = False) -> Call:
+    marshall, reg = formatter(api, fmt), fixture(api, series, native)
     try:
-        from aioprometheus.formats.binary import BinaryFormatter  # type: ignore
-
-        marshall, reg = BinaryFormatter().marshall, fixture(api, series)
         size = len(marshall(reg))
-    except (ImportError, AttributeError, NotImplementedError) as exc:
-        raise Unavailable(f"{type(exc).__name__}: {exc}") from None
+    except NotImplementedError as exc:  # 23.12's binary format without its extra
+        raise Unavailable(f"NotImplementedError: {exc}") from None
     return Call(lambda: marshall(reg), f"{size} bytes")
 
 
-RENDER_TARGETS = {
-    "text_10k": (faster("aioprometheus", 10), faster("prometheus_client", 50)),
-    "text_100k": (growth("text_render_10k", 11, "<=11x 10k"),),
-    "protobuf_10k": (growth("text_render_10k", 1, "<= our text"),),
-}
-for fmt, render in (("text", text_render), ("protobuf", protobuf_render)):
-    for n in (1_000, 10_000, 100_000):
-        key, size = f"{fmt}_render_{n // 1000}k", f"{n // 1000}k"
-        row = Row(
-            key,
-            f"{fmt} render, {size} series",
-            "ms",
-            "value",
-            RENDER_TARGETS.get(f"{fmt}_{size}", ()),
-        )
-        step(
-            "pyperf",
-            row,
-            key=key,
-            figures=lambda b: {"value": b["call"].median() * 1e3},
-            params={"series": n},
-            rounds=(5, 5 if n == 100_000 else 11),
-            full_only=n == 100_000,
-        )(render)
+RENDERS = (  # format, series, native histograms, targets
+    ("text", 1_000, False, ()),
+    ("text", 10_000, False, (faster(AIO, 10), faster(PC, 50))),
+    ("text", 100_000, False, (growth("text_render_10k", 11, "<=11x 10k"),)),
+    ("protobuf", 1_000, False, ()),
+    ("protobuf", 10_000, False, (growth("text_render_10k", 1, "<= our text"),)),
+    ("protobuf", 100_000, False, ()),
+    ("openmetrics", 10_000, False, (growth("text_render_10k", 1.2, "<=1.2x text"),)),
+    ("protobuf", 10_000, True, ()),  # issues 10 and 11
+)  # fmt: skip
+for fmt, n, native, targets in RENDERS:
+    size = f"{n // 1000}k"
+    key = f"{fmt}_render_{'native_' if native else ''}{size}"
+    title = f"{fmt} render, {size} {'native histogram ' if native else ''}series"
+    step(key, "pyperf", render, Row(key, title, "ms", "value", targets),
+         figures=median_of("call", 1e3), full_only=n == 100_000,
+         params={"fmt": fmt, "series": n, "native": native},
+         rounds=(5, 5 if n == 100_000 else 11))  # fmt: skip
 
 
 # ---------------------------------------------------------------- scrapes
@@ -473,12 +423,11 @@ class Scrape:
             raise Unavailable(f"ImportError: {exc}") from None
         self.api, self.gzip, self.static = api, gzip, static
         self.requests, self.budget_s = requests, budget_s
-        self.reg = fixture(api, series)
-        self.note = ""
+        self.reg, self.note = fixture(api, series), ""
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        """One round of requests as a pyperf run (after one unmeasured round
-        that warms up the exporter)."""
+        """One round of requests as a pyperf run (the first after an
+        unmeasured request that warms up the exporter)."""
         import pyperf
 
         if not self.note:
@@ -497,13 +446,12 @@ class Scrape:
             await svc.start(addr="127.0.0.1", port=0)
             return svc.metrics_url, svc.stop
         if self.static:
-            body = text_formatter(self.api)(self.reg)
-            headers = {"Content-Type": TEXT_CONTENT_TYPE}
+            body, headers = formatter(self.api, "text")(self.reg), {}
             if self.gzip:
                 import gzip
 
-                body = gzip.compress(body, 6)
-                headers["Content-Encoding"] = "gzip"
+                body, headers = gzip.compress(body, 6), {"Content-Encoding": "gzip"}
+            headers["Content-Type"] = TEXT_CONTENT_TYPE
 
             async def handler(request: Any) -> Any:
                 return web.Response(body=body, headers=headers)
@@ -542,14 +490,13 @@ class Scrape:
         return got["latencies"]
 
 
-def scrape_client(args: List[str]) -> int:
+def scrape_client(url: str, requests: int, budget_s: float, gzip: bool) -> None:
     """The scraper process: up to ``requests`` timed GETs (after one that
     opens the connection), stopping once ``budget_s`` is spent (after 3), so
     that slow exporters do not dominate the run."""
     import http.client
     from urllib.parse import urlsplit
 
-    url, requests, budget_s, gzip = json.loads(args[0])
     parts = urlsplit(url)
     headers = {
         "Accept": "text/plain; version=0.0.4",
@@ -557,7 +504,7 @@ def scrape_client(args: List[str]) -> int:
     }
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     lat: List[float] = []
-    size, start = 0, time.perf_counter()
+    start = time.perf_counter()
     for i in range(requests + 1):
         if len(lat) >= 3 and time.perf_counter() - start > budget_s:
             break
@@ -569,19 +516,8 @@ def scrape_client(args: List[str]) -> int:
             raise SystemExit(f"HTTP {resp.status}")
         if i:
             lat.append(time.perf_counter() - t0)
-        size = len(body)
     encoding = resp.getheader("Content-Encoding") or "identity"
-    print(json.dumps({"latencies": lat, "size": size, "encoding": encoding}))
-    return 0
-
-
-def scrape_rows(key: str, title: str, p99_targets=(), control=False) -> List[Row]:
-    """p50 and p99 rows of a scrape step ``key`` (``{p}`` in the title)."""
-    prefix, size = key.rsplit("_", 1)
-    return [
-        Row(f"{prefix}_p{p}_{size}", title.format(p=f"p{p}"), "ms", f"p{p}", t, control)
-        for p, t in ((50, ()), (99, p99_targets))
-    ]
+    print(json.dumps({"latencies": lat, "size": len(body), "encoding": encoding}))
 
 
 def scrape_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -590,38 +526,24 @@ def scrape_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"p50": p50, "p99": p99, "requests": lat.get_nvalue()}
 
 
-for key, title, params, impls in (
+SCRAPES = (  # key, title ({p}: p50/p99), Scrape options, implementations
     ("scrape_10k", "scrape {p}, Service, 10k series", {}, IMPLS),
     ("scrape_static_10k", "HTTP floor {p}: same body, static", {"static": True}, IMPLS),
-    (
-        "scrape_gzip_10k",
-        "scrape {p}, Service, gzip, 10k series",
-        {"gzip": True},
-        ("ours", AIO),
-    ),
-    (
-        "scrape_gzip_static_10k",
-        "HTTP floor {p}: same gzip body, static",
-        {"gzip": True, "static": True},
-        ("ours", AIO),
-    ),
-):
-    static = params.get("static", False)
-    targets = (at_most(5), faster(AIO, 5)) if key == "scrape_10k" else ()
-    step(
-        "scrape",
-        *scrape_rows(key, title, targets, static),
-        key=key,
-        figures=scrape_figures,
-        impls=impls,
-        rounds=(2, 5) if static else (3, 10),
-        params={
-            "series": 10_000,
-            "requests": (30, 100),
-            "budget_s": (0.3, 2),
-            **params,
-        },
-    )(Scrape)
+    ("scrape_gzip_10k", "scrape {p}, Service, gzip, 10k series", {"gzip": True},
+     ("ours", AIO)),
+    ("scrape_gzip_static_10k", "HTTP floor {p}: same gzip body, static",
+     {"gzip": True, "static": True}, ("ours", AIO)),
+)  # fmt: skip
+for key, title, options, impls in SCRAPES:
+    static, prefix = options.get("static", False), key[: -len("_10k")]
+    p99 = (at_most(5), faster(AIO, 5)) if key == "scrape_10k" else ()
+    rows = [
+        Row(f"{prefix}_p{p}_10k", title.format(p=f"p{p}"), "ms", f"p{p}", t, static)
+        for p, t in ((50, ()), (99, p99))
+    ]
+    params = {"series": 10_000, "requests": (30, 100), "budget_s": (0.3, 2), **options}
+    step(key, "scrape", Scrape, *rows, figures=scrape_figures, impls=impls,
+         rounds=(2, 5) if static else (3, 10), params=params)  # fmt: skip
 
 
 # ---------------------------------------------------------------- asyncio loop
@@ -646,19 +568,18 @@ class AsyncLoop:
     same program without the increment."""
 
     def __init__(self, api: Api) -> None:
-        reg = api.registry()
+        self.c = api.metric("Counter", "bench_loop_total", api.registry(), LABELS)
         self.pool = [{"method": m, "route": "/api/v1/items"} for m in METHODS]
-        if api.family == PC:
-            self.c = api.metric("Counter", "bench_loop", "Events.", reg, LABELS)
-            stmt = "c.labels(**labels).inc()"
-        else:
-            self.c = api.metric("Counter", "bench_loop_total", "Events.", reg)
-            stmt = "c.inc(labels)"
-        self.tasks = {"instrumented": _loop(stmt), "baseline": _loop("pass")}
+        stmt = "c.labels(**labels).inc()" if api.family == PC else "c.inc(labels)"
+        self.tasks = {"instrumented": stmt, "baseline": "pass"}
         self.note, self.inner_loops = "", LOOP_TASKS * LOOP_PER_ITER
 
     def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
-        def program(task: Any) -> Callable[[int], float]:
+        def program(stmt: str) -> Callable[[int], float]:
+            ns: Dict[str, Any] = {"_sleep": asyncio.sleep}
+            exec(_LOOP_TEMPLATE.format(per_iter=LOOP_PER_ITER, stmt=stmt), ns)
+            task = ns["_task"]
+
             async def main(iters: int) -> float:
                 t0 = clock()
                 await asyncio.gather(
@@ -668,13 +589,7 @@ class AsyncLoop:
 
             return lambda iters: asyncio.run(main(iters))
 
-        return {name: program(task) for name, task in self.tasks.items()}
-
-
-def _loop(stmt: str) -> Callable[..., Any]:
-    ns: Dict[str, Any] = {"_sleep": asyncio.sleep}
-    exec(_LOOP_TEMPLATE.format(per_iter=LOOP_PER_ITER, stmt=stmt), ns)
-    return ns["_task"]
+        return {name: program(stmt) for name, stmt in self.tasks.items()}
 
 
 def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -683,31 +598,22 @@ def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"value": (instr - base) * 1e9, **rates}
 
 
-step(
-    "pyperf",
-    Row("asyncio_loop_cost", "asyncio loop: cost per increment", "ns/op"),
-    Row(
-        "asyncio_loop_rate",
-        "asyncio loop: instrumented rate",
-        "Mev/s",
-        "instrumented_rate",
-        higher_is_better=True,
-    ),
-    Row(
-        "asyncio_loop_base",
-        "asyncio loop: uninstrumented rate",
-        "Mev/s",
-        "baseline_rate",
-        control=True,
-        higher_is_better=True,
-    ),
-    key="asyncio_loop",
-    figures=loop_figures,
-    rounds=(5, 11),
-)(AsyncLoop)
+step("asyncio_loop", "pyperf", AsyncLoop,
+     Row("asyncio_loop_cost", "asyncio loop: cost per increment", "ns/op"),
+     Row("asyncio_loop_rate", "asyncio loop: instrumented rate", "Mev/s",
+         "instrumented_rate", higher_is_better=True),
+     Row("asyncio_loop_base", "asyncio loop: uninstrumented rate", "Mev/s",
+         "baseline_rate", control=True, higher_is_better=True),
+     figures=loop_figures, rounds=(5, 11))  # fmt: skip
 
 
 # ---------------------------------------------------------------- middleware
+
+
+def middleware_overhead(api: Api) -> Any:
+    import middleware  # benchmarks/middleware.py, beside this script
+
+    return middleware.Overhead(api.family)
 
 
 def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -717,50 +623,18 @@ def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"value": added("asgi"), "httpx": added("httpx")}
 
 
-@step(
-    "pyperf",
-    Row(
-        "middleware_asgi",
-        "ASGI middleware on FastAPI, added",
-        "us/req",
-        "value",
-        (at_most(2),),
-    ),  # issue 14
-    Row(
-        "middleware_httpx",
-        "ASGI middleware on FastAPI via httpx, added",
-        "us/req",
-        "httpx",
-    ),
-    key="middleware_fastapi",
-    figures=middleware_figures,
-)
-def middleware(api: Api) -> Any:
-    import middleware  # benchmarks/middleware.py, beside this script
-
-    return middleware.Overhead(api.family)
-
-
-step(  # run by middleware.uvicorn_run
-    "uvicorn",
-    Row(
-        "middleware_uvicorn",
-        "middleware under uvicorn, server CPU added",
-        "us/req",
-        "value",
-        (at_most(2),),
-    ),  # issue 14
-    Row(
-        "middleware_uvicorn_kept",
-        "middleware under uvicorn, throughput kept",
-        "%",
-        "kept",
-        higher_is_better=True,
-    ),
-    key="middleware_uvicorn",
-    params={"rounds": 5, "seconds": 5.0},
-    full_only=True,
-)(None)
+step("middleware_fastapi", "pyperf", middleware_overhead,
+     Row("middleware_asgi", "ASGI middleware on FastAPI, added", "us/req", "value",
+         (at_most(2),)),  # issue 14
+     Row("middleware_httpx", "ASGI middleware on FastAPI via httpx, added", "us/req",
+         "httpx"),
+     figures=middleware_figures)  # fmt: skip
+step("middleware_uvicorn", "uvicorn", None,  # run by middleware.uvicorn_run
+     Row("middleware_uvicorn", "middleware under uvicorn, server CPU added", "us/req",
+         "value", (at_most(2),)),  # issue 14
+     Row("middleware_uvicorn_kept", "middleware under uvicorn, throughput kept", "%",
+         "kept", higher_is_better=True),
+     params={"rounds": 5, "seconds": 5.0}, full_only=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------- memory
@@ -771,26 +645,32 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_per_series(api: Api, kind: str, n: int) -> float:
+def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     """RSS growth per series for ``n`` new 2-label series of ``kind``, each
-    with a unique route string (the strings' cost included)."""
-    reg = api.registry()
-    if kind == "counter":
-        name = "bench_mem_total" if api.family == AIO else "bench_mem"
-        metric = api.metric("Counter", name, "Memory.", reg, LABELS)
-    else:
-        metric = api.metric("Histogram", "bench_mem_seconds", "Memory.", reg, LABELS)
+    with a unique route string (the strings' cost included); a native
+    histogram series gets ``buckets`` populated buckets."""
+    opts = {"native_histogram_bucket_factor": 1.1} if buckets else {}
+    name = "bench_mem_total" if kind == "Counter" else "bench_mem"
+    metric = api.metric(kind, name, api.registry(), LABELS, **opts)
+    values = native_values(buckets) if buckets else None
 
     def add(i: int, route: str) -> None:
-        v = 0.001 * (i % 2000)
-        labels = {"method": "GET", "route": route}
+        labels, v = {"method": "GET", "route": route}, 0.001 * (i % 2000)
         if api.family == PC:
             child = metric.labels(**labels)
-            child.inc() if kind == "counter" else child.observe(v)
+            child.inc() if kind == "Counter" else child.observe(v)
+        elif values:
+            for v in values:
+                metric.observe(labels, v)
         else:
-            metric.inc(labels) if kind == "counter" else metric.observe(labels, v)
+            metric.inc(labels) if kind == "Counter" else metric.observe(labels, v)
 
     add(0, "/warmup")  # the first series and code paths are not counted
+    if (
+        values
+        and len(metric.get_native(dict(LABELS, route="/warmup"))["positive"]) != buckets
+    ):
+        raise RuntimeError(f"native series without {buckets} populated buckets")
     gc.collect()
     gc.disable()
     before = rss_bytes()
@@ -800,19 +680,19 @@ def memory_per_series(api: Api, kind: str, n: int) -> float:
     return (rss_bytes() - before) / n
 
 
-for kind, bound in (("counter", 250), ("histogram", 500)):
-    title = "2-label counter series" if kind == "counter" else "histogram series"
-    row = Row(
-        f"memory_{kind}", f"memory, {title}", "B/series", "value", (at_most(bound),)
-    )
-    step(
-        "memory",
-        row,
-        key=row.key,
-        figures=lambda b: {"value": b["memory"].median()},
-        params={"kind": kind, "n": (20_000, 100_000)},
-        rounds=(1, 3),
-    )(None)
+MEMORY = (  # key, title, metric kind, native buckets, B/series at most
+    ("memory_counter", "memory, 2-label counter series", "Counter", 0, 250),
+    ("memory_histogram", "memory, histogram series", "Histogram", 0, 500),
+    ("memory_native_20", "memory, native histogram, 20 buckets", "Histogram", 20, None),
+    ("memory_native_160", "memory, native histogram, 160 buckets", "Histogram", 160,
+     None),
+)  # fmt: skip
+for key, title, kind, buckets, bound in MEMORY:
+    n = (20_000, 100_000) if not buckets else (5_000, 20_000)
+    step(key, "memory", memory_per_series,
+         Row(key, title, "B/series", "value", (at_most(bound),) if bound else ()),
+         figures=median_of("memory", 1), rounds=(1, 3),
+         params={"kind": kind, "n": n, "buckets": buckets})  # fmt: skip
 
 
 # ---------------------------------------------------------------- real Prometheus
@@ -823,47 +703,21 @@ def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Ro
     lateness during a scrape within the given bounds (ours)."""
     key, at = f"prometheus_{size}", f"{size} series"
     return [
-        Row(
-            key,
-            f"Prometheus scrape_duration avg, {at}",
-            "ms",
-            size,
-            (floor_x(1.2),),
-            x_floor=f"x_floor_{size}",
-        ),
-        Row(
-            f"{key}_floor",
-            f"Prometheus floor: same bytes, static, {at}",
-            "ms",
-            f"floor_{size}",
-            control=True,
-        ),
-        Row(
-            f"{key}_handler",
-            f"Prometheus scrape: handler time, {at}",
-            "ms",
-            f"handler_{size}",
-            (at_most(handler_ms),),
-        ),
-        Row(
-            f"{key}_lateness",
-            f"Prometheus scrape: worst loop lateness, {at}",
-            "ms",
-            f"lateness_{size}",
-            (at_most(lateness_ms),),
-        ),
-    ]
+        Row(key, f"Prometheus scrape_duration avg, {at}", "ms", size, (floor_x(1.2),),
+            x_floor=f"x_floor_{size}"),
+        Row(f"{key}_floor", f"Prometheus floor: same bytes, static, {at}", "ms",
+            f"floor_{size}", control=True),
+        Row(f"{key}_handler", f"Prometheus scrape: handler time, {at}", "ms",
+            f"handler_{size}", (at_most(handler_ms),)),
+        Row(f"{key}_lateness", f"Prometheus scrape: worst loop lateness, {at}", "ms",
+            f"lateness_{size}", (at_most(lateness_ms),)),
+    ]  # fmt: skip
 
 
-step(  # run by prometheus.run
-    "prometheus",
-    *prometheus_rows("10k", 4, 2),
-    *prometheus_rows("100k", 40, 5),
-    key="prometheus",
-    params={"seconds": (6, 30), "interval_s": (1, 2)},
-    rounds=(1, 1),
-    impls=("ours", AIO),
-)(None)
+step("prometheus", "prometheus", None,  # run by prometheus.run
+     *prometheus_rows("10k", 4, 2), *prometheus_rows("100k", 40, 5),
+     params={"seconds": (6, 30), "interval_s": (1, 2)}, rounds=(1, 1),
+     impls=("ours", AIO))  # fmt: skip
 
 
 # ---------------------------------------------------------------- timing
@@ -884,11 +738,11 @@ def values(n: int) -> List[float]:
     return _VALUES[n]
 
 
-def without_gc(fn: Callable[..., float]) -> Callable[..., float]:
+def without_gc(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Time with the collector off, after a collection (cheap: the worker's
     long-lived objects are frozen)."""
 
-    def timed(*args: Any) -> float:
+    def timed(*args: Any) -> Any:
         gc.collect()
         gc.disable()
         try:
@@ -903,7 +757,10 @@ _RUNNER: Any = None
 
 
 def pyperf_run(
-    name: str, time_func: Callable[[int], float], settings: Dict[str, Any], loops=0
+    name: str,
+    time_func: Callable[[int], float],
+    settings: Dict[str, Any],
+    loops: int = 0,
 ) -> Any:
     """One pyperf run (warm-ups, then values) of ``time_func(loops)`` ->
     seconds, as a one-run ``pyperf.Benchmark``; ``loops=0``: pyperf
@@ -914,15 +771,13 @@ def pyperf_run(
     if _RUNNER is None:
         _RUNNER = pyperf.Runner()
         _RUNNER.parse_args(["--worker", "--quiet", "--loops=1"])
-    args = _RUNNER.args
+    args, inner = _RUNNER.args, settings.get("inner_loops")
     args.min_time = settings["min_time"]
     args.values, args.warmups = settings["values"], settings["warmups"]
-    inner = settings.get("inner_loops")
     if not loops:
         args.calibrate_loops, args.loops = True, 1
         _RUNNER._bench_names.clear()  # a worker runs a benchmark once per round
-        calibration = _RUNNER.bench_time_func(name, time_func, inner_loops=inner)
-        loops = calibration.get_runs()[0].get_metadata()["loops"]
+        loops = loops_of(_RUNNER.bench_time_func(name, time_func, inner_loops=inner))
     args.calibrate_loops, args.loops = False, loops
     _RUNNER._bench_names.clear()
     return _RUNNER.bench_time_func(name, time_func, inner_loops=inner)
@@ -933,11 +788,11 @@ def loops_of(bench: Any) -> int:
 
 
 class Timer:
-    """pyperf runs of a workload's programs (timed functions of the loops),
-    each calibrated on its first run (all on the first program's if the
-    workload has ``same_loops``): one value of each program in turn (a run
-    each, the warm-ups in the first), so that load drifting during a round
-    meets all of them alike; the order reversed every other round."""
+    """pyperf runs of a workload's programs, each calibrated on its first run
+    (all on the first program's if the workload has ``same_loops``): one
+    value of each program in turn (a run each, the warm-ups in the first),
+    so that load drifting during a round meets all of them alike; the order
+    reversed every other round."""
 
     def __init__(self, timed: Any) -> None:
         self.timed, self.note, self.rounds = timed, timed.note, 0
@@ -1006,6 +861,18 @@ def dump(benches: Dict[str, Any]) -> Dict[str, str]:
     return out
 
 
+def failure(exc: Exception) -> Dict[str, Any]:
+    status = "unavailable" if isinstance(exc, Unavailable) else "error"
+    return {"status": status, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def make_timer(s: Step, api: Api, params: Dict[str, Any]) -> Any:
+    """The step's workload built for this implementation, in its timer."""
+    assert s.workload is not None
+    built = s.workload(api, **params)
+    return built if hasattr(built, "sample") else Timer(built)
+
+
 def serve(opts: Dict[str, str]) -> int:
     """Worker loop: one JSON command per stdin line, one JSON answer each."""
     global clock
@@ -1018,79 +885,68 @@ def serve(opts: Dict[str, str]) -> int:
     proto.write(json.dumps(info) + "\n")
     if not info["ok"]:
         return 1
-    api = Api(opts["family"])
-    steps = {s.key: s for s in STEPS}
+    api, steps = Api(opts["family"]), {s.key: s for s in STEPS}
     _freeze()
     timers: Dict[str, Any] = {}
     for line in sys.stdin:
         cmd = json.loads(line)
         key = cmd.get("step", "")
-        try:
-            if cmd["cmd"] == "quit":
-                break
-            if cmd["cmd"] == "drop":
-                timers.pop(key, None)
-                gc.unfreeze()  # the dropped step's objects may go
-                _freeze()
-                answer: Dict[str, Any] = {"status": "ok"}
-            else:
-                timer = timers.get(key)
-                if timer is None:
-                    s, params = steps[key], cmd["params"]
-                    timer = timers[key] = make_timer(s, api, params)
+        if cmd["cmd"] == "quit":
+            break
+        if cmd["cmd"] == "drop":
+            timers.pop(key, None)
+            gc.unfreeze()  # the dropped step's objects may go
+            _freeze()
+            answer: Dict[str, Any] = {"status": "ok"}
+        else:
+            try:
+                if key not in timers:
+                    try:
+                        timers[key] = make_timer(steps[key], api, cmd["params"])
+                    except Exception as exc:  # remembered: not built again
+                        timers[key] = exc
                     _freeze()
-                if isinstance(timer, Exception):
-                    raise timer
-                benches = timer.sample(cmd["settings"])
-                answer = {"status": "ok", "benches": dump(benches), "note": timer.note}
-        except Unavailable as exc:
-            timers[key] = exc
-            answer = {"status": "unavailable", "reason": str(exc)}
-        except Exception as exc:
-            timers[key] = Unavailable(f"{type(exc).__name__}: {exc}")
-            answer = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+                if isinstance(timers[key], Exception):
+                    raise timers[key]
+                benches = timers[key].sample(cmd["settings"])
+                answer = {
+                    "status": "ok",
+                    "benches": dump(benches),
+                    "note": timers[key].note,
+                }
+            except Exception as exc:
+                answer = failure(exc)
         proto.write(json.dumps(answer) + "\n")
     return 0
 
 
-def make_timer(s: Step, api: Api, params: Dict[str, Any]) -> Any:
-    """The step's workload built for this implementation, in its timer."""
-    import inspect
-
-    assert s.workload is not None
-    wanted = inspect.signature(s.workload).parameters
-    built = s.workload(api, **{k: v for k, v in params.items() if k in wanted})
-    return built if hasattr(built, "sample") else Timer(built)
-
-
 def memory_main(opts: Dict[str, str]) -> int:
-    """One memory sample, in a fresh process."""
+    """One memory sample of a step, in a fresh process."""
     import pyperf
 
     info = identify(opts)
     try:
         if not info["ok"]:
             raise RuntimeError(info["reason"])
-        per_series = memory_per_series(
-            Api(opts["family"]), opts["kind"], int(opts["n"])
-        )
+        s = next(s for s in STEPS if s.key == opts["step"])
+        per_series = s.workload(Api(opts["family"]), **json.loads(opts["params"]))  # type: ignore[misc]
         meta = {"name": "memory", "unit": "byte", "loops": 1}
         bench = pyperf.Benchmark([pyperf.Run([per_series], metadata=meta)])
         print(json.dumps({"status": "ok", "benches": dump({"memory": bench})}))
     except Exception as exc:
-        print(json.dumps({"status": "error", "reason": f"{type(exc).__name__}: {exc}"}))
+        print(json.dumps(failure(exc)))
     return 0
 
 
 if __name__ == "__main__":
-    modes = {"serve": serve, "memory": memory_main, "identify": identify}
-    if len(sys.argv) > 2 and sys.argv[1] == "client":
-        sys.exit(scrape_client(sys.argv[2:]))
-    if len(sys.argv) < 2 or sys.argv[1] not in modes:
-        sys.exit(f"usage: workloads.py {'|'.join(modes)}|client key=value ...")
-    options = dict(a.split("=", 1) for a in sys.argv[2:])
-    if sys.argv[1] == "identify":
+    mode, args = (sys.argv + [""])[1], sys.argv[2:]
+    if mode == "client":
+        sys.exit(scrape_client(*json.loads(args[0])))
+    options = dict(a.split("=", 1) for a in args)
+    if mode == "identify":
         found = identify(options)
         print(json.dumps(found))
         sys.exit(0 if found["ok"] else 1)
-    sys.exit(modes[sys.argv[1]](options))  # type: ignore[operator]
+    if mode not in ("serve", "memory"):
+        sys.exit("usage: workloads.py serve|memory|identify|client key=value ...")
+    sys.exit(serve(options) if mode == "serve" else memory_main(options))

@@ -50,13 +50,16 @@ def test_rows_are_declared_once_and_targets_name_real_rows():
     assert len({s.key for s in workloads.STEPS}) == len(workloads.STEPS)
     for s in workloads.STEPS:
         assert s.kind in ("pyperf", "scrape", "memory", *driver.DRIVER_STEPS)
-        assert (s.workload is None) == (s.kind in ("memory", *driver.DRIVER_STEPS))
+        assert (s.workload is None) == (s.kind in driver.DRIVER_STEPS)
         assert set(s.impls) <= set(workloads.IMPLS)
         for row in s.rows:
             for t in row.targets:
                 assert t.ref in (None, *workloads.IMPLS, *keys), t
                 assert t.kind != "floor" or row.x_floor
-    required = {"middleware_asgi", "scrape_gzip_p50_10k", "prometheus_10k"}
+    required = {"middleware_asgi", "scrape_gzip_p50_10k", "prometheus_10k",
+                "native_histogram_observe", "windowed_summary_observe",
+                "memory_native_20", "memory_native_160", "openmetrics_render_10k",
+                "protobuf_render_native_10k"}  # fmt: skip
     assert required <= set(keys)
 
 
@@ -65,9 +68,9 @@ def test_micro_sample_runs_the_statement_every_loop():
     assert set(benches) == {"stmt", "loop", "floor"}
     loops = workloads.loops_of(benches["stmt"])
     assert all(workloads.loops_of(b) == loops for b in benches.values())
-    c, labels = timer.timed.names["c"], timer.timed.names["labels"]
-    # setup 1 + pyperf's calibration + its warm-up and values at `loops`
-    assert c.get(labels) >= 1 + loops * (TINY["values"] + TINY["warmups"])
+    c, labels = timer.timed.names["m"], timer.timed.names["labels"]
+    # setup's 128 + pyperf's calibration + its warm-up and values at `loops`
+    assert c.get(labels) >= 128 + loops * (TINY["values"] + TINY["warmups"])
     fig = workloads.micro_figures(benches)
     stmt, loop = benches["stmt"].median(), benches["loop"].median()
     assert fig["value"] == pytest.approx((stmt - loop) * 1e9)
@@ -77,20 +80,21 @@ def test_micro_sample_runs_the_statement_every_loop():
 
 def test_fresh_literal_row_has_its_own_floor():
     _, timer, benches = sample("counter_inc_literal")
-    assert timer.timed.against.stmt == workloads.floor_literal(api()).stmt
-    c = timer.timed.names["c"]
+    floor = next(s for s in workloads.STEPS if s.key == "floor_literal")
+    assert timer.timed.against == floor.workload(api()).stmt
+    c = timer.timed.names["m"]
     counts = [c.get({"path": r, "method": "GET"}) for r in workloads.ROUTES]
     assert min(counts) >= 1 and "floor" in benches
 
 
 def test_floors_are_not_paired_with_a_floor():
-    _, _, benches = sample("floor", paired=False)
+    _, _, benches = sample("floor")
     assert set(benches) == {"stmt", "loop"}
     assert "x_floor" not in workloads.micro_figures(benches)
 
 
 def test_render_and_loop_samples():
-    _, timer, benches = sample("text_render_1k", series=1_000)
+    _, timer, benches = sample("text_render_1k", fmt="text", series=1_000)
     assert timer.note.endswith("bytes") and benches["call"].median() > 0
     _, _, benches = sample("asyncio_loop")
     fig = workloads.loop_figures(benches)
@@ -104,7 +108,7 @@ def test_fixture_has_the_requested_series():
 
 def test_report_from_inprocess_samples(tmp_path):
     steps = [s for s in workloads.STEPS if s.key in ("floor", "counter_inc_labels")]
-    _, _, floor = sample("floor", paired=False)
+    _, _, floor = sample("floor")
     _, _, inc = sample("counter_inc_labels")
     impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=None)
     samples = {
@@ -290,3 +294,36 @@ def test_prometheus_rows_skip_with_a_message_without_the_binary(monkeypatch):
     monkeypatch.setattr(prometheus.shutil, "which", lambda name: None)
     samples, note = prometheus.run([], {}, quick=True)
     assert samples == {} and "skipped" in note and "prometheus" in note
+
+
+def test_capability_rows_measure_the_feature_and_peers_say_not_offered():
+    _, timer, _ = sample("native_histogram_observe")
+    h, labels = timer.timed.names["m"], timer.timed.names["labels"]
+    assert sum(h.get_native(labels)["positive"].values()) >= 128
+    _, timer, _ = sample("windowed_summary_observe")
+    assert "rank err" in timer.note  # the windowed summary's own accuracy
+    pc = workloads.Api("prometheus_client")
+    for key in ("native_histogram_observe", "windowed_summary_observe"):
+        s = next(s for s in workloads.STEPS if s.key == key)
+        with pytest.raises(workloads.Unavailable):
+            s.workload(pc)
+    with pytest.raises(workloads.Unavailable):
+        workloads.render(pc, "protobuf", 10)
+
+
+def test_native_memory_series_get_the_requested_buckets():
+    for buckets in (20, 160):
+        per_series = workloads.memory_per_series(api(), "Histogram", 200, buckets)
+        assert per_series > 0
+    reg = workloads.build_fixture(api(), 600, native=True)
+    (h,) = [m for m in reg.get_all() if m.name == "bench_fixture_0"]
+    assert (
+        len(h.get_native(dict(method="GET", route="/api/v1/resource/0/0"))["positive"])
+        == 20
+    )
+
+
+def test_openmetrics_renders_of_ours_and_prometheus_client():
+    for family in ("aioprometheus", "prometheus_client"):
+        call = workloads.render(workloads.Api(family), "openmetrics", 100)
+        assert call.fn().endswith(b"# EOF\n")
