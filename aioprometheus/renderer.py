@@ -19,6 +19,7 @@ from typing import (
     Callable,
     Dict,
     Iterable,
+    List,
     Optional,
     Sequence,
     Tuple,
@@ -27,10 +28,13 @@ from typing import (
 from .negotiator import accepts_gzip, negotiate
 
 try:  # ISA-L's deflate: about 20x zlib level 6's speed at a similar size
-    from isal.igzip import compress as _fast_gzip
+    from isal.isal_zlib import DEFLATED
+    from isal.isal_zlib import compressobj as _gzip_stream
 except ImportError:  # pragma: no cover - platforms without isal wheels
-    from gzip import compress as _fast_gzip  # type: ignore[assignment]
+    from zlib import DEFLATED
+    from zlib import compressobj as _gzip_stream  # type: ignore[assignment]
 _GZIP_LEVEL = 1
+_GZIP_WBITS = 31  # a gzip stream (header with mtime 0, CRC-32 trailer)
 
 if TYPE_CHECKING:
     from .collectors import Registry
@@ -122,7 +126,7 @@ async def scrape(
     task = in_flight.get(key)
     if task is None:
         task = loop.create_task(
-            _render(formatter_class().prepare, registry, compress, read)
+            _render(formatter_class().prepare_parts, registry, compress, read)
         )
         in_flight[key] = task
         task.add_done_callback(lambda _: in_flight.pop(key, None))
@@ -135,7 +139,7 @@ async def scrape(
 
 
 async def _render(
-    prepare: Callable[["Registry"], Callable[[], bytes]],
+    prepare: Callable[["Registry"], Callable[[], List[bytes]]],
     registry: "Registry",
     compress: bool,
     read: Optional[Reader],
@@ -148,14 +152,25 @@ async def _render(
     return await asyncio.wrap_future(rendering)
 
 
-def _encode_and_compress(encode: Callable[[], bytes], compress: bool) -> bytes:
-    body = encode()
-    if compress and body:
-        return gzip_body(body)
-    return body
+def _encode_and_compress(
+    encode_parts: Callable[[], List[bytes]], compress: bool
+) -> bytes:
+    parts = encode_parts()
+    if compress and any(parts):
+        return gzip_parts(parts)
+    return b"".join(parts)
 
 
 def gzip_body(body: bytes) -> bytes:
     """`body` as gzip (readable by any gzip client; fixed mtime, so equal
     bodies compress to equal bytes)."""
-    return _fast_gzip(body, _GZIP_LEVEL, mtime=0)
+    return gzip_parts([body])
+
+
+def gzip_parts(parts: Iterable[bytes]) -> bytes:
+    """The concatenation of `parts` as one gzip stream, compressed part by
+    part (no copy of the whole body, and the GIL released while compressing)."""
+    stream = _gzip_stream(_GZIP_LEVEL, DEFLATED, _GZIP_WBITS)
+    out = [stream.compress(part) for part in parts]
+    out.append(stream.flush())
+    return b"".join(out)

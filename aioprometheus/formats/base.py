@@ -28,6 +28,12 @@ class IFormatter(abc.ABC):
         body = self.marshall(registry)
         return lambda: body
 
+    def prepare_parts(self, registry: "Registry") -> Callable[[], List[bytes]]:
+        """:meth:`prepare`, giving the encoding in consecutive parts (which a
+        compressor can take one by one, with no copy of the whole body)."""
+        encode = self.prepare(registry)
+        return lambda: [encode()]
+
 
 class RunFormatter(IFormatter):
     """A formatter writing the compiled metrics with a compiled encoder and
@@ -40,6 +46,9 @@ class RunFormatter(IFormatter):
     such as a worker thread, while the live metrics move on.
     """
 
+    # bytes ending every exposition (OpenMetrics' "# EOF")
+    trailer = b""
+
     def marshall(self, registry: "Registry") -> bytes:
         return self._plan(registry.sorted_collectors(), detach=False)()
 
@@ -47,9 +56,18 @@ class RunFormatter(IFormatter):
         """Read `registry` now; the returned function encodes what was read."""
         return self._plan(registry.sorted_collectors(), detach=True)
 
+    def prepare_parts(self, registry: "Registry") -> Callable[[], List[bytes]]:
+        return self._plan_parts(registry.sorted_collectors(), detach=True)
+
     def _plan(
         self, collectors: Iterable["Collector"], detach: bool
     ) -> Callable[[], bytes]:
+        encode_parts = self._plan_parts(collectors, detach)
+        return lambda: b"".join(encode_parts())
+
+    def _plan_parts(
+        self, collectors: Iterable["Collector"], detach: bool
+    ) -> Callable[[], List[bytes]]:
         timestamp_ms = self._timestamp_ms()
         parts: List[Union[bytes, List[Any]]] = []
         for through_python, run in runs(collectors):
@@ -57,12 +75,14 @@ class RunFormatter(IFormatter):
                 parts.extend(self._python_block(c, timestamp_ms) for c in run)
             else:
                 parts.append(_core.snapshot(run) if detach else run)
+        if self.trailer:
+            parts.append(self.trailer)
 
-        def encode() -> bytes:
-            return b"".join(
+        def encode() -> List[bytes]:
+            return [
                 part if isinstance(part, bytes) else self._compiled(part, timestamp_ms)
                 for part in parts
-            )
+            ]
 
         return encode
 

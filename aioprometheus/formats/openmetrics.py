@@ -6,14 +6,14 @@ the families around them follow OpenMetrics (``# UNIT``, info and stateset
 types, ``# EOF``). See ``aioprometheus/_kernels/openmetrics.pxi``.
 """
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from .. import _core
 from .base import RunFormatter
 from .text import python_block
 
 if TYPE_CHECKING:
-    from ..collectors import Collector, Registry
+    from ..collectors import Collector
 
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 EOF_LINE = b"# EOF\n"
@@ -22,15 +22,10 @@ EOF_LINE = b"# EOF\n"
 class OpenMetricsFormatter(RunFormatter):
     """Encodes a registry in OpenMetrics 1.0 text, collectors sorted by name."""
 
+    trailer = EOF_LINE
+
     def get_headers(self) -> Dict[str, str]:
         return {"Content-Type": OPENMETRICS_CONTENT_TYPE}
-
-    def marshall(self, registry: "Registry") -> bytes:
-        return super().marshall(registry) + EOF_LINE
-
-    def prepare(self, registry: "Registry") -> Callable[[], bytes]:
-        encode = super().prepare(registry)
-        return lambda: encode() + EOF_LINE
 
     def _timestamp_ms(self) -> None:
         return None  # OpenMetrics samples carry no timestamp here
