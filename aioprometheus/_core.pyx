@@ -11,7 +11,7 @@ cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free
 from cpython.object cimport PyObject
-from libc.math cimport INFINITY, NAN, fabs, floor, isinf, isnan, nearbyint, signbit
+from libc.math cimport INFINITY, NAN, fabs, floor, isinf, isnan, llround, nearbyint, signbit
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
@@ -20,6 +20,7 @@ from posix.unistd cimport usleep
 include "_kernels/writer.pxi"
 include "_kernels/series.pxi"
 include "_kernels/metric.pxi"
+include "_kernels/exemplar.pxi"
 include "_kernels/values.pxi"
 include "_kernels/native.pxi"
 include "_kernels/buckets.pxi"

@@ -168,12 +168,33 @@ cdef class HistogramCore(Metric):
     cdef BoundSeries bound(self, tuple key):
         return HistogramSeries(self, key)
 
-    def observe(self, labels, value):
-        """Count `value` into its bucket of the series for `labels`."""
+    def observe(self, labels, value, exemplar=None):
+        """Count `value` into its bucket of the series for `labels`;
+        `exemplar` (a dict such as ``{"trace_id": "..."}``) becomes that
+        bucket's latest exemplar."""
         cdef double v = to_observation(value, "Histogram")
         if self.nbounds == 0:
             raise RuntimeError("Histogram buckets were never set")
+        if exemplar is not None:
+            self.observe_with_exemplar(labels, v, exemplar)
+            return
         self.observe_at(self.slot(labels), v)
+
+    cdef int observe_with_exemplar(self, labels, double v, exemplar) except -1:
+        # the Python work first: the exemplar's text, the lists, the series
+        cdef tuple rendered = rendered_exemplar(exemplar, v)
+        cdef list fresh_row = [None] * self.nbounds
+        keep_exemplars(self)
+        cdef Py_ssize_t i = self.slot(labels)
+        self.observe_at(i, v)
+        cdef list exemplars = self.exemplars    # None if cleared meanwhile
+        cdef object row
+        if exemplars is not None and i < len(exemplars):
+            row = exemplars[i]
+            if row is None:
+                exemplars[i] = row = fresh_row
+            (<list>row)[self.bucket_of(v)] = rendered
+        return 0
 
     cdef inline int observe_at(self, Py_ssize_t i, double v) except -1:
         if self.native is not None and self.native.observe(i, v):

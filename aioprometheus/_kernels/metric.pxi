@@ -42,6 +42,7 @@ cdef class Metric:
     cdef SeriesTable series
     cdef Py_ssize_t capacity      # series the value arrays have room for
     cdef list states              # series number -> the kind's Python object (summary estimators)
+    cdef list exemplars           # series number -> latest exemplar(s) (exemplar.pxi), or None
     cdef list objects             # a plain Collector's values (any objects); None for the kinds
     cdef bint is_snapshot         # a detached copy: nothing else can reach it
     cdef unsigned long long layout   # bumped whenever series numbers move (remove, clear)
@@ -177,6 +178,9 @@ cdef class Metric:
         copy.unit_text = self.unit_text
         copy.openmetrics_kind = self.openmetrics_kind
         self.copy_values_into(copy)
+        if self.exemplars is not None:
+            copy.exemplars = [entry if type(entry) is not list else list(entry)
+                              for entry in self.exemplars]
         copy.series.label_sets = self.series.label_sets
         copy.series.count = self.series.count
         copy.series.reserved = self.series.reserved
@@ -247,6 +251,8 @@ cdef class Metric:
         self.reset(i)
         if self.states is not None:
             self.states.append(state)
+        if self.exemplars is not None:
+            self.exemplars.append(None)
         if self.objects is not None:
             self.objects.append(None)
         return i
@@ -308,14 +314,17 @@ cdef class Metric:
         # The Python objects of the removed series are released only here, by
         # the locals going away, once every table and array agrees.
         doomed_state = compact(self.states, gone, last)
+        doomed_exemplar = compact(self.exemplars, gone, last)
         doomed_object = compact(self.objects, gone, last)
 
     def _clear(self):
         """Drop every series."""
         old_states = self.states
         old_objects = self.objects
+        old_exemplars = self.exemplars
         self.series.clear()
         self.layout += 1
+        self.exemplars = None     # made again by the next exemplar
         if old_states is not None:
             self.states = []
         if old_objects is not None:

@@ -40,7 +40,8 @@ cpdef tuple openmetrics_family(Metric m):
     raise TypeError(f"Not a metric OpenMetrics can encode: {m!r}")
 
 
-cdef int write_openmetrics_header(Writer w, Metric m) except -1:
+cdef str write_openmetrics_header(Writer w, Metric m):
+    """The family's HELP, TYPE and UNIT lines; returns its type."""
     cdef str family
     cdef str kind
     family, kind = openmetrics_family(m)
@@ -58,6 +59,62 @@ cdef int write_openmetrics_header(Writer w, Metric m) except -1:
         w.write_byte(b' ')
         w.write_text(m.unit_text)
     w.write_byte(b'\n')
+    return kind
+
+
+cdef int append_exemplar(Writer w, object exemplar) except -1:
+    """Put a rendered exemplar (exemplar.pxi) at the end of the line just
+    written, before its newline; None writes nothing."""
+    cdef bytes text
+    if exemplar is not None:
+        text = <bytes>(<tuple>exemplar)[0]
+        w.length -= 1
+        w.write(text, len(text))
+        w.write_byte(b'\n')
+    return 0
+
+
+cdef int write_counter_exemplars(Writer w, Writer lb, SeriesChunk chunk,
+                                 CounterCore m) except -1:
+    """A counter's lines, each with its series' latest exemplar (with the
+    GIL: the exemplars are objects)."""
+    cdef TextFamily fam = TextFamily(m)
+    cdef list exemplars = m.exemplars
+    cdef Py_ssize_t s, split
+    while chunk.end < m.series.count:
+        chunk.gather(m.series, chunk.end, CHUNK_SERIES)
+        for s in range(chunk.first, chunk.end):
+            chunk.fill(lb, fam, s, &split)
+            write_sample(w, fam, b"", lb, split, NULL, m.values[s], not m.is_float[s], -1)
+            append_exemplar(w, exemplars[s])
+    return 0
+
+
+cdef int write_histogram_exemplars(Writer w, Writer lb, SeriesChunk chunk,
+                                   HistogramCore m) except -1:
+    """A histogram's lines, each bucket with its latest exemplar (with the
+    GIL: the exemplars are objects)."""
+    cdef TextFamily fam = histogram_family(m)
+    cdef list exemplars = m.exemplars
+    cdef Py_ssize_t s, split, b
+    cdef unsigned long long running
+    cdef unsigned long long* row
+    cdef object bucket_exemplars
+    while chunk.end < m.series.count:
+        chunk.gather(m.series, chunk.end, CHUNK_SERIES)
+        for s in range(chunk.first, chunk.end):
+            chunk.fill(lb, fam, s, &split)
+            row = m.counts + s * m.nbounds
+            bucket_exemplars = exemplars[s]
+            running = 0
+            for b in range(m.nbounds):
+                running += row[b]
+                write_sample(w, fam, b"_bucket", lb, split, &fam.extras[b], <double>running,
+                             False, -1)
+                if bucket_exemplars is not None:
+                    append_exemplar(w, (<list>bucket_exemplars)[b])
+            write_sample(w, fam, b"_count", lb, split, NULL, <double>running, False, -1)
+            write_sample(w, fam, b"_sum", lb, split, NULL, m.sums[s], False, -1)
     return 0
 
 
@@ -68,11 +125,16 @@ def encode_openmetrics(metrics):
     cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
     cdef Writer lb = Writer(256)     # one series' labels, as text
     cdef SeriesChunk chunk
+    cdef str family_type
     w.openmetrics = True
     for metric in metrics_list:
         chunk = SeriesChunk()
-        write_openmetrics_header(w, metric)
-        if isinstance(metric, ScalarMetric):
+        family_type = write_openmetrics_header(w, metric)
+        if (<Metric>metric).exemplars is not None and family_type == "counter":
+            write_counter_exemplars(w, lb, chunk, metric)
+        elif (<Metric>metric).exemplars is not None and family_type == "histogram":
+            write_histogram_exemplars(w, lb, chunk, metric)
+        elif isinstance(metric, ScalarMetric):
             write_scalar_text(w, lb, chunk, metric, -1)
         elif isinstance(metric, HistogramCore):
             write_histogram_text(w, lb, chunk, metric, -1)

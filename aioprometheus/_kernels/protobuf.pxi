@@ -178,17 +178,39 @@ cdef inline int pb_timestamp(Writer w, object timestamp_ms) except -1:
     return 0
 
 
+cdef int pb_exemplar(Writer w, unsigned char tag, object exemplar) except -1:
+    """A rendered exemplar's (exemplar.pxi) message in field `tag`."""
+    cdef bytes body = <bytes>(<tuple>exemplar)[1]
+    w.write_byte(<char>tag)
+    w.write_varint(<unsigned long long>len(body))
+    return w.write(body, len(body))
+
+
+cdef inline Py_ssize_t pb_exemplar_size(object exemplar) noexcept:
+    """Bytes pb_exemplar writes (0 for none)."""
+    cdef Py_ssize_t n
+    if exemplar is None:
+        return 0
+    n = len(<bytes>(<tuple>exemplar)[1])
+    return 1 + varint_size(<unsigned long long>n) + n
+
+
 cdef int pb_scalar_metrics(Writer w, ScalarMetric m, unsigned char value_tag,
                            object timestamp_ms) except -1:
     cdef ProtoFamily fam = ProtoFamily(m)
+    cdef list exemplars = m.exemplars     # counters only; None when none were given
     cdef Py_ssize_t i = 0
     cdef Py_ssize_t metric_start
+    cdef object exemplar
     while i < m.series.count:
         metric_start = pb_open(w, TAG4_BYTES)
         pb_labels(w, fam, m.series.key_at(i))
-        w.write_byte(value_tag)  # Gauge (2) or Counter (3), 9 bytes: value=1
-        w.write_byte(9)
+        exemplar = exemplars[i] if exemplars is not None else None
+        w.write_byte(value_tag)  # Gauge (2) or Counter (3): value=1, exemplar=2
+        w.write_varint(<unsigned long long>(9 + pb_exemplar_size(exemplar)))
         pb_fixed64(w, TAG1_FIXED64, m.values[i])
+        if exemplar is not None:
+            pb_exemplar(w, TAG2_BYTES, exemplar)
         pb_timestamp(w, timestamp_ms)
         pb_close(w, metric_start)
         i += 1
@@ -198,6 +220,8 @@ cdef int pb_scalar_metrics(Writer w, ScalarMetric m, unsigned char value_tag,
 
 cdef int pb_histogram_metrics(Writer w, HistogramCore m, object timestamp_ms) except -1:
     cdef ProtoFamily fam = ProtoFamily(m)
+    cdef list exemplars = m.exemplars
+    cdef object bucket_exemplars, exemplar
     cdef Py_ssize_t i = 0
     cdef Py_ssize_t b, metric_start, body_start
     cdef unsigned long long running, total
@@ -214,13 +238,18 @@ cdef int pb_histogram_metrics(Writer w, HistogramCore m, object timestamp_ms) ex
         pb_varint_field(w, TAG1_VARINT, total)
         pb_fixed64(w, TAG2_FIXED64, m.sums[i])
         running = 0
+        bucket_exemplars = exemplars[i] if exemplars is not None else None
         # a native-only histogram has no classic buckets, as in client_golang
         for b in range(m.nbounds if m.native is None or m.nbounds > 1 else 0):
             running += row[b]
-            w.write_byte(TAG3_BYTES)   # Bucket: cumulative_count=1, upper_bound=2
-            w.write_byte(<char>(1 + varint_size(running) + 9))
+            exemplar = (<list>bucket_exemplars)[b] if bucket_exemplars is not None else None
+            w.write_byte(TAG3_BYTES)   # Bucket: cumulative_count=1, upper_bound=2, exemplar=3
+            w.write_varint(<unsigned long long>(
+                1 + varint_size(running) + 9 + pb_exemplar_size(exemplar)))
             pb_varint_field(w, TAG1_VARINT, running)
             pb_fixed64(w, TAG2_FIXED64, m.bounds[b])
+            if exemplar is not None:
+                pb_exemplar(w, TAG3_BYTES, exemplar)
         if m.native is not None:
             pb_native_fields(w, m.native, i)
         pb_close(w, body_start)

@@ -282,10 +282,14 @@ cdef int histogram_lines(Writer w, Writer lb, SeriesChunk chunk, TextFamily fam,
     return 0
 
 
+cdef TextFamily histogram_family(HistogramCore m):
+    """The family of a histogram's lines: `le` bounds as extra labels."""
+    return TextFamily(m, "le", [extra_label("le", m.bounds[b]) for b in range(m.nbounds)])
+
+
 cdef int write_histogram_text(Writer w, Writer lb, SeriesChunk chunk, HistogramCore m,
                               long long ts) except -1:
-    cdef TextFamily fam = TextFamily(
-        m, "le", [extra_label("le", m.bounds[b]) for b in range(m.nbounds)])
+    cdef TextFamily fam = histogram_family(m)
     while chunk.end < m.series.count:
         chunk.gather(m.series, chunk.end, CHUNK_SERIES)
         if m.is_snapshot:

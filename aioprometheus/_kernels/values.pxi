@@ -102,16 +102,35 @@ cdef class CounterCore(ScalarMetric):
     cdef BoundSeries bound(self, tuple key):
         return CounterSeries(self, key)
 
-    def inc(self, labels):
-        """Add 1 to the series for `labels`."""
-        cdef Py_ssize_t i = self.slot(labels)
+    def inc(self, labels, exemplar=None):
+        """Add 1 to the series for `labels`; `exemplar` (a dict such as
+        ``{"trace_id": "..."}``) becomes the series' latest exemplar."""
+        cdef Py_ssize_t i
+        if exemplar is not None:
+            self.add_with_exemplar(labels, 1.0, True, exemplar)
+            return
+        i = self.slot(labels)
         self.values[i] += 1.0
 
-    def add(self, labels, value):
-        """Add `value` (>= 0) to the series for `labels`."""
+    def add(self, labels, value, exemplar=None):
+        """Add `value` (>= 0) to the series for `labels` (see inc for `exemplar`)."""
         cdef bint is_int
         cdef double v = counter_amount(value, &is_int)
+        if exemplar is not None:
+            self.add_with_exemplar(labels, v, is_int, exemplar)
+            return
         self.add_at(self.slot(labels), v, is_int)
+
+    cdef int add_with_exemplar(self, labels, double v, bint is_int, exemplar) except -1:
+        # the Python work first: the exemplar's text, its list, the series
+        cdef tuple rendered = rendered_exemplar(exemplar, v)
+        keep_exemplars(self)
+        cdef Py_ssize_t i = self.slot(labels)
+        self.add_at(i, v, is_int)
+        cdef list exemplars = self.exemplars    # None if cleared meanwhile
+        if exemplars is not None and i < len(exemplars):
+            exemplars[i] = rendered
+        return 0
 
 
 cdef class GaugeCore(ScalarMetric):
