@@ -22,6 +22,11 @@ from typing import Dict, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_SCRIPT = Path(__file__).resolve().parent / "workloads.py"
+# key (the import name too), pip requirement, label
+PEERS = (
+    ("aioprometheus", "aioprometheus==23.12.0", "aioprometheus 23.12.0"),
+    ("prometheus_client", "prometheus_client==0.26.0", "prometheus_client 0.26.0"),
+)
 
 
 @dataclass
@@ -39,28 +44,18 @@ class Impl:
     info: Dict[str, object] = field(default_factory=dict)
 
     def env(self) -> Dict[str, str]:
-        env = dict(os.environ)
+        """PYTHONPATH: this implementation's folder only; fixed hash seed
+        (the same dict/set layouts every run)."""
+        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
         env.pop("PYTHONPATH", None)
         if self.path is not None:
             env["PYTHONPATH"] = str(self.path)
-        env["PYTHONHASHSEED"] = "0"  # same dict/set layouts every run
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
     def worker_args(self) -> List[str]:
-        return [
-            f"family={self.family}",
-            f"expect={self.expect or ''}",
-            f"forbid={self.forbid or ''}",
-            f"core={'1' if self.require_core else '0'}",
-        ]
-
-
-# key (the import name too), pip requirement, label
-PEERS = (
-    ("aioprometheus", "aioprometheus==23.12.0", "aioprometheus 23.12.0"),
-    ("prometheus_client", "prometheus_client==0.26.0", "prometheus_client 0.26.0"),
-)
+        core = "1" if self.require_core else "0"
+        return [f"family={self.family}", f"expect={self.expect or ''}",
+                f"forbid={self.forbid or ''}", f"core={core}"]  # fmt: skip
 
 
 def cache_root() -> Path:
@@ -69,10 +64,6 @@ def cache_root() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "aioprometheus-bench"
-
-
-def _log(msg: str) -> None:
-    print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
 
 
 def ensure_installed(
@@ -85,33 +76,20 @@ def ensure_installed(
         return folder
     if not install:
         raise RuntimeError(
-            f"{requirement} is not installed in {folder} (run without --no-install)"
+            f"{requirement} is not in {folder} (run without --no-install)"
         )
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    _log(f"installing {requirement} into {folder} (first run only)")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-input",
-        "--disable-pip-version-check",
-        "--no-warn-script-location",
-        *(["--no-deps"] if no_deps else []),
-        "--target",
-        str(staging),
-        requirement,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    print(f"[benchmarks] installing {requirement} into {folder}", file=sys.stderr)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input",
+           "--disable-pip-version-check", "--no-warn-script-location"]  # fmt: skip
+    pip += ["--no-deps"] * no_deps + ["--target", str(staging), requirement]
+    proc = subprocess.run(pip, capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError(
-            f"pip install {requirement} failed: "
-            f"{(proc.stderr or proc.stdout).strip()[-800:]}"
-        )
+        why = (proc.stderr or proc.stdout).strip()[-800:]
+        raise RuntimeError(f"pip install {requirement} failed: {why}")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     marker.write_text(requirement + "\n")
@@ -140,16 +118,13 @@ def _installed_ours() -> Optional[Path]:
 
 
 def check(impl: Impl) -> None:
-    """Import ``impl`` as its workers will (a short-lived worker), and record
-    in ``impl.problem`` why it cannot run."""
+    """Import ``impl`` as its workers will (a short-lived worker, outside the
+    checkout), and record in ``impl.problem`` why it cannot run."""
     proc = subprocess.run(
         [sys.executable, str(WORKER_SCRIPT), "identify", *impl.worker_args()],
-        env=impl.env(),
-        cwd=tempfile.gettempdir(),  # not the checkout, as in the real workers
-        capture_output=True,
-        text=True,
+        env=impl.env(), cwd=tempfile.gettempdir(), capture_output=True, text=True,
         timeout=120,
-    )
+    )  # fmt: skip
     try:
         info = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -164,20 +139,16 @@ def ours(root: Path) -> Impl:
     checkout's ImportError (which says how to build)."""
     installed = None if _has_core(REPO_ROOT / "aioprometheus") else _installed_ours()
     path = installed or REPO_ROOT
-    impl = Impl(
-        key="ours",
-        label="ours",
-        family="aioprometheus",
-        path=None if installed else REPO_ROOT,  # None: the environment's
-        expect=path,
-        forbid=root,
-        require_core=True,
-    )
+    impl = Impl("ours", "ours", "aioprometheus", None if installed else REPO_ROOT,
+                expect=path, forbid=root, require_core=True)  # fmt: skip
     check(impl)
     if impl.problem:
         raise OursUnavailable(impl.problem)
     if installed:
-        _log(f"ours: no build in {REPO_ROOT}, measuring the one installed in {path}")
+        print(
+            f"[benchmarks] ours: no build in {REPO_ROOT}, measuring {path}'s",
+            file=sys.stderr,
+        )
     return impl
 
 
@@ -185,20 +156,16 @@ def implementations(
     selected: List[str], install: bool = True, root: Optional[Path] = None
 ) -> List[Impl]:
     """The implementations to run, in round order (ours first, checked before
-    any peer is installed)."""
+    any peer is installed); a peer that cannot be installed is not run."""
     root = root or cache_root()
-    impls: List[Impl] = []
-    if "ours" in selected:
-        impls.append(ours(root))
-    for key, requirement, label in PEERS:
-        if key not in selected:
-            continue
-        impl = Impl(key=key, label=label, family=key, path=None)
-        folder = root / requirement.replace("==", "-")
+    impls = [ours(root)] if "ours" in selected else []
+    for key, requirement, label in (p for p in PEERS if p[0] in selected):
+        impl = Impl(key, label, key, None)
         try:
+            folder = root / requirement.replace("==", "-")
             impl.path = impl.expect = ensure_installed(requirement, folder, install)
         except Exception as exc:  # no network, pip failure: run without it
             impl.problem = str(exc)
-            _log(f"{label} unavailable: {exc}")
+            print(f"[benchmarks] {label} unavailable: {exc}", file=sys.stderr)
         impls.append(impl)
     return impls

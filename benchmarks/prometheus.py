@@ -97,34 +97,21 @@ def scrape(
     scraping, after ``warmup_scrapes`` (the first create the series), from a
     Prometheus started (and stopped) here."""
     with tempfile.TemporaryDirectory(prefix="aioprom-bench-prom-") as tmp:
-        config = Path(tmp) / "prometheus.yml"
-        config.write_text(
-            json.dumps(
-                {
-                    "global": {
-                        "scrape_interval": f"{interval_s}s",
-                        "scrape_timeout": f"{interval_s}s",
-                    },
-                    "scrape_configs": [
-                        {"job_name": "bench", "static_configs": [{"targets": targets}]}
-                    ],
-                }
-            )
-        )  # JSON is YAML
+        every = f"{interval_s}s"
+        config = {  # JSON is YAML
+            "global": {"scrape_interval": every, "scrape_timeout": every},
+            "scrape_configs": [
+                {"job_name": "bench", "static_configs": [{"targets": targets}]}
+            ],
+        }
+        (Path(tmp) / "prometheus.yml").write_text(json.dumps(config))
         port = _free_port()
         api = f"http://127.0.0.1:{port}/api/v1/query?query="
         with open(Path(tmp) / "log", "w") as log:
+            args = ["--config.file=prometheus.yml", "--storage.tsdb.path=data"]
+            args += [f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
             proc = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={Path(tmp) / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=log,
-                cwd=tmp,
+                ["prometheus", *args], stdout=log, stderr=log, cwd=tmp
             )
         try:
             # up once every target was scraped (discovery takes about 5 s)
@@ -173,19 +160,14 @@ def run(impls: List[Any], params: Dict[str, Any], quick: bool):
         finally:
             stats = {key: e.stop() for key, e in exporters}
         floor = avg[dict(exporters)["floor"].target]
-        for key, e in exporters:
-            if key != "floor":
-                figures[key].update(
-                    {
-                        size: avg[e.target],
-                        f"x_floor_{size}": avg[e.target] / floor,
-                        f"floor_{size}": floor,
-                        f"handler_{size}": stats[key]["handler_ms"],
-                        f"lateness_{size}": stats[key]["lateness_ms"],
-                        f"lateness_anytime_{size}": stats[key]["lateness_anytime_ms"],
-                        f"scrapes_{size}": stats[key]["scrapes"],
-                    }
-                )
+        for key, e in exporters[:-1]:  # all but the floor
+            got = {
+                "": avg[e.target],
+                "x_floor_": avg[e.target] / floor,
+                "floor_": floor,
+            }
+            got.update((f"{k}_", v) for k, v in stats[key].items())
+            figures[key].update((f"{k}{size}", v) for k, v in got.items())
     answers = {k: [{"status": "ok", "figures": f}] for k, f in figures.items()}
     return {"prometheus": answers}, ""
 
@@ -265,13 +247,12 @@ async def export(mode: str, series: int) -> Dict[str, Any]:
         for t0, late in ticks
         if any(a <= t0 + 0.001 + late and t0 <= b for a, b in spans)
     ]
-    return {
-        "handler_ms": statistics.median(b - a for a, b in spans) * 1e3
-        if spans
-        else None,
+    handler = statistics.median(b - a for a, b in spans) * 1e3 if spans else None
+    return {  # ms
+        "handler": handler,
         "scrapes": len(spans),
-        "lateness_ms": max(during, default=0.0) * 1e3,
-        "lateness_anytime_ms": max((late for _, late in ticks), default=0.0) * 1e3,
+        "lateness": max(during, default=0.0) * 1e3,
+        "lateness_anytime": max((late for _, late in ticks), default=0.0) * 1e3,
     }
 
 

@@ -256,9 +256,9 @@ def test_real_prometheus_scrapes_ours_and_the_floor():
         stats = ours.stop(), floor.stop()
     assert set(avg) == {ours.target, floor.target}
     assert all(0 < ms < 1000 for ms in avg.values())
-    assert stats[0]["scrapes"] >= 2 and stats[0]["handler_ms"] > 0
+    assert stats[0]["scrapes"] >= 2 and stats[0]["handler"] > 0
     assert stats[1]["scrapes"] == 0  # the floor is no Service
-    assert math.isfinite(stats[0]["lateness_ms"])
+    assert math.isfinite(stats[0]["lateness"])
 
 
 def test_floor_serves_what_ours_answers_prometheus():
