@@ -25,15 +25,19 @@ from .workloads import IMPLS, STEPS, Step, micro_figures
 
 # steps the driver runs itself (servers of their own), not the workers
 DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
-# pyperf settings per kind of step: (--quick, full) seconds per value, and
-# the values and warm-ups of one round
-SETTINGS = {"micro": ((0.004, 0.01), 5, 1), "other": ((0.01, 0.025), 3, 1)}
 Answer = Dict[str, Any]
 
 
 def pick(value: Any, quick: bool) -> Any:
     """A step parameter given as (--quick, full) is resolved."""
     return value[0 if quick else 1] if isinstance(value, tuple) else value
+
+
+def settings(s: Step, quick: bool) -> Dict[str, Any]:
+    """pyperf's settings for one round: micro rows take more, shorter values."""
+    micro = s.figures is micro_figures
+    min_time = pick((0.004, 0.01) if micro else (0.01, 0.025), quick)
+    return {"min_time": min_time, "values": 5 if micro else 3, "warmups": 1}
 
 
 def make_plan(quick: bool, only: Optional[List[str]] = None) -> List[Step]:
@@ -177,19 +181,8 @@ def run(
                         messages.append(note)
                     samples.update(got)
                     continue
-                min_time, values, warmups = SETTINGS[
-                    "micro" if s.figures is micro_figures else "other"
-                ]
-                cmd = {
-                    "cmd": "sample",
-                    "step": s.key,
-                    "params": params,
-                    "settings": {
-                        "min_time": pick(min_time, quick),
-                        "values": values,
-                        "warmups": warmups,
-                    },
-                }
+                cmd = {"cmd": "sample", "step": s.key, "params": params}
+                cmd["settings"] = settings(s, quick)
                 per_impl: Dict[str, List[Answer]] = {i.key: [] for i in runs}
                 for _ in range(rounds or pick(s.rounds, quick)):
                     for impl in runs:  # interleaved: A B C A B C ...
@@ -240,34 +233,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Benchmark ours against aioprometheus 23.12.0 and "
         "prometheus_client 0.26.0, side by side in one run.",
     )
+    # fmt: off
     add = ap.add_argument
-    add(
-        "--quick",
-        action="store_true",
-        help="fewer rounds, shorter values, no 100k series (about a minute)",
-    )
+    add("--quick", action="store_true",
+        help="fewer rounds, shorter values, no 100k series (about a minute)")
     add("--impls", default=",".join(IMPLS), help="a subset of " + ",".join(IMPLS))
-    add(
-        "--only",
-        nargs="*",
-        metavar="PREFIX",
-        help="only the steps with a row whose key starts so",
-    )
+    add("--only", nargs="*", metavar="PREFIX",
+        help="only the steps with a row whose key starts so")
     add("--rounds", type=int, help="override the rounds of every step")
-    add(
-        "--output",
-        type=Path,
-        help="JSON file",
-        default=peers.REPO_ROOT / "bench-results" / "results.json",
-    )
+    add("--output", type=Path, help="JSON file",
+        default=peers.REPO_ROOT / "bench-results" / "results.json")
     add("--no-chart", action="store_true", help="skip the PNG chart")
-    add(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: process CPU time (steadier when busy; not scrapes)",
-    )
+    add("--clock", choices=["wall", "cpu"], default="wall",
+        help="cpu: process CPU time (steadier when busy; not scrapes)")
     add("--no-install", action="store_true", help="never pip-install peers")
+    # fmt: on
     args = ap.parse_args(argv)
     selected = [s.strip() for s in args.impls.split(",") if s.strip()]
     unknown = set(selected) - set(IMPLS)

@@ -28,6 +28,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+try:  # the driver imports this module from the package, an exporter as a script
+    from . import workloads
+except ImportError:
+    import workloads  # type: ignore[no-redef]
+
 # what Prometheus 2.42 asks for
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
@@ -161,11 +166,8 @@ def run(impls: List[Any], params: Dict[str, Any], quick: bool):
             stats = {key: e.stop() for key, e in exporters}
         floor = avg[dict(exporters)["floor"].target]
         for key, e in exporters[:-1]:  # all but the floor
-            got = {
-                "": avg[e.target],
-                "x_floor_": avg[e.target] / floor,
-                "floor_": floor,
-            }
+            ms = avg[e.target]
+            got = {"": ms, "x_floor_": ms / floor, "floor_": floor}
             got.update((f"{k}_", v) for k, v in stats[key].items())
             figures[key].update((f"{k}{size}", v) for k, v in got.items())
     answers = {k: [{"status": "ok", "figures": f}] for k, f in figures.items()}
@@ -192,8 +194,6 @@ def registry(series: int) -> Any:
 async def export(mode: str, series: int) -> Dict[str, Any]:
     """Serve until a line on stdin; the handler spans and the lateness of a
     1 ms tick meanwhile."""
-    from aiohttp import web
-
     from aioprometheus.service import Service
 
     reg = registry(series)
@@ -219,20 +219,10 @@ async def export(mode: str, series: int) -> Dict[str, Any]:
         await svc.stop()
         spans.clear()
         headers = {k: got[k] for k in ("Content-Type", "Content-Encoding") if k in got}
-
-        async def handler(request: Any) -> Any:
-            return web.Response(body=packed, headers=headers)
-
-        app = web.Application()
-        app.router.add_get("/metrics", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        stop: Any = runner.cleanup
+        url, stop = await workloads.serve_static(packed, headers)
     else:
-        host, port = urllib.parse.urlsplit(svc.metrics_url).netloc.split(":")
-        stop = svc.stop
+        url, stop = svc.metrics_url, svc.stop
+    host, port = urllib.parse.urlsplit(url).netloc.split(":")
     print(json.dumps({"target": f"{host}:{port}"}), flush=True)
     loop = asyncio.get_running_loop()
     line = loop.run_in_executor(None, sys.stdin.readline)

@@ -12,41 +12,29 @@ from .workloads import SHORT, Row, Step
 
 PEERS = ("aioprometheus", "prometheus_client")
 NOTES = (
-    "Timing is pyperf's: in each worker, each round, a pyperf run calibrates its "
-    "loops (first round), warms up and takes its values; rounds are interleaved "
-    "across implementations (ours, aio, pc, ours, ...) and merged per "
-    "implementation (bench-results/pyperf-*.json, for `python -m pyperf "
-    "compare_to`). Cells: the figure from all rounds' values [min-max of the "
-    "per-round figures]. 'vs aio'/'vs pc': how many times faster ours is.",
-    "ns/op is net: the bare `for v in values:` loop (same loops, same round) is "
-    "subtracted. 'x floor': net/net (raw/raw in brackets) against a `d.get(k)` "
-    "loop timed in every round (the fresh-literal row: the same literal + .get).",
-    "prometheus_client uses its idiomatic API: c.labels(**labels).inc(); its "
-    "Summary has no quantiles, so its summary row is not like-for-like. 'not "
-    "offered': the implementation has no such feature (native histograms, "
-    "windowed summaries, protobuf in prometheus_client, OpenMetrics in 23.12).",
+    "pyperf times each round in each worker (calibration in the first, a warm-up, "
+    "the values); rounds interleave the implementations and merge per "
+    "implementation (bench-results/pyperf-*.json). Cells: the figure from all "
+    "rounds [min-max of the per-round figures]; 'vs aio'/'vs pc': times faster.",
+    "ns/op is net of the bare `for v in values:` loop; 'x floor': net/net (raw/raw) "
+    "against a `d.get(k)` loop of the same round (fresh-literal row: literal + get).",
+    "prometheus_client runs its idiomatic c.labels(**labels).inc(); its Summary has "
+    "no quantiles. 'not offered': no such feature (native histograms, windowed "
+    "summaries, protobuf in prometheus_client, OpenMetrics in 23.12).",
     "Renders: 2-label counters and gauges, 500 series per metric (native: "
-    "histograms with 20 populated buckets each, factor 1.1); aioprometheus: "
-    "formats.text/binary/openmetrics; prometheus_client: generate_latest of "
-    "its text and OpenMetrics expositions. 23.12's binary format needs the "
-    "extra prometheus-metrics-proto package.",
-    "Scrape: a scraper process (http.client, one keep-alive loopback connection) "
-    "sends sequential GETs (identity or gzip) to aioprometheus' Service or "
-    "prometheus_client's aiohttp handler, within a time budget per round (at "
-    "least 3 requests); p50/p99 pooled over rounds; wall time. 'HTTP floor': "
-    "the same body pre-rendered (and pre-compressed) from a bare aiohttp handler.",
-    "asyncio loop: 8 tasks, 100 events per iteration (arithmetic + one 2-label "
-    "increment) then `await asyncio.sleep(0)`; cost = instrumented - bare per event.",
-    "Memory: RSS growth per series in a fresh process creating N series with a "
-    "unique route string each (native: observing one value in each of 20 or "
-    "160 buckets).",
-    "ASGI middleware: a FastAPI app (8 routes; 4 matched paths and a 404) bare "
-    "and instrumented, called directly and through httpx.ASGITransport; the "
-    "pc column is prometheus-fastapi-instrumentator 8.1.0.",
-    "Prometheus: Debian's prometheus scrapes ours, 23.12 and the floor (the same "
-    "bytes pre-rendered and pre-gzipped, static aiohttp handler) side by side; "
-    "its own scrape_duration_seconds, averaged. Handler time and the worst "
-    "lateness of a 1 ms asyncio tick during a scrape are the exporter's.",
+    "histograms, 20 populated buckets each); aioprometheus' formatters' marshall, "
+    "prometheus_client's generate_latest. 23.12's protobuf needs an extra package.",
+    "Scrape: sequential GETs over one keep-alive loopback connection from a "
+    "scraper process, within a time budget per round; p50/p99 pooled; 'HTTP "
+    "floor': the same body pre-rendered (and pre-gzipped), bare aiohttp handler.",
+    "asyncio loop: 8 tasks, 100 events per iteration (arithmetic + one increment) "
+    "then `await asyncio.sleep(0)`; cost = instrumented - bare per event.",
+    "Memory: RSS growth per series, N series with unique routes, a fresh process.",
+    "ASGI middleware: FastAPI app (8 routes; 4 matched paths and a 404), bare and "
+    "instrumented, direct and via httpx; pc: prometheus-fastapi-instrumentator.",
+    "Prometheus: Debian's prometheus scrapes ours, 23.12 and the floor (ours' "
+    "bytes, static) side by side: its scrape_duration_seconds averaged; handler "
+    "time and the worst lateness of a 1 ms asyncio tick are the exporter's.",
 )
 Cell = Dict[str, Any]
 
@@ -318,37 +306,21 @@ def write_pyperf(steps: List[Step], samples, folder: Path) -> List[Path]:
 
 
 COLORS = {"ours": "#1f77b4", "aioprometheus": "#ff7f0e", "prometheus_client": "#2ca02c"}
-PANELS = (  # title, unit, row keys (bars labelled by row title), log scale
-    (
-        "instrumentation cost per call (lower is better)",
-        "ns/op",
-        "floor counter_inc_labels counter_inc_nolabels gauge_set histogram_observe "
-        "native_histogram_observe summary_observe asyncio_loop_cost",
-        True,
-    ),
-    (
-        "render time (lower is better)",
-        "ms",
-        "text_render_1k text_render_10k "
-        "text_render_100k protobuf_render_10k protobuf_render_100k "
-        "openmetrics_render_10k protobuf_render_native_10k",
-        True,
-    ),
-    (
-        "scrapes, 10k series (ms), and middleware (us/req)",
-        "",
-        "scrape_p50_10k "
-        "scrape_p99_10k scrape_static_p50_10k scrape_gzip_p50_10k prometheus_10k "
-        "middleware_asgi",
-        True,
-    ),
-    (
-        "memory per series, RSS (lower is better)",
-        "bytes/series",
-        "memory_counter memory_histogram memory_native_20 memory_native_160",
-        True,
-    ),
+# fmt: off
+PANELS = (  # title, unit, row keys (bars labelled by row title); log scales
+    ("instrumentation cost per call (lower is better)", "ns/op",
+     "floor counter_inc_labels counter_inc_nolabels gauge_set histogram_observe "
+     "native_histogram_observe summary_observe asyncio_loop_cost"),
+    ("render time (lower is better)", "ms", "text_render_1k text_render_10k "
+     "text_render_100k protobuf_render_10k protobuf_render_100k "
+     "openmetrics_render_10k protobuf_render_native_10k"),
+    ("scrapes, 10k series (ms), and middleware (us/req)", "", "scrape_p50_10k "
+     "scrape_p99_10k scrape_static_p50_10k scrape_gzip_p50_10k prometheus_10k "
+     "middleware_asgi"),
+    ("memory per series, RSS (lower is better)", "bytes/series", "memory_counter "
+     "memory_histogram memory_native_20 memory_native_160"),
 )
+# fmt: on
 
 
 def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
@@ -364,7 +336,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     order = [k for k in ("ours", *PEERS) if k in impls]
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     fig.suptitle(f"{meta.get('command')} | {meta.get('started_utc')}", fontsize=10)
-    for ax, (title, unit, keys, log) in zip(axes.flat, PANELS):
+    for ax, (title, unit, keys) in zip(axes.flat, PANELS):
         bars = [k for k in keys.split() if k in rows]
         width = 0.8 / len(order)
         for j, impl in enumerate(order):
@@ -391,7 +363,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         labels = [textwrap.fill(rows[k]["title"], 14) for k in bars]
         ax.set_xticklabels(labels, fontsize=7)
         ax.set_ylabel(unit)
-        ax.set_yscale("log" if log else "linear")
+        ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
