@@ -56,10 +56,10 @@ def test_rows_are_declared_once_and_targets_name_real_rows():
             for t in row.targets:
                 assert t.ref in (None, *workloads.IMPLS, *keys), t
                 assert t.kind != "floor" or row.x_floor
-    required = {"middleware_asgi", "scrape_gzip_p50_10k", "prometheus_10k",
-                "native_histogram_observe", "windowed_summary_observe",
-                "memory_native_20", "memory_native_160", "openmetrics_render_10k",
-                "protobuf_render_native_10k"}  # fmt: skip
+    required = {"middleware_asgi", "scrape_gzip_p50_10k", "prometheus_10k"}
+    required |= {"native_histogram_observe", "windowed_summary_observe"}
+    required |= {"counter_inc_exemplar", "memory_native_20", "memory_native_160"}
+    required |= {"openmetrics_render_10k", "protobuf_render_native_10k"}
     assert required <= set(keys)
 
 
@@ -300,6 +300,8 @@ def test_capability_rows_measure_the_feature_and_peers_say_not_offered():
     _, timer, _ = sample("native_histogram_observe")
     h, labels = timer.timed.names["m"], timer.timed.names["labels"]
     assert sum(h.get_native(labels)["positive"].values()) >= 128
+    _, timer, _ = sample("counter_inc_exemplar")
+    assert timer.timed.names["m"].get(labels) >= 128
     _, timer, _ = sample("windowed_summary_observe")
     assert "rank err" in timer.note  # the windowed summary's own accuracy
     pc = workloads.Api("prometheus_client")
