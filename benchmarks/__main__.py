@@ -3,7 +3,7 @@
 Starts one worker process per implementation (``peers.py``: ours, and the
 peers from isolated pip ``--target`` folders) and asks them, step after step
 (``workloads.STEPS``), for one sample each in interleaved rounds (A B C A B C
-...); memory samples run in a fresh process each, the uvicorn and
+...); memory samples in a fresh worker each, the uvicorn and
 real-Prometheus steps here (``middleware.py``, ``prometheus.py``).  Then
 ``report.py`` prints the table and writes the JSON, pyperf files and chart.
 """
@@ -124,29 +124,6 @@ class Worker:
         self.stderr.close()
 
 
-def memory_sample(impl: peers.Impl, s: Step, params: Dict[str, Any], workdir: Path):
-    """One memory sample in a fresh process."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(peers.WORKER_SCRIPT),
-            "memory",
-            *impl.worker_args(),
-            f"step={s.key}",
-            f"params={json.dumps(params)}",
-        ],
-        env=impl.env(),
-        cwd=str(workdir),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = proc.stdout.strip().splitlines()
-    if not lines:
-        return {"status": "error", "reason": proc.stderr.strip()[-800:]}
-    return json.loads(lines[-1])
-
-
 def _log(msg: str) -> None:
     print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
 
@@ -186,11 +163,12 @@ def run(
                 per_impl: Dict[str, List[Answer]] = {i.key: [] for i in runs}
                 for _ in range(rounds or pick(s.rounds, quick)):
                     for impl in runs:  # interleaved: A B C A B C ...
-                        per_impl[impl.key].append(
-                            memory_sample(impl, s, params, workdir)
-                            if s.kind == "memory"
-                            else workers[impl.key].request(cmd)
-                        )
+                        if s.kind == "memory":  # a fresh process per sample
+                            fresh = Worker(impl, workdir, clock)
+                            per_impl[impl.key].append(fresh.request(cmd))
+                            fresh.close()
+                        else:
+                            per_impl[impl.key].append(workers[impl.key].request(cmd))
                 for w in workers.values():
                     w.request({"cmd": "drop", "step": s.key})
                 samples[s.key] = per_impl

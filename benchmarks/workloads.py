@@ -698,6 +698,20 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     return (rss_bytes() - before) / n
 
 
+class Memory:
+    """A memory row's sample (the driver asks a fresh worker for each)."""
+
+    def __init__(self, api: Api, **params: Any) -> None:
+        self.api, self.params, self.note = api, params, ""
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        import pyperf
+
+        per_series = memory_per_series(self.api, **self.params)
+        meta = {"name": "memory", "unit": "byte", "loops": 1}
+        return {"memory": pyperf.Benchmark([pyperf.Run([per_series], metadata=meta)])}
+
+
 MEMORY = (  # key, title, metric kind, native buckets, B/series at most
     ("memory_counter", "memory, 2-label counter series", "Counter", 0, 250),
     ("memory_histogram", "memory, histogram series", "Histogram", 0, 500),
@@ -707,7 +721,7 @@ MEMORY = (  # key, title, metric kind, native buckets, B/series at most
 )  # fmt: skip
 for key, title, kind, buckets, bound in MEMORY:
     n = (20_000, 100_000) if not buckets else (5_000, 20_000)
-    step(key, "memory", memory_per_series,
+    step(key, "memory", Memory,
          Row(key, title, "B/series", "value", (at_most(bound),) if bound else ()),
          figures=median_of("memory", 1), rounds=(1, 3),
          params={"kind": kind, "n": n, "buckets": buckets})  # fmt: skip
@@ -938,24 +952,6 @@ def serve(opts: Dict[str, str]) -> int:
     return 0
 
 
-def memory_main(opts: Dict[str, str]) -> int:
-    """One memory sample of a step, in a fresh process."""
-    import pyperf
-
-    info = identify(opts)
-    try:
-        if not info["ok"]:
-            raise RuntimeError(info["reason"])
-        s = next(s for s in STEPS if s.key == opts["step"])
-        per_series = s.workload(Api(opts["family"]), **json.loads(opts["params"]))  # type: ignore[misc]
-        meta = {"name": "memory", "unit": "byte", "loops": 1}
-        bench = pyperf.Benchmark([pyperf.Run([per_series], metadata=meta)])
-        print(json.dumps({"status": "ok", "benches": dump({"memory": bench})}))
-    except Exception as exc:
-        print(json.dumps(failure(exc)))
-    return 0
-
-
 if __name__ == "__main__":
     mode, args = (sys.argv + [""])[1], sys.argv[2:]
     if mode == "client":
@@ -965,6 +961,6 @@ if __name__ == "__main__":
         found = identify(options)
         print(json.dumps(found))
         sys.exit(0 if found["ok"] else 1)
-    if mode not in ("serve", "memory"):
-        sys.exit("usage: workloads.py serve|memory|identify|client key=value ...")
-    sys.exit(serve(options) if mode == "serve" else memory_main(options))
+    if mode != "serve":
+        sys.exit("usage: workloads.py serve|identify|client key=value ...")
+    sys.exit(serve(options))
