@@ -107,7 +107,8 @@ class _Exchange:
             if message["type"] == "http.response.body" and not message.get(
                 "more_body", False
             ):
-                self.settle()
+                self.state = True
+                state(perf_counter() - self.started)
             return self.send(message)
         kind = message["type"]
         if kind == "http.response.start":
@@ -167,8 +168,9 @@ class _Exchange:
             middleware._series_for((method, template, None), scope_type)[0]()
 
     def settle(self) -> None:
-        """At the last body message or after the app: observe a pending
-        duration; count a request that got no response."""
+        """After the app: observe a duration whose last body message was not
+        seen (send_counting observes it inline, without this call's frame);
+        count a request that got no response."""
         state = self.state
         if state is False:  # returned or cancelled without a response
             self.count(None, False)
