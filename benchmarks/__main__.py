@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import select
 import subprocess
 import sys
 import tempfile
@@ -56,50 +55,27 @@ def keys(s: Step) -> List[str]:
     return [s.key, *(r.key for r in s.rows)]
 
 
-def _read(stream: Any, timeout: float, on_fail: Any) -> Answer:
-    """One JSON line from a process, or an error answer (``on_fail()`` says
-    what the process left on stderr)."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    line = stream.readline() if ready else ""
-    if line:
-        return json.loads(line)
-    why = "died" if ready else "timed out"
-    return {"ok": False, "status": "error", "reason": f"worker {why}: {on_fail()}"}
-
-
 class Worker:
     """A long-lived worker process for one implementation."""
 
     def __init__(self, impl: peers.Impl, workdir: Path, clock: str) -> None:
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        cmd = [sys.executable, str(peers.WORKER_SCRIPT), "serve", *impl.worker_args()]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(peers.WORKER_SCRIPT),
-                "serve",
-                *impl.worker_args(),
-                f"clock={clock}",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            env=impl.env(),
-            cwd=str(workdir),
-            text=True,
-            bufsize=1,
-        )
+            [*cmd, f"clock={clock}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.stderr, env=impl.env(), cwd=str(workdir), text=True,
+        )  # fmt: skip
         impl.info = self.read()
         if not impl.info.get("ok"):
             impl.problem = str(impl.info.get("reason", "worker failed to start"))
 
     def read(self) -> Answer:
-        return _read(self.proc.stdout, 600, self.failed)
-
-    def failed(self) -> str:
-        self.proc.kill()
-        self.proc.wait()
-        self.stderr.seek(0)
-        return self.stderr.read()[-1500:].strip()
+        answer = peers.read_line(self.proc, 600)
+        if answer is None:
+            self.stderr.seek(0)
+            why = f"worker died or timed out: {self.stderr.read()[-1500:].strip()}"
+            answer = {"ok": False, "status": "error", "reason": why}
+        return answer
 
     def request(self, cmd: Dict[str, Any]) -> Answer:
         if self.proc.poll() is not None:
@@ -116,11 +92,7 @@ class Worker:
             self.proc.stdin.close()
         except OSError:  # it has already stopped
             pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        peers.stop(self.proc, terminate=False)
         self.stderr.close()
 
 

@@ -212,7 +212,7 @@ class UvicornServer:
         try:
             self.wait_until_serving()
         except BaseException:
-            self.stop()
+            peers.stop(self.proc)
             raise
 
     def wait_until_serving(self) -> None:
@@ -231,14 +231,6 @@ class UvicornServer:
         with open(f"/proc/{self.proc.pid}/stat") as fh:  # utime, stime: 14, 15
             fields = fh.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def uvicorn_pair(folders: List[List[Path]], impl: str, seconds: float):
@@ -270,7 +262,7 @@ def uvicorn_pair(folders: List[List[Path]], impl: str, seconds: float):
         ]
     finally:
         for server in servers:
-            server.stop()
+            peers.stop(server.proc)
 
 
 def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):

@@ -11,6 +11,7 @@ folder; without an in-place build, ours is an installed build of ours.
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_SCRIPT = Path(__file__).resolve().parent / "workloads.py"
@@ -169,3 +170,26 @@ def implementations(
             print(f"[benchmarks] {label} unavailable: {exc}", file=sys.stderr)
         impls.append(impl)
     return impls
+
+
+def read_line(proc: "subprocess.Popen[str]", timeout: float) -> Optional[Any]:
+    """The next JSON line a child process writes; None (and the child
+    killed) if it ends or is silent for ``timeout`` seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready and proc.stdout else ""
+    if line:
+        return json.loads(line)
+    stop(proc, 0)
+    return None
+
+
+def stop(proc: "subprocess.Popen[Any]", timeout: float = 30, terminate=True) -> None:
+    """The child process ended: terminated (unless it was told to stop
+    already), killed if still there after ``timeout`` seconds."""
+    if terminate:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

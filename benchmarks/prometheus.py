@@ -15,7 +15,6 @@ a temporary folder, on ephemeral ports, with bounded waits, stopped by pid.
 
 import asyncio
 import json
-import select
 import shutil
 import socket
 import statistics
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 try:  # the driver imports this module from the package, an exporter as a script
-    from . import workloads
+    from . import peers, workloads
 except ImportError:
+    import peers  # type: ignore[no-redef]
     import workloads  # type: ignore[no-redef]
 
 # what Prometheus 2.42 asks for
@@ -66,13 +66,10 @@ class Exporter:
         self.target = self._line(START_TIMEOUT_S)["target"]
 
     def _line(self, timeout: float) -> Dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
+        got = peers.read_line(self.proc, timeout)
+        if got is None:
             raise RuntimeError("exporter process did not answer")
-        return json.loads(line)
+        return got
 
     def stop(self) -> Dict[str, Any]:
         """Its handler times and loop lateness, once it has stopped."""
@@ -82,11 +79,7 @@ class Exporter:
             self.proc.stdin.flush()
             return self._line(60)
         finally:
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            peers.stop(self.proc, terminate=False)
 
 
 def _free_port() -> int:
@@ -132,12 +125,7 @@ def scrape(
             )
             found = _query(api + query)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            peers.stop(proc)
     return {r["metric"]["instance"]: float(r["value"][1]) * 1e3 for r in found}
 
 
