@@ -48,6 +48,9 @@ EXCLUDE_PATHS: Tuple[str, ...] = (
 )
 
 DURATION_HISTOGRAM = "http_request_duration_seconds"
+# the duration histogram also keeps native buckets (exposed in protobuf, for
+# Prometheus' native histograms) growing by at most this factor (schema 3)
+DURATION_NATIVE_FACTOR = 1.1
 
 # starlette.routing.Match.FULL
 _MATCH_FULL = 2
@@ -194,8 +197,9 @@ class MetricsMiddleware:
     :param const_labels: constant labels added to every metric.
     :param duration_histogram: also time each HTTP request into the
       histogram ``http_request_duration_seconds{method, path, status_code}``:
-      True for ``Histogram.DEFAULT_BUCKETS``, or the bucket upper bounds.
-      Off by default.
+      True for ``Histogram.DEFAULT_BUCKETS``, or the bucket upper bounds;
+      it keeps native buckets too (``DURATION_NATIVE_FACTOR``), which the
+      protobuf format exposes.  Off by default.
 
     The metrics are created lazily on the first call, and a metric of the
     same name, kind and const labels (and buckets) already in the registry
@@ -290,6 +294,7 @@ class MetricsMiddleware:
                 "HTTP request duration in seconds, from the request's arrival "
                 "to its response's last body message",
                 buckets=self.duration_buckets,
+                native_histogram_bucket_factor=DURATION_NATIVE_FACTOR,
             )
         self.metrics_created = True
 

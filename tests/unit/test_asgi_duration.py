@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute  # noqa: E402
 
 from aioprometheus.asgi.middleware import (  # noqa: E402
     DURATION_HISTOGRAM,
+    DURATION_NATIVE_FACTOR,
     MetricsMiddleware,
 )
 from aioprometheus.collectors import Histogram, Registry  # noqa: E402
@@ -103,12 +104,18 @@ def test_durations_are_positive_and_bounded_by_the_wall_time():
     assert (slow_count, fast_count) == (2, 1)
     assert 2 * PAUSE <= slow_sum and 0 < fast_sum
     assert slow_sum + fast_sum <= wall
-    buckets = registry.get(DURATION_HISTOGRAM).get(
-        {"method": "GET", "path": "/slow/{n}", "status_code": "200"}
-    )
+    slow_labels = {"method": "GET", "path": "/slow/{n}", "status_code": "200"}
+    buckets = registry.get(DURATION_HISTOGRAM).get(slow_labels)
     # neither slow request fits the buckets below the pause
     assert buckets[0.001] == buckets[PAUSE / 2] == 0
     assert buckets[10.0] == 2
+    # the native buckets hold the same two observations, above the pause
+    native = registry.get(DURATION_HISTOGRAM).get_native(slow_labels)
+    assert native["zero_count"] == 0 and not native["negative"]
+    assert sum(native["positive"].values()) == 2
+    growth = 2 ** (2 ** -native["schema"])
+    assert 1 < growth <= DURATION_NATIVE_FACTOR
+    assert all(growth**index > PAUSE for index in native["positive"])
 
 
 def test_background_task_after_the_response_is_not_timed():
