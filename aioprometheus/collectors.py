@@ -555,9 +555,16 @@ def _native_count(value: int) -> int:
 class Registry:
     """The set of collectors a scrape exposes, keyed by metric name."""
 
-    def __init__(self) -> None:
+    def __init__(self, created_samples: bool = False) -> None:
+        """
+        :param created_samples: give every counter, histogram and summary
+          series its ``_created`` sample (when it was created) in
+          OpenMetrics. Off by default: Prometheus 2.x stores each one as a
+          series of its own, one more per series.
+        """
         self.collectors: Dict[str, Collector] = {}
         self._refresh_hooks: List[Callable[[], None]] = []
+        self.created_samples = bool(created_samples)
 
     def register(self, collector: Collector) -> None:
         """Add `collector`.

@@ -10,18 +10,6 @@
 # one carry no storage for them (Metric.exemplars stays None), and calls
 # without one do no exemplar work at all.
 
-cdef extern from *:
-    """
-    #include <time.h>
-    /* Seconds since the epoch, as an exemplar's timestamp. */
-    static double aiop_wall_seconds(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-    }
-    """
-    double wall_seconds "aiop_wall_seconds"() noexcept nogil
-
 cdef enum:
     EXEMPLAR_MAX_CODE_POINTS = 128   # names and values together (OpenMetrics 1.0)
 

@@ -30,6 +30,20 @@ cdef class PausedGC:
             gc.enable()
 
 
+cdef extern from *:
+    """
+    #include <time.h>
+    /* Seconds since the epoch: when a series was created, when an exemplar
+       was given. */
+    static double aiop_wall_seconds(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    }
+    """
+    double wall_seconds "aiop_wall_seconds"() noexcept nogil
+
+
 cdef class Metric:
     """Base of the compiled metric kinds: identity plus the label -> series table."""
 
@@ -43,9 +57,14 @@ cdef class Metric:
     cdef Py_ssize_t capacity      # series the value arrays have room for
     cdef list states              # series number -> the kind's Python object (summary estimators)
     cdef list exemplars           # series number -> latest exemplar(s) (exemplar.pxi), or None
+    cdef double* created          # series number -> when it was created (s since the epoch, to the ms)
+    cdef Py_ssize_t created_capacity
     cdef list objects             # a plain Collector's values (any objects); None for the kinds
     cdef bint is_snapshot         # a detached copy: nothing else can reach it
     cdef unsigned long long layout   # bumped whenever series numbers move (remove, clear)
+
+    def __dealloc__(self):
+        free(self.created)
 
     def __cinit__(self, *args, **kwargs):
         self.series = SeriesTable()
@@ -178,6 +197,8 @@ cdef class Metric:
         copy.unit_text = self.unit_text
         copy.openmetrics_kind = self.openmetrics_kind
         self.copy_values_into(copy)
+        copy.reserve_created(self.series.count or 1)
+        memcpy(copy.created, self.created, self.series.count * sizeof(double))
         if self.exemplars is not None:
             copy.exemplars = [entry if type(entry) is not list else list(entry)
                               for entry in self.exemplars]
@@ -247,8 +268,11 @@ cdef class Metric:
         if self.series.count >= self.capacity:
             cap = 4 if self.capacity < 4 else self.capacity * 2
             self.reserve(cap)
+        if self.series.count >= self.created_capacity:
+            self.reserve_created(self.capacity)
         i = self.series.add(key, h)
         self.reset(i)
+        self.created[i] = llround(wall_seconds() * 1000.0) / 1000.0
         if self.states is not None:
             self.states.append(state)
         if self.exemplars is not None:
@@ -256,6 +280,14 @@ cdef class Metric:
         if self.objects is not None:
             self.objects.append(None)
         return i
+
+    cdef int reserve_created(self, Py_ssize_t n) except -1:
+        cdef double* grown = <double*>realloc(self.created, n * sizeof(double))
+        if grown == NULL:
+            raise MemoryError()
+        self.created = grown
+        self.created_capacity = n
+        return 0
 
     cdef Py_ssize_t existing(self, object labels) except -1:
         """Series number for `labels`; KeyError if there is none."""
@@ -311,6 +343,7 @@ cdef class Metric:
         self.layout += 1
         if gone != last:
             self.move(gone, last)
+            self.created[gone] = self.created[last]
         # The Python objects of the removed series are released only here, by
         # the locals going away, once every table and array agrees.
         doomed_state = compact(self.states, gone, last)

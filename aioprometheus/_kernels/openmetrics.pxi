@@ -40,8 +40,8 @@ cpdef tuple openmetrics_family(Metric m):
     raise TypeError(f"Not a metric OpenMetrics can encode: {m!r}")
 
 
-cdef str write_openmetrics_header(Writer w, Metric m):
-    """The family's HELP, TYPE and UNIT lines; returns its type."""
+cdef tuple write_openmetrics_header(Writer w, Metric m):
+    """The family's HELP, TYPE and UNIT lines; returns (its name, its type)."""
     cdef str family
     cdef str kind
     family, kind = openmetrics_family(m)
@@ -59,7 +59,7 @@ cdef str write_openmetrics_header(Writer w, Metric m):
         w.write_byte(b' ')
         w.write_text(m.unit_text)
     w.write_byte(b'\n')
-    return kind
+    return family, kind
 
 
 cdef int append_exemplar(Writer w, object exemplar) except -1:
@@ -74,10 +74,11 @@ cdef int append_exemplar(Writer w, object exemplar) except -1:
     return 0
 
 
-cdef int write_counter_exemplars(Writer w, Writer lb, SeriesChunk chunk,
-                                 CounterCore m) except -1:
-    """A counter's lines, each with its series' latest exemplar (with the
-    GIL: the exemplars are objects)."""
+cdef int write_counter_openmetrics(Writer w, Writer lb, SeriesChunk chunk, CounterCore m,
+                                   TextFamily created) except -1:
+    """A counter's lines, each with its series' latest exemplar, and with
+    `created` (the family's name) its `_created` line (with the GIL: the
+    exemplars are objects)."""
     cdef TextFamily fam = TextFamily(m)
     cdef list exemplars = m.exemplars
     cdef Py_ssize_t s, split
@@ -86,26 +87,30 @@ cdef int write_counter_exemplars(Writer w, Writer lb, SeriesChunk chunk,
         for s in range(chunk.first, chunk.end):
             chunk.fill(lb, fam, s, &split)
             write_sample(w, fam, b"", lb, split, NULL, m.values[s], not m.is_float[s], -1)
-            append_exemplar(w, exemplars[s])
+            if exemplars is not None:
+                append_exemplar(w, exemplars[s])
+            if created is not None:
+                write_sample(w, created, b"_created", lb, split, NULL, m.created[s], False, -1)
     return 0
 
 
-cdef int write_histogram_exemplars(Writer w, Writer lb, SeriesChunk chunk,
-                                   HistogramCore m) except -1:
-    """A histogram's lines, each bucket with its latest exemplar (with the
-    GIL: the exemplars are objects)."""
+cdef int write_histogram_openmetrics(Writer w, Writer lb, SeriesChunk chunk, HistogramCore m,
+                                     TextFamily created) except -1:
+    """A histogram's lines, each bucket with its latest exemplar, and with
+    `created` its `_created` line (with the GIL: the exemplars are objects)."""
     cdef TextFamily fam = histogram_family(m)
     cdef list exemplars = m.exemplars
     cdef Py_ssize_t s, split, b
     cdef unsigned long long running
     cdef unsigned long long* row
-    cdef object bucket_exemplars
+    cdef object bucket_exemplars = None
     while chunk.end < m.series.count:
         chunk.gather(m.series, chunk.end, CHUNK_SERIES)
         for s in range(chunk.first, chunk.end):
             chunk.fill(lb, fam, s, &split)
             row = m.counts + s * m.nbounds
-            bucket_exemplars = exemplars[s]
+            if exemplars is not None:
+                bucket_exemplars = exemplars[s]
             running = 0
             for b in range(m.nbounds):
                 running += row[b]
@@ -115,31 +120,41 @@ cdef int write_histogram_exemplars(Writer w, Writer lb, SeriesChunk chunk,
                     append_exemplar(w, (<list>bucket_exemplars)[b])
             write_sample(w, fam, b"_count", lb, split, NULL, <double>running, False, -1)
             write_sample(w, fam, b"_sum", lb, split, NULL, m.sums[s], False, -1)
+            if created is not None:
+                write_sample(w, created, b"_created", lb, split, NULL, m.created[s], False, -1)
     return 0
 
 
-def encode_openmetrics(metrics):
+def encode_openmetrics(metrics, bint created=False):
     """OpenMetrics text of `metrics` (in the order given), without the final
-    ``# EOF`` line (the formatter ends the whole exposition with it)."""
+    ``# EOF`` line (the formatter ends the whole exposition with it); with
+    `created`, the `_created` line of every counter, histogram and summary
+    series."""
     cdef list metrics_list = list(metrics)
     cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
     cdef Writer lb = Writer(256)     # one series' labels, as text
     cdef SeriesChunk chunk
-    cdef str family_type
+    cdef str family, family_type
+    cdef TextFamily created_family
     w.openmetrics = True
     for metric in metrics_list:
         chunk = SeriesChunk()
-        family_type = write_openmetrics_header(w, metric)
-        if (<Metric>metric).exemplars is not None and family_type == "counter":
-            write_counter_exemplars(w, lb, chunk, metric)
-        elif (<Metric>metric).exemplars is not None and family_type == "histogram":
-            write_histogram_exemplars(w, lb, chunk, metric)
+        family, family_type = write_openmetrics_header(w, metric)
+        created_family = None
+        if created and family_type in ("counter", "histogram", "summary"):
+            created_family = TextFamily(metric, name=family)
+        if family_type == "counter" and (
+                created_family is not None or (<Metric>metric).exemplars is not None):
+            write_counter_openmetrics(w, lb, chunk, metric, created_family)
+        elif family_type == "histogram" and (
+                created_family is not None or (<Metric>metric).exemplars is not None):
+            write_histogram_openmetrics(w, lb, chunk, metric, created_family)
         elif isinstance(metric, ScalarMetric):
             write_scalar_text(w, lb, chunk, metric, -1)
         elif isinstance(metric, HistogramCore):
             write_histogram_text(w, lb, chunk, metric, -1)
         else:
-            write_summary_text(w, lb, chunk, metric, -1)
+            write_summary_text(w, lb, chunk, metric, -1, created_family)
     return w.getvalue()
 
 

@@ -79,9 +79,10 @@ cdef class TextFamily:
     cdef list extra_lines         # bytes: `le="0.5"` ...; extras point into them
     cdef Utf8* extras
 
-    def __cinit__(self, Metric metric, str extra_name=None, list extra_lines=None):
+    def __cinit__(self, Metric metric, str extra_name=None, list extra_lines=None,
+                  str name=None):
         cdef Py_ssize_t k
-        self.name_bytes = metric.name.encode()
+        self.name_bytes = (metric.name if name is None else name).encode()
         self.name.data = self.name_bytes
         self.name.size = len(self.name_bytes)
         self.const_key = metric.const_key
@@ -311,7 +312,9 @@ cdef int write_histogram_text(Writer w, Writer lb, SeriesChunk chunk, HistogramC
 
 
 cdef int write_summary_text(Writer w, Writer lb, SeriesChunk chunk, SummaryCore m,
-                            long long ts) except -1:
+                            long long ts, TextFamily created=None) except -1:
+    """The summary's lines; with `created` (OpenMetrics), each series'
+    `_created` line under that family's name."""
     cdef tuple phis = m.phis_sorted
     cdef TextFamily fam = TextFamily(
         m, "quantile", [extra_label("quantile", phi) for phi in phis])
@@ -328,6 +331,8 @@ cdef int write_summary_text(Writer w, Writer lb, SeriesChunk chunk, SummaryCore 
                          False, ts)
         write_sample(w, fam, b"_count", lb, split, NULL, <double>m.counts[s], True, ts)
         write_sample(w, fam, b"_sum", lb, split, NULL, m.sums[s], False, ts)
+        if created is not None:
+            write_sample(w, created, b"_created", lb, split, NULL, m.created[s], False, ts)
         share_gil(m.is_snapshot, w)
     return 0
 

@@ -50,14 +50,20 @@ class RunFormatter(IFormatter):
     trailer = b""
 
     def marshall(self, registry: "Registry") -> bytes:
+        self._configure(registry)
         return self._plan(registry.sorted_collectors(), detach=False)()
 
     def prepare(self, registry: "Registry") -> Callable[[], bytes]:
         """Read `registry` now; the returned function encodes what was read."""
+        self._configure(registry)
         return self._plan(registry.sorted_collectors(), detach=True)
 
     def prepare_parts(self, registry: "Registry") -> Callable[[], List[bytes]]:
+        self._configure(registry)
         return self._plan_parts(registry.sorted_collectors(), detach=True)
+
+    def _configure(self, registry: "Registry") -> None:
+        """Take what this format needs from `registry`'s settings."""
 
     def _plan(
         self, collectors: Iterable["Collector"], detach: bool

@@ -13,7 +13,7 @@ from .base import RunFormatter
 from .text import python_block
 
 if TYPE_CHECKING:
-    from ..collectors import Collector
+    from ..collectors import Collector, Registry
 
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 EOF_LINE = b"# EOF\n"
@@ -24,14 +24,20 @@ class OpenMetricsFormatter(RunFormatter):
 
     trailer = EOF_LINE
 
+    def __init__(self) -> None:
+        self._created = False  # the registry's created_samples
+
     def get_headers(self) -> Dict[str, str]:
         return {"Content-Type": OPENMETRICS_CONTENT_TYPE}
+
+    def _configure(self, registry: "Registry") -> None:
+        self._created = bool(getattr(registry, "created_samples", False))
 
     def _timestamp_ms(self) -> None:
         return None  # OpenMetrics samples carry no timestamp here
 
     def _compiled(self, metrics: List[Any], timestamp_ms: None) -> bytes:
-        return _core.encode_openmetrics(metrics)
+        return _core.encode_openmetrics(metrics, self._created)
 
     def _python_block(self, collector: "Collector", timestamp_ms: None) -> bytes:
         return python_block(

@@ -228,3 +228,52 @@ def test_units_survive_pickling():
         "build",
         "info",
     )
+
+
+def created_samples(registry):
+    """{(sample name, sorted labels): value} of the _created samples."""
+    return {
+        key: value
+        for key, value in samples(parse_openmetrics(openmetrics_of(registry))).items()
+        if key[0].endswith("_created")
+    }
+
+
+def test_no_created_samples_unless_the_registry_asks():
+    registry = Registry()
+    Counter("n_total", "N.", registry=registry).inc({})
+    Histogram("h", "H.", registry=registry).observe({}, 1)
+    assert "_created" not in openmetrics_of(registry)
+
+
+def test_created_samples_say_when_each_series_was_created():
+    import time
+
+    registry = Registry(created_samples=True)
+    counter = Counter("n_total", "N.", registry=registry)
+    histogram = Histogram("h", "H.", buckets=[1], registry=registry)
+    summary = Summary("s", "S.", registry=registry)
+    Counter("legacy", "No _total: unknown, no _created.", registry=registry).inc({})
+    Gauge("g", "G.", registry=registry).set({}, 1)
+    made = {}
+    for key in "abc":
+        before = time.time()
+        counter.inc({"k": key})
+        histogram.observe({"k": key}, 0.5)
+        summary.observe({"k": key}, 2)
+        made[key] = (before, time.time())
+        time.sleep(0.01)
+    counter.inc({"k": "a"})  # later updates do not move it
+    counter._remove({"k": "a"})  # c moves into a's place, with its time
+    created = created_samples(registry)
+    assert {name for name, _ in created} == {"n_created", "h_created", "s_created"}
+    for (name, labels), value in created.items():
+        before, after = made[dict(labels)["k"]]
+        assert before - 0.0005 <= value <= after + 0.0005, (name, labels)
+    assert (("n_created", (("k", "a"),))) not in created
+    assert encoded_equal_live_and_snapshot(registry)
+
+
+def encoded_equal_live_and_snapshot(registry):
+    formatter = OpenMetricsFormatter()
+    return formatter.prepare(registry)() == formatter.marshall(registry)
