@@ -459,7 +459,7 @@ class Scrape:
             return await serve_static(body, headers)
         from prometheus_client.aiohttp import make_aiohttp_handler  # type: ignore
 
-        return await serve(
+        return await http_site(
             make_aiohttp_handler(self.reg, disable_compression=not self.gzip)
         )
 

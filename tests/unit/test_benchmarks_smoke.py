@@ -183,6 +183,9 @@ def test_gzip_scrape_gets_gzip_from_ours():
     static = workloads.Scrape(api(), 100, static=True, gzip=True)
     asyncio.run(static.round(3, 1.0))
     assert static.note.endswith("(gzip)")
+    # prometheus_client's own aiohttp handler serves its exposition
+    pc = workloads.Scrape(workloads.Api("prometheus_client"), 100)
+    assert len(asyncio.run(pc.round(3, 1.0))) == 3 and pc.note.endswith("(identity)")
 
 
 def test_peer_envs_isolate_the_import_path(tmp_path):
