@@ -124,23 +124,9 @@ def build(meta, impls, steps: List[Step], samples) -> Dict[str, Any]:
             }
     for r in (r for s in steps for r in s.rows if r.key in rows):
         rows[r.key]["targets"] = [_target(r, t, rows) for t in r.targets]
-    implementations = {
-        i.key: {
-            "label": i.label,
-            "family": i.family,
-            "path": str(i.path or ""),
-            "ok": i.problem is None,
-            "problem": i.problem,
-            "info": i.info,
-        }
-        for i in impls
-    }
-    return {
-        "meta": meta,
-        "implementations": implementations,
-        "rows": rows,
-        "notes": list(NOTES),
-    }
+    implementations = {i.key: dict(vars(i), ok=i.problem is None) for i in impls}
+    doc = {"meta": meta, "implementations": implementations, "rows": rows}
+    return dict(doc, notes=list(NOTES))
 
 
 def _median(values: Dict[str, Any], impl: str) -> Optional[float]:
