@@ -339,3 +339,16 @@ def test_openmetrics_renders_of_ours_and_prometheus_client():
     for family in ("aioprometheus", "prometheus_client"):
         call = workloads.render(workloads.Api(family), "openmetrics", 100)
         assert call.fn().endswith(b"# EOF\n")
+
+
+def test_driver_runs_a_worker_and_a_fresh_memory_worker(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = ["--quick", "--impls", "ours", "--rounds", "1", "--no-chart"]
+    args += ["--output", str(out), "--only", "floor", "memory_counter"]
+    assert driver.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"floor", "floor_literal", "memory_counter"}
+    assert rows["floor"]["values"]["ours"]["median"] > 0
+    assert rows["memory_counter"]["values"]["ours"]["status"] == "ok"
+    assert (tmp_path / "pyperf-ours.json").exists()
+    assert "memory, 2-label counter series" in capsys.readouterr().out
