@@ -204,20 +204,18 @@ def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
 
 
 def micro_call(
-    api: Api, kind: str, ours: str, pc: Optional[str], against, labelnames, opts
+    api: Api, kind: str, ours: str, pc: str, against, labelnames, opts
 ) -> Micro:
     """The row's statement on a fresh metric (``m``), run 128 times first so
     that every series it touches exists before timing."""
     if kind == "":  # a floor: the same statement everywhere, no metric
         return Micro(ours, None)
-    if pc is None and api.family == PC:
-        raise Unavailable("prometheus_client does not offer this")
     name = "bench_m" + ("_total" if kind == "Counter" else "")
     m = api.metric(kind, name, api.registry(), labelnames, **opts)
     note = (
         summary_accuracy(api, opts) if kind == "Summary" and api.family == AIO else ""
     )
-    timed = Micro(ours if api.family == AIO else str(pc), against, note, m)
+    timed = Micro(ours if api.family == AIO else pc, against, note, m)
     try:
         timed.compile(timed.stmt, clock)(128)
     except TypeError as exc:  # an argument this API does not take (exemplar=)
@@ -226,11 +224,12 @@ def micro_call(
 
 
 # fmt: off
-def micro(key: str, title: str, kind: str, ours: str, pc: Optional[str], *targets,
+def micro(key: str, title: str, kind: str, ours: str, pc: str, *targets,
           against=FLOOR, labelnames=tuple(LABELS), **opts: Any) -> None:
     """Declares a ns/op row: ``ours`` is the statement for ours and 23.12,
-    ``pc`` prometheus_client's (None: not offered); ``opts`` go to the metric.
-    A row without a metric ``kind`` is a floor (no ratios)."""
+    ``pc`` prometheus_client's; ``opts`` go to the metric (an implementation
+    refusing them, or the statement, does not offer the row). A row without a
+    metric ``kind`` is a floor (no ratios)."""
     control = kind == ""
     x_floor = "" if control else "x_floor"
     row = Row(key, title, "ns/op", "value", targets, control, False, x_floor)
@@ -262,7 +261,7 @@ micro("histogram_observe", "histogram observe, default buckets", "Histogram",
       "m.observe(labels, v)", "m.labels(**labels).observe(v)", faster(AIO, 20),
       faster(PC, 20))
 micro("native_histogram_observe", "native histogram observe, factor 1.1",
-      "Histogram", "m.observe(labels, v)", None,
+      "Histogram", "m.observe(labels, v)", "m.labels(**labels).observe(v)",
       growth("histogram_observe", 1.3, "<=1.3x classic"),
       native_histogram_bucket_factor=1.1)  # issue 10
 micro("summary_observe", "summary observe (quantiles)", "Summary",
