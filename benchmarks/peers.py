@@ -119,15 +119,15 @@ def _installed_ours() -> Optional[Path]:
 
 
 def check(impl: Impl) -> None:
-    """Import ``impl`` as its workers will (a short-lived worker, outside the
-    checkout), and record in ``impl.problem`` why it cannot run."""
+    """Import ``impl`` as its workers will (a worker given no work, outside
+    the checkout), and record in ``impl.problem`` why it cannot run."""
     proc = subprocess.run(
-        [sys.executable, str(WORKER_SCRIPT), "identify", *impl.worker_args()],
+        [sys.executable, str(WORKER_SCRIPT), "serve", *impl.worker_args()], input="",
         env=impl.env(), cwd=tempfile.gettempdir(), capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
-    try:
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
+    try:  # its first line says what it imported
+        info = json.loads(proc.stdout.splitlines()[0])
     except (ValueError, IndexError):
         info = {"ok": False, "reason": proc.stderr.strip()[-800:]}
     if not info.get("ok"):

@@ -955,11 +955,6 @@ if __name__ == "__main__":
     mode, args = (sys.argv + [""])[1], sys.argv[2:]
     if mode == "client":
         sys.exit(scrape_client(*json.loads(args[0])))
-    options = dict(a.split("=", 1) for a in args)
-    if mode == "identify":
-        found = identify(options)
-        print(json.dumps(found))
-        sys.exit(0 if found["ok"] else 1)
     if mode != "serve":
-        sys.exit("usage: workloads.py serve|identify|client key=value ...")
-    sys.exit(serve(options))
+        sys.exit("usage: workloads.py serve|client key=value ...")
+    sys.exit(serve(dict(a.split("=", 1) for a in args)))

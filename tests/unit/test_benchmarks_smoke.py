@@ -211,14 +211,10 @@ def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
     impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=tmp_path)
     impl.expect, impl.require_core = tmp_path, True
     # -S: no site-packages, so no editable install can lend its build
+    cmd = [sys.executable, "-S", str(peers.WORKER_SCRIPT), "serve"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            str(peers.WORKER_SCRIPT),
-            "identify",
-            *impl.worker_args(),
-        ],
+        [*cmd, *impl.worker_args()],
+        input="",
         env=impl.env(),
         capture_output=True,
         text=True,
