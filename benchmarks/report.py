@@ -160,19 +160,11 @@ def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
     else:  # growth against another of our rows
         base = _median(rows.get(t.ref, {}).get("values", {}), "ours")
         actual = ours / base if ours is not None and base else None
-    met = (
-        None
-        if actual is None
-        else (actual >= t.bound if t.kind == "faster" else actual <= t.bound)
-    )
-    return {
-        "target": t.text or f"<={t.bound:g} {row.unit}",
-        "kind": t.kind,
-        "ref": t.ref,
-        "bound": t.bound,
-        "actual": actual,
-        "met": met,
-    }
+    met = None
+    if actual is not None:
+        met = actual >= t.bound if t.kind == "faster" else actual <= t.bound
+    text = t.text or f"<={t.bound:g} {row.unit}"
+    return dict(vars(t), target=text, actual=actual, met=met)
 
 
 # ---------------------------------------------------------------- table
@@ -252,9 +244,8 @@ def table(results: Dict[str, Any], steps: List[Step]) -> str:
         for impl, cell in doc["values"].items():
             if cell.get("note") and any(s.rows[0].key == key for s in steps):
                 notes.append(f"{doc['title']}, {impls[impl]['label']}: {cell['note']}")
-            if cell["status"] in ("pending", "not offered", "error") and not impls[
-                impl
-            ].get("problem"):
+            missing = cell["status"] in ("pending", "not offered", "error")
+            if missing and not impls[impl].get("problem"):  # said once above
                 why = f"{impls[impl]['label']} {cell['status']}: {cell.get('reason')}"
                 seen.setdefault(why, []).append(key)
     text += [f"{why} ({', '.join(keys)})" for why, keys in seen.items()] + notes
