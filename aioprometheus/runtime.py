@@ -25,22 +25,8 @@ from .collectors import Counter, Gauge, Histogram, Registry, get_registry
 _STAT_UTIME, _STAT_STIME, _STAT_STARTTIME, _STAT_VSIZE, _STAT_RSS = 11, 12, 19, 20, 21
 
 # How late a probe may run, in seconds: a millisecond (the epoll timeout's
-# granularity) up to a loop frozen for seconds.
-LOOP_LAG_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+# granularity) up to a loop frozen for seconds (then +Inf).
+LOOP_LAG_BUCKETS = (0.001, 0.0025) + Histogram.DEFAULT_BUCKETS[:-1]
 DEFAULT_PROBE_PERIOD = 0.1
 
 
