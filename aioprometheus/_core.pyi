@@ -177,6 +177,32 @@ class SummarySeries(BoundSeries):
     def observe(self, value: _Number) -> None: ...
 
 @final
+class Exchange:
+    """One request's send wrapper and state (the ASGI middleware's)."""
+
+    @property
+    def middleware(self) -> Any: ...
+    @property
+    def scope(self) -> Any: ...
+    @property
+    def send(self) -> Any: ...
+    @property
+    def path(self) -> Any: ...
+    @property
+    def root_path(self) -> Any: ...
+    state: Any
+    def elapsed(self) -> float: ...
+    def __call__(self, message: Any) -> Any: ...
+
+def open_exchange(
+    middleware: Any,
+    scope: Any,
+    send: Any,
+    route_series: Dict[Any, Any],
+    timed: bool,
+) -> Exchange: ...
+
+@final
 class QuantileEstimator:
     """Greenwald-Khanna quantile summary at the smallest invariant eps."""
 

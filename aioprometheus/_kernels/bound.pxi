@@ -48,11 +48,16 @@ cdef class BoundSeries:
 
 
 cdef class ScalarSeries(BoundSeries):
+    cdef inline int add_one(self) except -1:
+        """inc() for C callers (the ASGI exchange)."""
+        cdef Py_ssize_t i = self.slot()
+        (<ScalarMetric>self.metric).values[i] += 1.0
+        return 0
+
     @cython.always_allow_keywords(False)
     def inc(self):
         """Add 1."""
-        cdef Py_ssize_t i = self.slot()
-        (<ScalarMetric>self.metric).values[i] += 1.0
+        self.add_one()
 
     @cython.always_allow_keywords(False)
     def set(self, value):
@@ -94,13 +99,17 @@ cdef class GaugeSeries(ScalarSeries):
 
 
 cdef class HistogramSeries(BoundSeries):
-    @cython.always_allow_keywords(False)
-    def observe(self, value):
-        """Count `value` into its bucket."""
-        cdef double v = to_observation(value, "Histogram")
+    cdef inline int observe_double(self, double v) except -1:
+        """observe() of a C double (the ASGI exchange's duration)."""
         if (<HistogramCore>self.metric).nbounds == 0:
             raise RuntimeError("Histogram buckets were never set")
         (<HistogramCore>self.metric).observe_at(self.slot(), v)
+        return 0
+
+    @cython.always_allow_keywords(False)
+    def observe(self, value):
+        """Count `value` into its bucket."""
+        self.observe_double(to_observation(value, "Histogram"))
 
 
 cdef class SummarySeries(BoundSeries):

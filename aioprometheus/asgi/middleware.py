@@ -16,7 +16,6 @@ With ``duration_histogram``, also
 This module imports no web framework.
 """
 
-from time import perf_counter
 from typing import (
     Any,
     Awaitable,
@@ -29,6 +28,7 @@ from typing import (
     Union,
 )
 
+from .._core import Exchange, open_exchange
 from ..collectors import REGISTRY, Collector, Counter, Histogram, Registry
 
 Scope = Dict[str, Any]
@@ -65,10 +65,6 @@ SERIES_CACHE_SIZE = 1024
 _FAILED = "exception"
 
 
-def _uncounted() -> None:
-    """The increment of an excluded path's series."""
-
-
 def _checked_buckets(buckets: Sequence[float]) -> Tuple[float, ...]:
     """The bucket bounds a Histogram would have (+Inf last), checked by the
     Histogram itself on an instance never initialised or registered, so that
@@ -84,102 +80,11 @@ def _bound(metric: Collector, labels: Dict[str, str]) -> Any:
     return metric.labels(labels)
 
 
-class _Exchange:
-    """One request's state: its send wrapper counts when the response starts
-    and, timed, observes the duration at the response's last body message.
-    Slots, not a closure: one allocation instead of a function and its cells."""
-
-    __slots__ = ("middleware", "scope", "send", "path", "root_path", "state", "started")
-
-    middleware: "MetricsMiddleware"
-    scope: Scope
-    send: Send
-    path: str
-    root_path: str
-    # False until counted; then True, or (timed) the duration histogram
-    # series' observe until it is called
-    state: Any
-    started: float
-
-    def send_counting(self, message: Message) -> Awaitable[None]:
-        # A plain method handing back send's awaitable: no extra coroutine.
-        state = self.state
-        if state is True:
-            return self.send(message)
-        if state is not False:  # timed: the duration ends with the body
-            if message["type"] == "http.response.body" and not message.get(
-                "more_body", False
-            ):
-                self.state = True
-                state(perf_counter() - self.started)
-            return self.send(message)
-        kind = message["type"]
-        if kind == "http.response.start":
-            # Inline, the common case: a response on a route this middleware
-            # has already counted a response with this method and status on.
-            scope = self.scope
-            routed = scope.get("route")
-            known = self.middleware._route_series.get(
-                (id(routed), scope.get("method"), message["status"])
-            )
-            if known is not None and known[0] is routed:
-                known[1]()
-                known[2]()
-                known[3]()
-                self.state = known[4]
-            else:
-                self.count(message["status"], False)
-        elif kind == "websocket.accept":
-            self.count(101, False)
-        elif kind == "websocket.close":
-            self.count(403, False)  # closed before accepting: refused
-        elif kind == "websocket.http.response.start":  # a denial response
-            self.count(message["status"], False)
-        return self.send(message)
-
-    def count(self, status: Any, failed: bool) -> None:
-        """Count the request once the router has chosen its route (so the
-        template is read, not searched for): with a ``status``, the request,
-        its response and status code; ``failed`` adds the exception, and
-        without a status it counts only that (the response was counted) or,
-        not failed, only the request (no response was sent).  A response on
-        a route's own template is remembered for the inline path."""
-        if self.state is False:
-            self.state = True
-        middleware = self.middleware
-        scope = self.scope
-        routed = scope.get("route")
-        template, templated = middleware._path_label(
-            scope, self.path, self.root_path, routed
-        )
-        method = scope.get("method")
-        scope_type = scope.get("type")
-        if status is not None:
-            series_key = (method, template, status)
-            series = middleware._series.get(series_key) or middleware._series_for(
-                series_key, scope_type
-            )
-            if templated and scope_type == "http":
-                middleware._remember((id(routed), method, status), (routed, *series))
-            series[0]()
-            series[1]()
-            series[2]()
-            self.state = series[3]
-        if failed:
-            middleware._series_for((method, template, _FAILED), scope_type)[0]()
-        elif status is None:
-            middleware._series_for((method, template, None), scope_type)[0]()
-
-    def settle(self) -> None:
-        """After the app: observe a duration whose last body message was not
-        seen (send_counting observes it inline, without this call's frame);
-        count a request that got no response."""
-        state = self.state
-        if state is False:  # returned or cancelled without a response
-            self.count(None, False)
-        elif state is not True:
-            self.state = True
-            state(perf_counter() - self.started)
+def _count_each(series: Tuple[Any, ...]) -> None:
+    """inc() each series bound (None: an excluded path's)."""
+    for bound in series:
+        if bound is not None:
+            bound.inc()
 
 
 class MetricsMiddleware:
@@ -323,25 +228,91 @@ class MetricsMiddleware:
             if not self._prepare(scope):
                 await self.asgi_callable(scope, receive, send)
                 return
-        exchange = _Exchange()
-        exchange.middleware = self
-        exchange.scope = scope
-        exchange.send = send
-        # The router may rewrite these (a Mount extends root_path): keep the
-        # request's own for the raw path label and the fallback route walk.
-        exchange.path = scope["path"]
-        exchange.root_path = scope.get("root_path", "")
-        exchange.state = False
-        if self.duration_buckets is not None:
-            exchange.started = perf_counter()
+        # The exchange (aioprometheus/_kernels/exchange.pxi) is the send the
+        # app calls: it counts a response on a route already seen in C, and
+        # hands anything else to _on_message.
+        exchange = open_exchange(
+            self, scope, send, self._route_series, self.duration_buckets is not None
+        )
         try:
-            await self.asgi_callable(scope, receive, exchange.send_counting)
+            await self.asgi_callable(scope, receive, exchange)
         except Exception:
-            exchange.count(500 if exchange.state is False else None, True)
+            self._count(exchange, 500 if exchange.state is False else None, True)
             raise
         finally:
             if exchange.state is not True:
-                exchange.settle()
+                self._settle(exchange)
+
+    def _on_message(self, exchange: Exchange, message: Message) -> None:
+        """What the exchange does not count in C: a response start not in
+        the route cache (or not of exact types), a websocket's accept or
+        refusal, a timed body message it could not read."""
+        state = exchange.state
+        if state is True:
+            return
+        if state is not False:  # timed: the duration ends with the body
+            if message["type"] == "http.response.body" and not message.get(
+                "more_body", False
+            ):
+                exchange.state = True
+                state.observe(exchange.elapsed())
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._count(exchange, message["status"], False)
+        elif kind == "websocket.accept":
+            self._count(exchange, 101, False)
+        elif kind == "websocket.close":
+            self._count(exchange, 403, False)  # closed before accepting: refused
+        elif kind == "websocket.http.response.start":  # a denial response
+            self._count(exchange, message["status"], False)
+
+    def _count(self, exchange: Exchange, status: Any, failed: bool) -> None:
+        """Count the request once the router has chosen its route (so the
+        template is read, not searched for): with a ``status``, the request,
+        its response and status code; ``failed`` adds the exception, and
+        without a status it counts only that (the response was counted) or,
+        not failed, only the request (no response was sent).  A response on
+        a route's own template, of an exact str method and int status, is
+        remembered for the exchange's C path."""
+        if exchange.state is False:
+            exchange.state = True
+        scope = exchange.scope
+        routed = scope.get("route")
+        template, templated = self._path_label(
+            scope, exchange.path, exchange.root_path, routed
+        )
+        method = scope.get("method")
+        scope_type = scope.get("type")
+        if status is not None:
+            series_key = (method, template, status)
+            series = self._series.get(series_key) or self._series_for(
+                series_key, scope_type
+            )
+            if (
+                templated
+                and scope_type == "http"
+                and type(method) is str
+                and type(status) is int
+            ):
+                self._remember((id(routed), method, status), (routed, *series))
+            _count_each(series[:3])
+            exchange.state = series[3]
+        if failed:
+            _count_each(self._series_for((method, template, _FAILED), scope_type))
+        elif status is None:
+            _count_each(self._series_for((method, template, None), scope_type))
+
+    def _settle(self, exchange: Exchange) -> None:
+        """After the app: observe a duration whose last body message was not
+        seen (the exchange observes it itself otherwise); count a request
+        that got no response."""
+        state = exchange.state
+        if state is False:  # returned or cancelled without a response
+            self._count(exchange, None, False)
+        elif state is not True:
+            exchange.state = True
+            state.observe(exchange.elapsed())
 
     def _prepare(self, scope: Scope) -> bool:
         """The first calls' setup (the metrics created, the Starlette app
@@ -378,23 +349,23 @@ class MetricsMiddleware:
         self, series_key: Tuple[Any, str, Any], scope_type: Any
     ) -> Tuple[Any, ...]:
         """The increments one outcome of a (method, path) makes, looked up
-        once (no-ops for an excluded path): for a response, those of the
+        once (None for an excluded path): for a response, those of the
         request, response and status code, then the duration histogram's
-        observe (True when untimed, for a websocket, or excluded); for a
-        request without response, the request's; for an exception, the
+        (True when untimed, for a websocket, or excluded); for a request
+        without response, the request's; for an exception, the
         exception's."""
         method, template, outcome = series_key
         excluded = template in self.exclude_paths
         labels = self._labels(method, template, scope_type)
         if outcome is None or outcome is _FAILED:
             if excluded:
-                return (_uncounted,)
+                return (None,)
             counter = (
                 self.requests_counter if outcome is None else self.exceptions_counter
             )
-            return (_bound(counter, labels).inc,)
+            return (_bound(counter, labels),)
         if excluded:
-            return (_uncounted, _uncounted, _uncounted, True)
+            return (None, None, None, True)
         code = str(outcome)
         status_labels = dict(labels)
         status_labels["status_code"] = (
@@ -402,10 +373,10 @@ class MetricsMiddleware:
         )
         histogram = self.duration_histogram
         return (
-            _bound(self.requests_counter, labels).inc,
-            _bound(self.responses_counter, labels).inc,
-            _bound(self.status_codes_counter, status_labels).inc,
-            _bound(histogram, status_labels).observe
+            _bound(self.requests_counter, labels),
+            _bound(self.responses_counter, labels),
+            _bound(self.status_codes_counter, status_labels),
+            _bound(histogram, status_labels)
             if histogram is not None and scope_type == "http"
             else True,
         )

@@ -1,0 +1,123 @@
+# The ASGI middleware's per-request exchange: the `send` handed to the app.
+#
+# Its common path runs in C, without a Python frame: a response start on a
+# route the middleware has already counted (with this method and status) is
+# looked up in the middleware's route cache and its series incremented; the
+# last body message of a timed request observes its duration; every other
+# message is forwarded as is. Anything else (a message that is not an exact
+# dict, a status that is not an exact int, a route not in the cache, a
+# websocket) goes to the middleware's Python `_on_message(exchange, message)`.
+#
+# The cache's keys are (id(route), method, status) of exact int, str, int
+# (the middleware remembers no other), and so is the key looked up, so the
+# lookup calls no Python code; the message and scope are read, and the key
+# built, before it, and the series are incremented through their own C
+# methods, which find their series again if the metric was cleared.
+
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef inline double perf_seconds() noexcept:
+    """The clock of time.perf_counter() on POSIX (full resolution: a
+    request takes microseconds, unlike the windows' coarse clock)."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <double>now.tv_sec + <double>now.tv_nsec * 1e-9
+
+
+cdef int count_each(tuple entry, Py_ssize_t first, Py_ssize_t end) except -1:
+    """inc() the series entry[first:end] (None: an excluded path's), each
+    found again by its own C method; nothing is allocated here."""
+    cdef Py_ssize_t i
+    cdef object one
+    for i in range(first, end):
+        one = entry[i]
+        if one is not None:
+            (<ScalarSeries?>one).add_one()
+    return 0
+
+
+@cython.final
+cdef class Exchange:
+    """One request's send wrapper and state (see the middleware's
+    `_on_message`). `state` is False until the response is counted, then
+    True, or while a timed request's duration is pending, its duration
+    histogram series."""
+
+    cdef readonly object middleware
+    cdef readonly object scope
+    cdef readonly object send
+    cdef readonly object path
+    cdef readonly object root_path
+    cdef dict route_series
+    cdef public object state
+    cdef bint timed
+    cdef double started
+
+    def elapsed(self):
+        """Seconds since the request arrived (0.0 if it is not timed)."""
+        if not self.timed:
+            return 0.0
+        return perf_seconds() - self.started
+
+    def __call__(self, message):
+        state = self.state
+        if state is True:
+            return self.send(message)
+        if type(message) is not dict:
+            self.middleware._on_message(self, message)
+            return self.send(message)
+        kind = (<dict>message).get("type")
+        if type(kind) is not str:
+            self.middleware._on_message(self, message)
+        elif state is False:
+            if not self.counted_start(<dict>message, <str>kind):
+                self.middleware._on_message(self, message)
+        elif type(state) is HistogramSeries:
+            if <str>kind == "http.response.body":
+                last = not (<dict>message).get("more_body", False)
+                if last and self.state is state:  # not observed meanwhile
+                    self.state = True
+                    (<HistogramSeries>state).observe_double(
+                        perf_seconds() - self.started)
+        else:
+            self.middleware._on_message(self, message)
+        return self.send(message)
+
+    cdef bint counted_start(self, dict message, str kind) except -1:
+        """Count an HTTP response start from the route cache; False if it
+        is not one this path can count."""
+        if kind != "http.response.start" or type(self.scope) is not dict:
+            return False
+        status = message.get("status")
+        route = (<dict>self.scope).get("route")
+        method = (<dict>self.scope).get("method")
+        if type(status) is not int or type(method) is not str or route is None:
+            return False
+        key = (id(route), method, status)
+        # From here to the commit, no Python code runs (see the top).
+        entry = self.route_series.get(key)
+        if self.state is not False or type(entry) is not tuple:
+            return False
+        if len(<tuple>entry) != 5 or (<tuple>entry)[0] is not route:
+            return False
+        count_each(<tuple>entry, 1, 4)
+        self.state = (<tuple>entry)[4]
+        return True
+
+
+def open_exchange(middleware, scope, send, dict route_series, bint timed):
+    """The exchange of a request that just arrived (its path and root path
+    kept before the router rewrites them; timed from now if `timed`)."""
+    cdef Exchange exchange = Exchange.__new__(Exchange)
+    exchange.middleware = middleware
+    exchange.scope = scope
+    exchange.send = send
+    exchange.path = scope["path"]
+    exchange.root_path = scope.get("root_path", "")
+    exchange.route_series = route_series
+    exchange.state = False
+    exchange.timed = timed
+    if timed:
+        exchange.started = perf_seconds()
+    return exchange
