@@ -8,12 +8,14 @@
 # dict, a status that is not an exact int, a route not in the cache, a
 # websocket) goes to the middleware's Python `_on_message(exchange, message)`.
 #
-# The cache's keys are (id(route), method, status) of exact int, str, int
-# (the middleware remembers no other), and so is the key looked up, so the
-# lookup calls no Python code; the message and scope are read, and the key
+# The cache's keys are (id(route), method, status), or for a request the
+# router matched to no route (full path, method, status), of exact int or
+# str, str, int (the middleware remembers no other), and so is the key
+# looked up, so the lookup calls no Python code; the message and scope are read, and the key
 # built, before it, and the series are incremented through their own C
 # methods, which find their series again if the metric was cleared.
 
+from cpython.long cimport PyLong_FromVoidPtr
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 
@@ -89,12 +91,21 @@ cdef class Exchange:
         is not one this path can count."""
         if kind != "http.response.start" or type(self.scope) is not dict:
             return False
+        cdef dict scope = <dict>self.scope
         status = message.get("status")
-        route = (<dict>self.scope).get("route")
-        method = (<dict>self.scope).get("method")
-        if type(status) is not int or type(method) is not str or route is None:
+        method = scope.get("method")
+        if type(status) is not int or type(method) is not str:
             return False
-        key = (id(route), method, status)
+        route = scope.get("route")
+        if route is not None:
+            cached_as = PyLong_FromVoidPtr(<void*>route)  # id(route)
+        elif (scope.get("endpoint") is None and "router" in scope
+                and type(self.root_path) is str and type(self.path) is str):
+            # the router matched no route: labelled by the full path
+            cached_as = <str>self.root_path + <str>self.path
+        else:
+            return False
+        key = (cached_as, method, status)
         # From here to the commit, no Python code runs (see the top).
         entry = self.route_series.get(key)
         if self.state is not False or type(entry) is not tuple:

@@ -159,14 +159,18 @@ class MetricsMiddleware:
             duration_histogram = Histogram.DEFAULT_BUCKETS
         if duration_histogram is not False:
             self.duration_buckets = _checked_buckets(duration_histogram)
+        self._timed = self.duration_buckets is not None
         # The Starlette/FastAPI app, for route templates; taken from the scope.
         self.starlette_app: Any = None
         self.metrics_created = False
         # the metrics exist and an HTTP scope was seen: no setup left
         self._ready = False
         self._series: Dict[Tuple[Any, str, Any], Tuple[Any, ...]] = {}
-        # (id(route), method, status) -> (route, *its response's series)
-        self._route_series: Dict[Tuple[int, Any, Any], Tuple[Any, ...]] = {}
+        # (id(route) or an unrouted request's full path, method, status) ->
+        # (route or None, *its response's series): the exchange's C cache,
+        # whose keys are all exact int/str, so that looking one up runs no
+        # Python code
+        self._route_series: Dict[Tuple[Any, str, int], Tuple[Any, ...]] = {}
         # id(route or endpoint) -> (it, its template or None): the app's routes
         self._route_templates: Dict[int, Tuple[Any, Optional[str]]] = {}
 
@@ -231,9 +235,7 @@ class MetricsMiddleware:
         # The exchange (aioprometheus/_kernels/exchange.pxi) is the send the
         # app calls: it counts a response on a route already seen in C, and
         # hands anything else to _on_message.
-        exchange = open_exchange(
-            self, scope, send, self._route_series, self.duration_buckets is not None
-        )
+        exchange = open_exchange(self, scope, send, self._route_series, self._timed)
         try:
             await self.asgi_callable(scope, receive, exchange)
         except Exception:
@@ -272,14 +274,14 @@ class MetricsMiddleware:
         template is read, not searched for): with a ``status``, the request,
         its response and status code; ``failed`` adds the exception, and
         without a status it counts only that (the response was counted) or,
-        not failed, only the request (no response was sent).  A response on
-        a route's own template, of an exact str method and int status, is
-        remembered for the exchange's C path."""
+        not failed, only the request (no response was sent).  An HTTP
+        response whose label the exchange can key (see ``_path_label``), of
+        an exact str method and int status, is remembered for its C path."""
         if exchange.state is False:
             exchange.state = True
         scope = exchange.scope
         routed = scope.get("route")
-        template, templated = self._path_label(
+        template, cached_as = self._path_label(
             scope, exchange.path, exchange.root_path, routed
         )
         method = scope.get("method")
@@ -290,12 +292,12 @@ class MetricsMiddleware:
                 series_key, scope_type
             )
             if (
-                templated
+                cached_as is not None
                 and scope_type == "http"
                 and type(method) is str
                 and type(status) is int
             ):
-                self._remember((id(routed), method, status), (routed, *series))
+                self._remember((cached_as, method, status), (routed, *series))
             _count_each(series[:3])
             exchange.state = series[3]
         if failed:
@@ -338,8 +340,8 @@ class MetricsMiddleware:
             self._series[series_key] = bound
         return bound
 
-    def _remember(self, key: Tuple[int, Any, Any], known: Tuple[Any, ...]) -> None:
-        """Keep a route's response series for the inline path (the entry
+    def _remember(self, key: Tuple[Any, str, int], known: Tuple[Any, ...]) -> None:
+        """Keep a response's series for the exchange's C path (the entry
         holds the route, so its id stays its own)."""
         if len(self._route_series) >= SERIES_CACHE_SIZE:
             self._route_series.clear()
@@ -389,11 +391,13 @@ class MetricsMiddleware:
 
     def _path_label(
         self, scope: Scope, path: str, root_path: str, routed: Any
-    ) -> Tuple[str, bool]:
-        """The path label, and whether it is the template of the route the
-        router chose (``routed``: its scope["route"]), the same for every
-        request on it: that template when ``use_template_urls`` applies,
-        else the full request path (``root_path`` + ``path``)."""
+    ) -> Tuple[str, Any]:
+        """The path label: the template of the route the router chose
+        (``routed``: its scope["route"]) when ``use_template_urls`` applies,
+        else the full request path (``root_path`` + ``path``).  Then what
+        the exchange keys the label by in its route cache, None if it cannot
+        (only a route walk can tell): the route's id for its template, the
+        full path for a request the router matched to no route."""
         app = self.starlette_app
         if self.use_template_urls and app is not None:
             if routed is not None:
@@ -401,24 +405,25 @@ class MetricsMiddleware:
                 if known is None or known[0] is not routed:
                     known = self._learn_route(routed)
                 if known[1] is not None:
-                    return known[1], True
+                    return known[1], id(routed)
             elif scope.get("endpoint") is not None:
                 # Starlette before scope["route"]: one endpoint may serve
                 # several routes, so the route walk decides (as 23.12 did)
                 return self.get_full_or_template_path(
                     {**scope, "path": path, "root_path": root_path}
-                ), False
+                ), None
             elif "router" in scope:
                 # The router ran and matched nothing (a 404, a slash
                 # redirect): the walk would find nothing either.
-                return f"{root_path}{path}", False
+                full_path = f"{root_path}{path}"
+                return full_path, full_path
             template = _starlette_template(
                 getattr(app, "routes", None),
                 {**scope, "path": path, "root_path": root_path},
             )
             if template is not None:
-                return template, False
-        return f"{root_path}{path}", False
+                return template, None
+        return f"{root_path}{path}", None
 
     def _learn_route(self, routed: Any) -> Tuple[Any, Optional[str]]:
         """Re-read the app's route tree for a route (or endpoint) not seen
