@@ -249,25 +249,26 @@ class MetricsMiddleware:
         """What the exchange does not count in C: a response start not in
         the route cache (or not of exact types), a websocket's accept or
         refusal, a timed body message it could not read."""
-        state = exchange.state
-        if state is True:
+        if exchange.state is True:
             return
-        if state is not False:  # timed: the duration ends with the body
-            if message["type"] == "http.response.body" and not message.get(
-                "more_body", False
-            ):
-                exchange.state = True
-                state.observe(exchange.elapsed())
-            return
+        # The message is read first: its own code may re-enter the exchange.
         kind = message["type"]
-        if kind == "http.response.start":
-            self._count(exchange, message["status"], False)
+        if kind == "http.response.start" or kind == "websocket.http.response.start":
+            status = message["status"]
         elif kind == "websocket.accept":
-            self._count(exchange, 101, False)
+            status = 101
         elif kind == "websocket.close":
-            self._count(exchange, 403, False)  # closed before accepting: refused
-        elif kind == "websocket.http.response.start":  # a denial response
-            self._count(exchange, message["status"], False)
+            status = 403  # closed before accepting: refused
+        else:
+            status = None
+        last = kind == "http.response.body" and not message.get("more_body", False)
+        state = exchange.state
+        if state is False:
+            if status is not None:
+                self._count(exchange, status, False)
+        elif state is not True and last:  # timed: the duration ends with the body
+            exchange.state = True
+            state.observe(exchange.elapsed())
 
     def _count(self, exchange: Exchange, status: Any, failed: bool) -> None:
         """Count the request once the router has chosen its route (so the
