@@ -56,8 +56,8 @@ DURATION_NATIVE_FACTOR = 1.1
 _MATCH_FULL = 2
 
 # Entries kept in each of the two series caches, per (method, path, outcome)
-# and per (route, method, status); a full cache starts again (the method
-# and, off templates, the path come from the client).
+# and per (route or unrouted path, method, status); a full cache starts
+# again (the method and, off templates, the path come from the client).
 SERIES_CACHE_SIZE = 1024
 
 # the outcome of an exception (an int is a response's status code, None a
@@ -124,8 +124,10 @@ class MetricsMiddleware:
     no route matches (a 404) is reported as is, as in 23.12.  The series each
     (method, path, outcome) increments are bound once (``metric.labels``) and
     kept in a cache of ``SERIES_CACHE_SIZE`` entries, emptied when full; a
-    second cache of that size keys a response's series by its route, method
-    and status.
+    second cache of that size keys a response's series by its route (or, for
+    a request the router matched to no route, its path), method and status,
+    for the compiled send wrapper handed to the app (``_core.Exchange``),
+    which counts such a response without running Python code.
 
     An HTTP request's duration runs from its arrival here to the response's
     last body message (background tasks after it are not counted), else to
