@@ -421,12 +421,11 @@ class _LabelledGaugeSet(Gauge):
     """A gauge whose series for one label set are written together, under a
     lock: Info and Enum, whose extra label marks what the series says."""
 
-    def _checked_labels(self, labels: Optional[LabelsType]) -> Dict[str, str]:
+    def _label_dict(self, labels: Optional[LabelsType]) -> Dict[str, str]:
+        """A copy of `labels` to add to (the core checks what is set)."""
         if labels is not None and not isinstance(labels, Mapping):
             raise TypeError(f"labels must be a dict, got {type(labels).__name__}")
-        merged = dict(labels or {})
-        _core.check_labels(dict(merged), self.reserved_label)
-        return merged
+        return dict(labels or {})
 
     def _refuse(self, *args: Any) -> None:
         raise TypeError(f"{type(self).__name__} values are set with set(labels, ...)")
@@ -459,7 +458,7 @@ class Info(_LabelledGaugeSet):
 
     def set(self, labels: Optional[LabelsType], value: Any) -> None:  # type: ignore[override]
         """Expose the facts `value` (a dict of str to str) for `labels`."""
-        merged = self._checked_labels(labels)
+        merged = self._label_dict(labels)
         if not isinstance(value, Mapping):
             raise TypeError(f"Info facts must be a dict of str to str, got {value!r}")
         for fact, text in value.items():
@@ -519,7 +518,7 @@ class Enum(_LabelledGaugeSet):
 
     def set(self, labels: Optional[LabelsType], value: Any) -> None:  # type: ignore[override]
         """Make `value`, one of the states, the current state for `labels`."""
-        merged = self._checked_labels(labels)
+        merged = self._label_dict(labels)
         if self.name in merged:
             raise ValueError(f"Enum {self.name!r} uses its own name as the state label")
         if value not in self.states:

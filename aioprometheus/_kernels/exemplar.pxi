@@ -6,9 +6,9 @@
 # exemplar={"trace_id": ...})`), into what the encoders write: the end of an
 # OpenMetrics sample line (` # {trace_id="..."} 0.25 1732550000.123`) and an
 # io.prometheus.client.Exemplar message body. Each series (each bucket, for
-# histograms) keeps only its latest, as (text, protobuf) bytes. Metrics that never got
-# one carry no storage for them (Metric.exemplars stays None), and calls
-# without one do no exemplar work at all.
+# histograms) keeps only its latest, as (text, protobuf) bytes. Metrics that
+# never got one carry no storage for them (Metric.exemplars stays None), and
+# calls without one do no exemplar work at all.
 
 cdef enum:
     EXEMPLAR_MAX_CODE_POINTS = 128   # names and values together (OpenMetrics 1.0)
@@ -76,7 +76,7 @@ cdef bytes protobuf_exemplar(list pairs, double value, long long ms):
     if ms // 1000:
         pb_varint_field(w, TAG1_VARINT, <unsigned long long>(ms // 1000))
     if nanos:
-        pb_varint_field(w, 0x10, <unsigned long long>nanos)   # field 2, varint
+        pb_varint_field(w, TAG2_VARINT, <unsigned long long>nanos)
     pb_close(w, start)
     return w.getvalue()
 

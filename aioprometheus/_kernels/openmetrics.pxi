@@ -133,12 +133,12 @@ def encode_openmetrics(metrics, bint created=False):
     cdef list metrics_list = list(metrics)
     cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
     cdef Writer lb = Writer(256)     # one series' labels, as text
-    cdef SeriesChunk chunk
+    cdef SeriesChunk chunk = SeriesChunk()
     cdef str family, family_type
     cdef TextFamily created_family
     w.openmetrics = True
     for metric in metrics_list:
-        chunk = SeriesChunk()
+        chunk.first = chunk.end = 0
         family, family_type = write_openmetrics_header(w, metric)
         created_family = None
         if created and family_type in ("counter", "histogram", "summary"):

@@ -25,6 +25,7 @@ cdef enum:
     TAG1_VARINT = 0x08
     TAG1_FIXED64 = 0x09
     TAG1_BYTES = 0x0A
+    TAG2_VARINT = 0x10
     TAG2_FIXED64 = 0x11
     TAG2_BYTES = 0x12
     TAG3_VARINT = 0x18
