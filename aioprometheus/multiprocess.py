@@ -96,6 +96,7 @@ def _after_fork_in_child() -> None:
     global _store, _store_lock
     _store = None
     _store_lock = threading.Lock()
+    _aggregators.clear()  # their locks may be held by a thread the fork left behind
     for metric in list(_shared):
         metric._forget_store()
 
