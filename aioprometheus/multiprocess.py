@@ -152,6 +152,8 @@ class _Aggregator:
             names = store_files(self.path)  # listed before the archive is read
             readers, lives, dead = [], [], []
             archive = self._reader(ARCHIVE) if ARCHIVE in names else None
+            if archive is not None and not self._refresh(archive):
+                archive = None
             absorbed = set(archive.absorbed) if archive is not None else set()
             if archive is not None:
                 readers.append(archive)
@@ -167,7 +169,11 @@ class _Aggregator:
                     dead.append(name)
                 readers.append(reader)
                 lives.append(live)
-            kept = [(r, live) for r, live in zip(readers, lives) if self._refresh(r)]
+            kept = [
+                (r, live)
+                for r, live in zip(readers, lives)
+                if r is archive or self._refresh(r)
+            ]
             merged = self.aggregation.merge([r for r, _ in kept], [v for _, v in kept])
             for path, name, why in self.aggregation.conflicts:
                 self._report(path, f"metric {name!r} left out: {why}")
@@ -272,6 +278,8 @@ def _fold(path: str, dead: List[str], wait: bool) -> None:
         names = set(store_files(path))
         archive_path = os.path.join(path, ARCHIVE)
         archive = _core.StoreReader(archive_path) if ARCHIVE in names else None
+        if archive is not None:
+            archive.refresh()
         absorbed = set(archive.absorbed) if archive is not None else set()
         todo = sorted(name for name in dead if name in names and name not in absorbed)
         readers = [archive] if archive is not None else []

@@ -148,19 +148,29 @@ cdef class StoreReader:
         return 0
 
     cdef int forget(self, uint64_t record, uint32_t metric_id) except -1:
-        """Mark gone the series recorded at offset `record` (`metric_id` 0),
-        or every series of metric `metric_id`."""
-        cdef Py_ssize_t k
-        cdef bint found = False
+        """Mark gone every series of metric `metric_id`, or (`metric_id` 0)
+        the series recorded at offset `record`: as the writer's metric did,
+        its metric's last series takes its place (so a single worker's
+        series read in the order its own scrape would show them)."""
+        cdef Py_ssize_t k, last
+        if metric_id:
+            for k in range(self.nseries):
+                if self.metric_ids[k] == metric_id:
+                    self.removed[k] = 1
+            self.lost_series = True
+            return 0
         for k in range(self.nseries - 1, -1, -1):
-            if (self.offsets[k] == record if metric_id == 0
-                    else self.metric_ids[k] == metric_id) and not self.removed[k]:
-                self.removed[k] = 1
-                found = True
-                if metric_id == 0:
-                    break
-        if metric_id == 0 and not found:
+            if self.offsets[k] == record and not self.removed[k]:
+                break
+        else:
             return self.corrupt("a REMOVE of no series")
+        for last in range(self.nseries - 1, k, -1):
+            if self.metric_ids[last] == self.metric_ids[k] and not self.removed[last]:
+                self.offsets[k] = self.offsets[last]
+                self.label_blobs[k] = self.label_blobs[last]
+                k = last
+                break
+        self.removed[k] = 1
         self.lost_series = True
         return 0
 
@@ -246,13 +256,6 @@ cdef class StoreReader:
     def metric(self, uint32_t metric_id):
         """(kind, mode, bounds, texts) of the store's metric `metric_id`."""
         return self.metrics[metric_id]
-
-    def series_count(self):
-        """Series recorded and not gone."""
-        cdef Py_ssize_t k, n = 0
-        for k in range(self.nseries):
-            n += not self.removed[k]
-        return n
 
     cdef int add_entry(self, uint64_t words, Py_ssize_t target, Py_ssize_t number) except -1:
         cdef StoredSeries* grown
