@@ -53,33 +53,24 @@ def _query(url: str) -> List[Dict[str, Any]]:
 
 
 class Exporter:
-    """An exporter process (``prometheus.py export``) for one target."""
+    """An exporter process (``prometheus.py``) for one target."""
 
     def __init__(self, env: Dict[str, str], mode: str, series: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "export", mode, str(series)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        self.target = self._line(START_TIMEOUT_S)["target"]
-
-    def _line(self, timeout: float) -> Dict[str, Any]:
-        got = peers.read_line(self.proc, timeout)
-        if got is None:
-            raise RuntimeError("exporter process did not answer")
-        return got
+        cmd = [sys.executable, __file__, mode, str(series)]
+        self.child = peers.Child(cmd, env, timeout=START_TIMEOUT_S)
+        self.target = self.said(self.child.first, "target")["target"]
 
     def stop(self) -> Dict[str, Any]:
         """Its handler times and loop lateness, once it has stopped."""
         try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("stop\n")
-            self.proc.stdin.flush()
-            return self._line(60)
+            return self.said(self.child.request("stop", 60), "scrapes")
         finally:
-            peers.stop(self.proc, terminate=False)
+            self.child.close()
+
+    def said(self, line: Dict[str, Any], key: str) -> Dict[str, Any]:
+        if key not in line:
+            raise RuntimeError(f"exporter process: {line.get('reason')}")
+        return line
 
 
 def _free_port() -> int:
@@ -234,5 +225,5 @@ async def export(mode: str, series: int) -> Dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    print(json.dumps(asyncio.run(export(sys.argv[2], int(sys.argv[3])))), flush=True)
+if __name__ == "__main__":  # an exporter: mode, series
+    print(json.dumps(asyncio.run(export(sys.argv[1], int(sys.argv[2])))), flush=True)
