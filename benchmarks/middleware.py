@@ -207,19 +207,19 @@ def load(servers: List[UvicornServer], seconds: float) -> List[Tuple[int, float]
 
 
 def uvicorn_pair(folders: List[List[Path]], impl: str, seconds: float):
-    """The bare server and ``impl``'s side by side, loaded at the same time
-    by identical clients, so that both meet the same competition for the
-    cores: [(CPU s per request, requests/s) of bare, of impl]."""
+    """The bare server and ``impl``'s side by side, loaded at the same time by
+    identical clients, so that both meet the same competition for the cores:
+    the server CPU ``impl`` adds per request, and the throughput it keeps."""
     servers: List[UvicornServer] = []
     try:
         for name, path in zip(("bare", impl), folders):
             servers.append(UvicornServer(name, path))
         load(servers, 1.0)  # warm-up
-        cpu = [s.cpu_s() for s in servers]
-        return [
-            ((s.cpu_s() - before) / done, done / elapsed)
-            for s, before, (done, elapsed) in zip(servers, cpu, load(servers, seconds))
-        ]
+        before = [s.cpu_s() for s in servers]
+        loads = load(servers, seconds)
+        cpu = [(s.cpu_s() - b) / n for s, b, (n, _) in zip(servers, before, loads)]
+        rate = [n / elapsed for n, elapsed in loads]
+        return {"value": (cpu[1] - cpu[0]) * 1e6, "kept": 100 * rate[1] / rate[0]}
     finally:
         for server in servers:
             peers.stop(server.proc)
@@ -240,17 +240,12 @@ def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
         for impl in impls:
             pc = impl.key == "prometheus_client"
             folders = [*([impl.path] if impl.path else []), uvicorn, *[tool] * pc]
+            name = "instrumentator" if pc else "ours"
             try:
-                name = "instrumentator" if pc else "ours"
-                bare, inst = uvicorn_pair([[uvicorn], folders], name, params["seconds"])
+                figures = uvicorn_pair([[uvicorn], folders], name, params["seconds"])
+                samples[impl.key].append({"status": "ok", "figures": figures})
             except Exception as exc:
                 samples[impl.key].append({"status": "error", "reason": str(exc)})
-                continue
-            figures = {
-                "value": (inst[0] - bare[0]) * 1e6,
-                "kept": 100 * inst[1] / bare[1],
-            }
-            samples[impl.key].append({"status": "ok", "figures": figures})
     return {"middleware_uvicorn": samples}, ""
 
 

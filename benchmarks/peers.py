@@ -1,12 +1,11 @@
-"""The implementations compared, their isolated installs and worker processes.
+"""The implementations compared, their isolated installs and child processes.
 
 aioprometheus 23.12.0 has our import name, so it (and prometheus_client, to pin
-its version) is installed with ``pip install --target`` into a cache folder
-outside the repository, by default ``~/.cache/aioprometheus-bench/<name>-<version>``
-(``$AIOPROMETHEUS_BENCH_CACHE`` or ``$XDG_CACHE_HOME`` move it).  Each
-implementation then runs in worker processes whose ``PYTHONPATH`` holds
-exactly one of: the repository checkout (ours, when built in place) or one peer
-folder; without an in-place build, ours is an installed build of ours.
+its version) is installed with ``pip install --target`` into a folder of
+``~/.cache/aioprometheus-bench`` (or of ``$XDG_CACHE_HOME``), outside the
+repository.  Each implementation runs in workers whose ``PYTHONPATH`` holds
+exactly one of: the checkout (ours, built in place) or one peer folder;
+without an in-place build, ours is an installed build of ours.
 """
 
 import json
@@ -68,12 +67,16 @@ class Child:
         self.first = self.read(timeout)
 
     def read(self, timeout: float = 600) -> Dict[str, Any]:
-        answer = read_line(self.proc, timeout)
-        if answer is None:
-            self.stderr.seek(0)
-            why = f"process died or timed out: {self.stderr.read()[-1500:].strip()}"
-            answer = {"ok": False, "status": "error", "reason": why}
-        return answer
+        """The next line; if the child ends or is silent for ``timeout``
+        seconds, an error (and the child killed)."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready and self.proc.stdout else ""
+        if line:
+            return json.loads(line)
+        stop(self.proc, 0)
+        self.stderr.seek(0)
+        why = f"process died or timed out: {self.stderr.read()[-1500:].strip()}"
+        return {"ok": False, "status": "error", "reason": why}
 
     def request(self, cmd: Any, timeout: float = 600) -> Dict[str, Any]:
         if self.proc.poll() is not None:
@@ -106,11 +109,8 @@ def worker(impl: Impl, cwd: str, clock: str = "wall") -> Child:
 
 
 def cache_root() -> Path:
-    explicit = os.environ.get("AIOPROMETHEUS_BENCH_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "aioprometheus-bench"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aioprometheus-bench"
 
 
 def ensure_installed(requirement: str, no_deps: bool = False) -> Path:
@@ -118,23 +118,18 @@ def ensure_installed(requirement: str, no_deps: bool = False) -> Path:
     with `no_deps`, its dependencies are the running environment's."""
     suffix = "-nodeps" if no_deps else ""
     folder = cache_root() / (requirement.replace("==", "-") + suffix)
-    marker = folder / ".bench-installed"
+    marker = folder / ".bench-installed"  # written once pip has succeeded
     if marker.exists() and marker.read_text().strip() == requirement:
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     print(f"[benchmarks] installing {requirement} into {folder}", file=sys.stderr)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input",
            "--disable-pip-version-check", "--no-warn-script-location"]  # fmt: skip
-    pip += ["--no-deps"] * no_deps + ["--target", str(staging), requirement]
+    pip += ["--no-deps"] * no_deps + ["--target", str(folder), requirement]
     proc = subprocess.run(pip, capture_output=True, text=True)
     if proc.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
         why = (proc.stderr or proc.stdout).strip()[-800:]
         raise RuntimeError(f"pip install {requirement} failed: {why}")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
     marker.write_text(requirement + "\n")
     return folder
 
@@ -190,17 +185,6 @@ def implementations(selected: List[str]) -> List[Impl]:
             print(f"[benchmarks] {label} unavailable: {exc}", file=sys.stderr)
         impls.append(impl)
     return impls
-
-
-def read_line(proc: "subprocess.Popen[str]", timeout: float) -> Optional[Any]:
-    """The next JSON line a child process writes; None (and the child
-    killed) if it ends or is silent for ``timeout`` seconds."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready and proc.stdout else ""
-    if line:
-        return json.loads(line)
-    stop(proc, 0)
-    return None
 
 
 def stop(proc: "subprocess.Popen[Any]", timeout: float = 30, terminate=True) -> None:
