@@ -40,12 +40,9 @@ def settings(s: Step, quick: bool) -> Dict[str, Any]:
 def make_plan(quick: bool, only: Optional[List[str]] = None) -> List[Step]:
     """The steps to run, those sharing a fixture registry next to each other
     (each worker builds each fixture once)."""
-    chosen = [
-        s
-        for s in STEPS
-        if not (quick and s.full_only)
-        and (not only or any(k.startswith(o) for o in only for k in s.keys()))
-    ]
+    chosen = [s for s in STEPS if not (quick and s.full_only)]
+    if only:  # the steps with a row whose key starts with one of the prefixes
+        chosen = [s for s in chosen if any(k.startswith(tuple(only)) for k in s.keys())]
     return sorted(chosen, key=lambda s: (s.params.get("series", 0), "native" in s.key))
 
 

@@ -104,9 +104,8 @@ class Overhead:
 
         instrument = "ours"  # ours or 23.12: whichever aioprometheus the worker has
         if family == "prometheus_client":
-            sys.path.insert(
-                0, str(peers.ensure_installed(INSTRUMENTATOR, no_deps=True))
-            )
+            tool = peers.ensure_installed(INSTRUMENTATOR, no_deps=True)
+            sys.path.insert(0, str(tool))
             instrument = "instrumentator"
         self.loop = asyncio.new_event_loop()
         self.apps = make_app(None), make_app(instrument)

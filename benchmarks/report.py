@@ -301,21 +301,17 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         for j, impl in enumerate(order):
             xs = [i + (j - (len(order) - 1) / 2) * width for i in range(len(bars))]
             ys = [_median(rows[k]["values"], impl) or math.nan for k in bars]
-            drawn = ax.bar(
-                xs, ys, width, label=impls[impl]["label"], color=COLORS[impl]
-            )
+            label, color = impls[impl]["label"], COLORS[impl]
+            drawn = ax.bar(xs, ys, width, label=label, color=color)
             labels = ["" if math.isnan(y) else _num(y) for y in ys]
             ax.bar_label(drawn, labels, fontsize=6, rotation=90)
-        for i, key in enumerate(bars):  # our upper bounds, dashed
-            for bound in (
-                t["bound"] for t in rows[key]["targets"] if t["kind"] == "max"
-            ):
-                ax.hlines(bound, i - 0.45, i + 0.45, colors="red", linestyles="dashed")
+        bounds = [(i, t["bound"]) for i, k in enumerate(bars)
+                  for t in rows[k]["targets"] if t["kind"] == "max"]  # fmt: skip
+        for i, bound in bounds:  # our upper bounds, dashed
+            ax.hlines(bound, i - 0.45, i + 0.45, colors="red", linestyles="dashed")
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(bars)))
-        ax.set_xticklabels(
-            [textwrap.fill(rows[k]["title"], 14) for k in bars], fontsize=7
-        )
+        ticks = [textwrap.fill(rows[k]["title"], 14) for k in bars]
+        ax.set_xticks(range(len(bars)), ticks, fontsize=7)
         ax.set_ylabel(unit)
         ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)

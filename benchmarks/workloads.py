@@ -34,6 +34,7 @@ LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
 NATIVE = {"native_histogram_bucket_factor": 1.1}
+REGISTRY = ("Registry", "CollectorRegistry")  # the registry class by family
 
 # The clock of every timed loop (``clock=cpu``: process CPU time, steadier on
 # a busy machine).  Scrape latency is always wall time.
@@ -123,9 +124,7 @@ class Api:
 
     def __init__(self, family: str) -> None:
         self.family, self.mod = family, importlib.import_module(family)
-        self.registry = (
-            self.mod.CollectorRegistry if family == PC else self.mod.Registry
-        )
+        self.registry = getattr(self.mod, REGISTRY[family == PC])
 
     def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
         """A metric; options it rejects (a peer without the feature) make
@@ -639,10 +638,8 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     """RSS growth per series for ``n`` new 2-label series of ``kind``, each
     with a unique route string (the strings' cost included); a native
     histogram series gets ``buckets`` populated buckets."""
-    name = "bench_mem_total" if kind == "Counter" else "bench_mem"
-    metric = api.metric(
-        kind, name, api.registry(), LABELS, **(NATIVE if buckets else {})
-    )
+    name, opts = "bench_mem" + "_total" * (kind == "Counter"), NATIVE if buckets else {}
+    metric = api.metric(kind, name, api.registry(), LABELS, **opts)
     observed = native_values(buckets)
 
     def add(i: int, route: str) -> None:
