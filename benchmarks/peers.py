@@ -50,9 +50,6 @@ class Impl:
             env["PYTHONPATH"] = str(self.path)
         return env
 
-    def worker_args(self) -> List[str]:
-        return [f"family={self.family}", f"expect={self.expect or ''}"]
-
 
 class Child:
     """A child process speaking JSON lines: its first line (``first``), then
@@ -100,7 +97,8 @@ class Child:
 def worker(impl: Impl, cwd: str, clock: str = "wall") -> Child:
     """A worker process (``workloads.py``) for ``impl``: its first line says
     what it imported (``impl.info``), or why it cannot run (``impl.problem``)."""
-    cmd = [sys.executable, str(WORKER_SCRIPT), *impl.worker_args(), f"clock={clock}"]
+    cmd = [sys.executable, str(WORKER_SCRIPT), f"family={impl.family}"]
+    cmd += [f"expect={impl.expect or ''}", f"clock={clock}"]
     child = Child(cmd, impl.env(), cwd)
     impl.info = child.first
     if not child.first.get("ok"):

@@ -211,7 +211,7 @@ def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
     # -S: no site-packages, so no editable install can lend its build
     cmd = [sys.executable, "-S", str(peers.WORKER_SCRIPT)]
     proc = subprocess.run(
-        [*cmd, *impl.worker_args()],
+        [*cmd, "family=aioprometheus", f"expect={tmp_path}"],
         input="",
         env=impl.env(),
         capture_output=True,
