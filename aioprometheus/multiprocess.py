@@ -64,27 +64,25 @@ def _checked_directory(path: Optional[str]) -> str:
 _shared: "weakref.WeakSet[Collector]" = weakref.WeakSet()
 _store_lock = threading.Lock()
 _store: Optional[Tuple[int, _core.StoreWriter]] = None  # (pid, its store)
-_store_directory: Optional[str] = None
 
 
 def share(metric: "Collector", mode: str) -> None:
     """Keep `metric`'s series in this process's store (mode is on)."""
-    global _store_directory
-    path = _checked_directory(None)
+    _checked_directory(None)
     metric._share(mode)
-    _store_directory = _store_directory or path
     _shared.add(metric)
 
 
 def _process_store() -> _core.StoreWriter:
-    """This process's store, made on first use (and anew in a forked child)."""
+    """This process's store, made on first use (and anew in a forked child)
+    in the multi-process directory of that moment."""
     global _store
     pid = os.getpid()
     with _store_lock:
         if _store is None or _store[0] != pid:
             token = _start_token(pid)
             path = os.path.join(
-                _checked_directory(_store_directory), f"worker-{pid}-{token}{SUFFIX}"
+                _checked_directory(None), f"worker-{pid}-{token}{SUFFIX}"
             )
             _store = (pid, _core.StoreWriter(path, pid, token))
         return _store[1]

@@ -13,6 +13,7 @@ API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import gc
 import importlib
@@ -22,7 +23,10 @@ import json
 import math
 import os
 import random
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -173,9 +177,14 @@ class Micro:
 
     def __init__(self, api: Api, kind: str, stmts, against, labelnames, opts) -> None:
         self.stmt, self.against, m = stmts[api.family == PC], None, None
+        opts = dict(opts)
+        shared = multiprocess_mode(api) if opts.pop("multiprocess", False) else None
         if kind:
             name = "bench_m" + ("_total" if kind == "Counter" else "")
-            m = api.metric(kind, name, api.registry(), labelnames, **opts)
+            with shared or contextlib.nullcontext():
+                m = api.metric(kind, name, api.registry(), labelnames, **opts)
+                if shared:  # the series' shared value made while the mode is on
+                    api.record(m, LABELS, "add", 1)
             self.against = against
         aio_summary = kind == "Summary" and api.family == AIO
         self.note = summary_accuracy(api, opts) if aio_summary else ""
@@ -246,6 +255,10 @@ micro("gauge_set", "gauge set, 2 labels", "Gauge", "m.set(labels, v)",
 micro("histogram_observe", "histogram observe, default buckets", "Histogram",
       "m.observe(labels, v)", "m.labels(**labels).observe(v)", faster(AIO, 20),
       faster(PC, 20))
+micro("counter_inc_multiprocess", "counter inc, 2-label dict, multi-process mode",
+      "Counter", "m.inc(labels)", "m.labels(**labels).inc()",
+      growth("counter_inc_labels", 1.5, "<=1.5x single-process"),
+      multiprocess=True)  # issue 12
 micro("native_histogram_observe", "native histogram observe, factor 1.1",
       "Histogram", "m.observe(labels, v)", "m.labels(**labels).observe(v)",
       growth("histogram_observe", 1.3, "<=1.3x classic"), **NATIVE)  # issue 10
@@ -379,6 +392,137 @@ for fmt, n, native, targets in RENDERS:
          figures=lambda b: {"value": b["call"].median() * 1e3}, full_only=n == 100_000,
          params={"fmt": fmt, "series": n, "native": native},
          rounds=(3, 5 if n == 100_000 else 11))  # fmt: skip
+
+
+# ---------------------------------------------------------------- multi-process mode
+
+
+@contextlib.contextmanager
+def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
+    """Metrics made (and, for prometheus_client, series first touched)
+    inside keep their values in shared files in ``directory`` (a fresh one
+    by default): ours through ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client
+    through its mmap'd values (chosen at its import, so swapped in here)."""
+    try:
+        values = importlib.import_module(
+            "prometheus_client.values"
+            if api.family == PC
+            else "aioprometheus.multiprocess"
+        )
+    except ImportError as exc:
+        raise Unavailable(f"no multi-process mode: {exc}") from None
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="bench-mp-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    saved = getattr(values, "ValueClass", None)
+    if api.family == PC:
+        values.ValueClass = values.MultiProcessValue()
+    try:
+        yield directory
+    finally:
+        if api.family == PC:
+            values.ValueClass = saved
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+class MultiprocessRead:
+    """What a scrape reads in multi-process mode: ``workers`` processes
+    (forked, kept alive) with ``series`` counter series each, aggregated:
+    ours as a scrape does it again (``warm``, its readers kept) or as a new
+    exporter's first scrape (``cold``); prometheus_client's
+    MultiProcessCollector (which reads every file at every scrape)."""
+
+    def __init__(self, api: Api, workers: int, series: int) -> None:
+        with multiprocess_mode(api) as directory:
+            metric = api.metric("Counter", "mp_requests_total", api.registry(),
+                                ("method", "route"))  # fmt: skip
+        self.directory, self.children = directory, []
+        for w in range(workers):
+            pid = os.fork()
+            if pid == 0:  # a worker: its series, then wait to be killed
+                with multiprocess_mode(api, directory):
+                    for i in range(series):
+                        labels = {"method": METHODS[i % 4], "route": f"/api/v1/r/{i}"}
+                        api.record(metric, labels, "add", w + 1)
+                signal.pause()
+            self.children.append(pid)
+        self.api, self.expected = api, series * workers * (workers + 1) // 2
+        self.note = ""
+
+    def wait(self) -> None:
+        """Until every worker's series are all there (the sum counts them)."""
+        deadline = time.monotonic() + 60
+        while self.total() != self.expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the multi-process workers never finished")
+            time.sleep(0.05)
+
+    def read(self, cold: bool) -> List[Any]:
+        with multiprocess_mode(self.api, self.directory):
+            if self.api.family == PC:
+                from prometheus_client.multiprocess import MultiProcessCollector
+
+                return list(MultiProcessCollector(None, self.directory).collect())
+            mp = importlib.import_module("aioprometheus.multiprocess")
+            if cold:
+                return mp._Aggregator(self.directory).merged()
+            return mp.merged_collectors([])
+
+    def total(self) -> float:
+        metrics = self.read(cold=True)
+        if self.api.family == PC:
+            return sum(s.value for m in metrics for s in m.samples)
+        return sum(v for m in metrics for _, v in m._items())
+
+    def programs(self, clock: Callable[[], float]) -> Programs:
+        self.wait()
+
+        def timed(cold: bool) -> Callable[[int], float]:
+            def run(n: int) -> float:
+                t0 = clock()
+                for _ in range(n):
+                    self.read(cold)
+                return clock() - t0
+
+            return run
+
+        if self.api.family == PC:
+            return {"warm": timed(False)}
+        return {"warm": timed(False), "cold": timed(True)}
+
+    def __del__(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+step(
+    "multiprocess_read",
+    MultiprocessRead,
+    Row(
+        "multiprocess_read",
+        "multi-process scrape read, 4 workers x 10k series",
+        "ms",
+        "value",
+        (at_most(10), faster(PC, 10)),
+    ),
+    Row(
+        "multiprocess_read_cold",
+        "multi-process first read (new exporter), same",
+        "ms",
+        "cold",
+        (at_most(10),),
+    ),
+    figures=lambda b: {
+        "value": b["warm"].median() * 1e3,
+        **({"cold": b["cold"].median() * 1e3} if "cold" in b else {}),
+    },
+    params={"workers": 4, "series": 10_000},
+    impls=("ours", PC),
+    rounds=(3, 7),
+)  # fmt: skip  (issue 12)
 
 
 # ---------------------------------------------------------------- scrapes

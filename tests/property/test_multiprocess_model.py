@@ -12,7 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aioprometheus import Counter, Gauge, Histogram, Registry, Summary, _core, multiprocess
+from aioprometheus import (
+    Counter,
+    Gauge,
+    Histogram,
+    Registry,
+    Summary,
+    _core,
+    multiprocess,
+)
 
 DEAD_PID = 4_194_304 + 99
 LIVE, DEAD = "live", "dead"
@@ -114,7 +122,9 @@ def expected(workers, gauge_mode):
                 combine = {"sum": lambda a, b: a + b, "min": min, "max": max}[base]
                 result["g"][key] = combine(result["g"][key], v)
     result["h"] = {k: histogram(vs) for k, vs in result["h"].items()}
-    result["s"] = {k: {"count": len(vs), "sum": float(sum(vs))} for k, vs in result["s"].items()}
+    result["s"] = {
+        k: {"count": len(vs), "sum": float(sum(vs))} for k, vs in result["s"].items()
+    }
     return {name: series for name, series in result.items() if series}
 
 
@@ -135,7 +145,6 @@ def aggregate():
 @pytest.fixture
 def mpdir(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(multiprocess, "_store", None)
-    monkeypatch.setattr(multiprocess, "_store_directory", None)
     yield tmp_path_factory
     _core.set_store_source(multiprocess._process_store)
 

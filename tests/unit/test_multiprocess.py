@@ -36,7 +36,6 @@ def mpdir(tmp_path, monkeypatch):
     """Multi-process mode on, in a fresh directory, with fresh module state."""
     monkeypatch.setenv(multiprocess.ENV_VAR, str(tmp_path))
     monkeypatch.setattr(multiprocess, "_store", None)
-    monkeypatch.setattr(multiprocess, "_store_directory", None)
     monkeypatch.setattr(multiprocess, "_aggregators", {})
     yield str(tmp_path)
     _core.set_store_source(multiprocess._process_store)
