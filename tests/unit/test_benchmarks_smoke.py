@@ -346,3 +346,29 @@ def test_driver_runs_a_worker_and_a_fresh_memory_worker(tmp_path, capsys):
     assert rows["memory_counter"]["values"]["ours"]["status"] == "ok"
     assert (tmp_path / "pyperf-ours.json").exists()
     assert "memory, 2-label counter series" in capsys.readouterr().out
+
+
+def test_multiprocess_rows_measure_shared_stores_for_ours_and_prometheus_client():
+    import os
+
+    from aioprometheus import multiprocess
+
+    _, timer, _ = sample("counter_inc_multiprocess")
+    counter = timer.timed.names["m"]
+    assert counter.multiprocess_mode == "all"  # its series are in a store
+    for family in ("aioprometheus", "prometheus_client"):
+        read = workloads.MultiprocessRead(workloads.Api(family), workers=2, series=50)
+        try:
+            assert read.expected == 150
+            programs = read.programs(workloads.clock)  # waits for the workers
+            assert read.total() == 150
+            assert set(programs) == (
+                {"warm"} if family != "aioprometheus" else {"warm", "cold"}
+            )
+            assert all(run(2) > 0 for run in programs.values())
+            if family == "aioprometheus":
+                assert len(multiprocess.store_files(read.directory)) == 2
+        finally:
+            directory = read.directory
+            read.__del__()
+        assert not os.path.exists(directory)
