@@ -315,14 +315,7 @@ class StoreReader:
 
 @final
 class MergedMetric:
-    @property
-    def metric(self) -> Metric: ...
-    @property
-    def kind(self) -> int: ...
-    @property
-    def mode(self) -> int: ...
-    @property
-    def bounds(self) -> Tuple[float, ...]: ...
+    """One metric of a multi-process aggregate (internal to Aggregation)."""
 
 @final
 class Aggregation:

@@ -148,6 +148,8 @@ class _Aggregator:
     def merged(self) -> List["Collector"]:
         with self.lock:
             names = store_files(self.path)  # listed before the archive is read
+            for gone in set(self.readers) - set(names):  # its mapping and fd too
+                del self.readers[gone]
             readers, lives, dead = [], [], []
             archive = self._reader(ARCHIVE) if ARCHIVE in names else None
             if archive is not None and not self._refresh(archive):

@@ -21,6 +21,7 @@ class StoreError(ValueError):
 
 cdef struct StoredSeries:
     uint64_t words          # file offset of the series' first value word
+    Py_ssize_t series       # its place in its reader's series
     Py_ssize_t target       # which merged metric it adds into
     Py_ssize_t number       # the merged series it adds into
 
@@ -47,11 +48,13 @@ cdef class StoreReader:
     cdef readonly uint64_t token
     cdef readonly bint archived
     cdef readonly tuple absorbed        # an archive's folded-in store names
-    cdef dict metrics                   # metric id -> (kind, mode, bounds, texts)
+    cdef dict metrics                   # metric id -> (kind, mode, bounds, texts, native)
     cdef uint64_t* offsets              # per series in record order: its record's offset,
     cdef uint32_t* metric_ids           # its metric,
     cdef unsigned char* removed         # whether it is gone,
+    cdef uint64_t* native_at            # its newest NATIVE record's offset (0: none),
     cdef list label_blobs               # and its label texts as written (bytes)
+    cdef dict number_of_offset          # SERIES offset -> place (made at the first NATIVE)
     cdef Py_ssize_t nseries
     cdef Py_ssize_t series_capacity
     cdef readonly bint lost_series      # a series went away since the aggregate last looked
@@ -90,6 +93,7 @@ cdef class StoreReader:
         free(self.offsets)
         free(self.metric_ids)
         free(self.removed)
+        free(self.native_at)
         free(self.entries)
 
     cdef int remap(self) except -1:
@@ -140,6 +144,8 @@ cdef class StoreReader:
             self.forget((<uint64_t*>(at + 8))[0], 0)
         elif kind == RECORD_CLEAR and nbytes >= 16:
             self.forget(0, u32_at(at + 8))
+        elif kind == RECORD_NATIVE:
+            self.parse_native(at, nbytes)
         elif kind == RECORD_ABSORBED:
             self.absorbed = self.texts(at + RECORD_HEAD, at + nbytes)
         elif kind != RECORD_PAD:
@@ -164,10 +170,15 @@ cdef class StoreReader:
                 break
         else:
             return self.corrupt("a REMOVE of no series")
+        if self.number_of_offset is not None:
+            del self.number_of_offset[self.offsets[k]]
         for last in range(self.nseries - 1, k, -1):
             if self.metric_ids[last] == self.metric_ids[k] and not self.removed[last]:
                 self.offsets[k] = self.offsets[last]
                 self.label_blobs[k] = self.label_blobs[last]
+                self.native_at[k] = self.native_at[last]
+                if self.number_of_offset is not None:
+                    self.number_of_offset[self.offsets[k]] = k
                 k = last
                 break
         self.removed[k] = 1
@@ -187,15 +198,39 @@ cdef class StoreReader:
             return self.corrupt(f"a METRIC record of kind {kind}, mode {mode}")
         if <uint64_t>24 + 8 * <uint64_t>nbounds > nbytes:
             return self.corrupt("a METRIC record's bounds cut short")
-        bounds = []
-        for b in range(nbounds):
+        cdef uint32_t nvalues = nbounds
+        if kind == STORED_HISTOGRAM and mode == 1:
+            nvalues += NATIVE_SETTINGS
+        elif kind != STORED_GAUGE and mode != 0:
+            return self.corrupt(f"a METRIC record of kind {kind}, mode {mode}")
+        if <uint64_t>24 + 8 * <uint64_t>nvalues > nbytes:
+            return self.corrupt("a METRIC record's bounds cut short")
+        values = []
+        for b in range(nvalues):
             memcpy(&bound, at + 24 + 8 * b, 8)
-            bounds.append(bound)
-        texts = self.texts(at + 24 + 8 * nbounds, at + nbytes)
+            values.append(bound)
+        texts = self.texts(at + 24 + 8 * nvalues, at + nbytes)
+        bounds, native = tuple(values[:nbounds]), tuple(values[nbounds:]) or None
         if len(texts) < 4 or len(texts) % 2 or (
                 kind == STORED_HISTOGRAM and (nbounds == 0 or bounds[nbounds - 1] != INFINITY)):
             return self.corrupt("a METRIC record's texts or bounds")
-        self.metrics[metric_id] = (kind, mode, tuple(bounds), texts)
+        if native is not None and not (SCHEMA_MIN <= native[0] <= SCHEMA_MAX
+                                       and native[0] == int(native[0])):
+            return self.corrupt(f"a native histogram of schema {native[0]}")
+        self.metrics[metric_id] = (kind, mode, bounds, texts, native)
+        return 0
+
+    cdef int parse_native(self, const char* at, uint32_t nbytes) except -1:
+        cdef Py_ssize_t k
+        if not native_record_fits(at, nbytes):
+            return self.corrupt("a NATIVE record")
+        if self.number_of_offset is None:
+            self.number_of_offset = {self.offsets[k]: k for k in range(self.nseries)
+                                     if not self.removed[k]}
+        k = self.number_of_offset.get((<uint64_t*>(at + 8))[0], -1)
+        if k < 0:
+            return self.corrupt("a NATIVE record of no series")
+        self.native_at[k] = self.parsed
         return 0
 
     cdef int parse_series(self, const char* at, uint32_t nbytes) except -1:
@@ -219,6 +254,9 @@ cdef class StoreReader:
         self.offsets[self.nseries] = self.parsed
         self.metric_ids[self.nseries] = metric_id
         self.removed[self.nseries] = 0
+        self.native_at[self.nseries] = 0
+        if self.number_of_offset is not None:
+            self.number_of_offset[self.parsed] = self.nseries
         self.label_blobs.append(PyBytes_FromStringAndSize(blob, length))
         self.nseries += 1
         return 0
@@ -237,6 +275,10 @@ cdef class StoreReader:
         if removed == NULL:
             raise MemoryError()
         self.removed = removed
+        cdef uint64_t* native_at = <uint64_t*>realloc(self.native_at, n * sizeof(uint64_t))
+        if native_at == NULL:
+            raise MemoryError()
+        self.native_at = native_at
         self.series_capacity = n
         return 0
 
@@ -254,10 +296,16 @@ cdef class StoreReader:
         raise StoreError(f"{self.path}: corrupt store ({what} at offset {self.parsed})")
 
     def metric(self, uint32_t metric_id):
-        """(kind, mode, bounds, texts) of the store's metric `metric_id`."""
+        """(kind, mode, bounds, texts, native settings or None) of the store's
+        metric `metric_id`."""
         return self.metrics[metric_id]
 
-    cdef int add_entry(self, uint64_t words, Py_ssize_t target, Py_ssize_t number) except -1:
+    cdef inline char* native_record(self, Py_ssize_t k) noexcept:
+        """Series `k`'s newest NATIVE record, or NULL."""
+        return NULL if self.native_at[k] == 0 else self.base + self.native_at[k]
+
+    cdef int add_entry(self, uint64_t words, Py_ssize_t series, Py_ssize_t target,
+                       Py_ssize_t number) except -1:
         cdef StoredSeries* grown
         if self.nentries >= self.entries_capacity:
             grown = <StoredSeries*>realloc(
@@ -267,6 +315,7 @@ cdef class StoreReader:
             self.entries = grown
             self.entries_capacity = self.entries_capacity * 2 + 16
         self.entries[self.nentries].words = words
+        self.entries[self.nentries].series = series
         self.entries[self.nentries].target = target
         self.entries[self.nentries].number = number
         self.nentries += 1
@@ -315,15 +364,18 @@ cdef class MergedMetric:
     """One metric of the aggregate: the metric object the encoders get, and
     how the stores' values of its series combine."""
 
-    cdef readonly Metric metric
-    cdef readonly uint32_t kind
-    cdef readonly uint32_t mode
-    cdef readonly tuple bounds
+    cdef Metric metric
+    cdef uint32_t kind
+    cdef uint32_t mode
+    cdef tuple bounds
+    cdef tuple native               # a native histogram's settings, or None
     cdef dict numbers               # label key -> merged series number
     cdef double* stamps             # most-recent gauges: when each value was set
+    cdef unsigned char* native_seen # native histograms: series a store added into yet
 
     def __dealloc__(self):
         free(self.stamps)
+        free(self.native_seen)
 
     cdef Py_ssize_t number_of(self, bytes blob, str pid) except -2:
         """The merged series of a stored one's label texts `blob` (with label
@@ -381,13 +433,21 @@ cdef class MergedMetric:
             memset((<HistogramCore>m).counts, 0,
                    n * (<HistogramCore>m).nbounds * sizeof(unsigned long long))
             memset((<HistogramCore>m).sums, 0, n * sizeof(double))
+            if (<HistogramCore>m).native is not None:
+                free(self.native_seen)
+                self.native_seen = <unsigned char*>calloc(n or 1, 1)
+                if self.native_seen == NULL:
+                    raise MemoryError()
+                for i in range(n):
+                    (<HistogramCore>m).native.start(&(<HistogramCore>m).native.states[i], NAN)
         else:
             memset((<SummaryCore>m).counts, 0, n * sizeof(unsigned long long))
             memset((<SummaryCore>m).sums, 0, n * sizeof(double))
         return 0
 
-    cdef void add(self, Py_ssize_t i, const uint64_t* words) noexcept:
-        """Combine one store's words of series `i` into it."""
+    cdef int add(self, Py_ssize_t i, const uint64_t* words, char* native) except -1:
+        """Combine one store's words of series `i` (and its NATIVE record,
+        if any) into it."""
         cdef Metric m = self.metric
         cdef double v, was, stamp
         cdef Py_ssize_t b, nb
@@ -396,31 +456,36 @@ cdef class MergedMetric:
             (<HistogramCore>m).sums[i] += load_double(words)
             for b in range(nb):
                 (<HistogramCore>m).counts[i * nb + b] += load_word(words + 1 + b)
-            return
+            if native != NULL and (<HistogramCore>m).native is not None:
+                merge_native(&(<HistogramCore>m).native.states[i], not self.native_seen[i],
+                             native)
+                self.native_seen[i] = 1
+            return 0
         if self.kind == STORED_SUMMARY:
             (<SummaryCore>m).counts[i] += load_word(words)
             (<SummaryCore>m).sums[i] += load_double(words + 1)
-            return
+            return 0
         v = load_double(words)
         was = (<ScalarMetric>m).values[i]
         if self.kind == STORED_GAUGE and self.mode // 2 != GAUGE_SUM // 2:
             if self.mode // 2 == GAUGE_MIN // 2:
                 if not v < was:
-                    return
+                    return 0
             elif self.mode // 2 == GAUGE_MAX // 2:
                 if not v > was:
-                    return
+                    return 0
             elif self.mode // 2 == GAUGE_MOSTRECENT // 2:
                 stamp = load_double(words + 2)
                 if stamp < self.stamps[i]:
-                    return
+                    return 0
                 self.stamps[i] = stamp
             (<ScalarMetric>m).values[i] = v        # all: one store per series
             (<ScalarMetric>m).is_float[i] = load_word(words + 1) != 0
-            return
+            return 0
         (<ScalarMetric>m).values[i] = was + v
         if load_word(words + 1):
             (<ScalarMetric>m).is_float[i] = 1
+        return 0
 
 
 # what a merged summary's series hold as estimators: it has no quantiles to ask them for
@@ -490,22 +555,23 @@ cdef class Aggregation:
             self.conflicts.append((reader.path, target.metric.metric_name,
                                    "a series' label texts are not a label set"))
             return 0
-        reader.add_entry(reader.offsets[k] + 16, index, number)
+        reader.add_entry(reader.offsets[k] + 16, k, index, number)
         return 0
 
     cdef tuple resolve(self, StoreReader reader, bint live, uint32_t metric_id):
         """(merged metric index or -1, pid label value or None) for the
         series of `reader`'s metric `metric_id`."""
-        kind, mode, bounds, texts = reader.metric(metric_id)
+        kind, mode, bounds, texts, native = reader.metric(metric_id)
         if kind == STORED_GAUGE and mode % 2 and not live:
             return (-1, None)         # a live-only gauge of a dead worker
         index = self.target_of.get(texts[0])
         if index is None:
             index = len(self.targets)
-            self.targets.append(self.merged_metric(kind, mode, bounds, texts))
+            self.targets.append(self.merged_metric(kind, mode, bounds, texts, native))
             self.target_of[texts[0]] = index
         cdef MergedMetric target = self.targets[index]
-        if (kind, mode, bounds) != (target.kind, target.mode, target.bounds):
+        if (kind, mode, bounds, native) != (target.kind, target.mode, target.bounds,
+                                            target.native):
             self.conflicts.append((reader.path, texts[0], "kind, gauge mode or buckets differ"))
             return (-1, None)
         if kind == STORED_GAUGE and mode // 2 == GAUGE_ALL // 2 and not reader.archived:
@@ -513,7 +579,7 @@ cdef class Aggregation:
         return (index, None)
 
     cdef MergedMetric merged_metric(self, uint32_t kind, uint32_t mode, tuple bounds,
-                                    tuple texts):
+                                    tuple texts, tuple native):
         cdef MergedMetric target = MergedMetric.__new__(MergedMetric)
         cdef Metric m = self.classes[kind].__new__(self.classes[kind])
         m.metric_name = texts[0]
@@ -523,6 +589,9 @@ cdef class Aggregation:
         m.const_key = texts[4:]
         if kind == STORED_HISTOGRAM:
             (<HistogramCore>m).install_bounds(bounds)
+            if native is not None:
+                (<HistogramCore>m).native = NativeBuckets(
+                    int(native[0]), native[1], int(native[2]), native[3], native[4])
         elif kind == STORED_SUMMARY:
             (<SummaryCore>m).invariant_pairs = ()
             (<SummaryCore>m).phis_sorted = ()
@@ -531,6 +600,7 @@ cdef class Aggregation:
         target.kind = kind
         target.mode = mode
         target.bounds = bounds
+        target.native = native
         target.numbers = {}
         return target
 
@@ -545,7 +615,8 @@ cdef class Aggregation:
             for k in range(reader.nentries):
                 e = &reader.entries[k]
                 (<MergedMetric>self.targets[e.target]).add(
-                    e.number, <const uint64_t*>(reader.base + e.words))
+                    e.number, <const uint64_t*>(reader.base + e.words),
+                    reader.native_record(e.series))
         return 0
 
 
@@ -558,6 +629,7 @@ cdef class Aggregation:
         cdef uint64_t nbytes
         cdef uint64_t* words
         cdef Py_ssize_t i
+        cdef NativeShare share
         for target in self.targets:
             m = target.metric
             metric_id = metric_record(store, m)
@@ -568,6 +640,10 @@ cdef class Aggregation:
                 if target.stamps != NULL:      # when the value was set, not now
                     store_double(words + 2, target.stamps[i])
                 store.commit(nbytes)
+                if isinstance(m, HistogramCore) and (<HistogramCore>m).native is not None:
+                    memset(&share, 0, sizeof(NativeShare))
+                    publish_native(store, store.offset_of(<char*>words - 16),
+                                   &(<HistogramCore>m).native.states[i], &share)
 
 
 cdef bint names_in_order(tuple flat) noexcept:

@@ -209,6 +209,8 @@ cdef class HistogramCore(Metric):
             words = self.shared[i]
             store_word(words + 1 + (at - i * self.nbounds), self.counts[at])
             store_double(words, self.sums[i])
+            if self.native is not None:
+                self.native.mirror(i, self.store, words, v)
         return 0
 
     cdef uint32_t shared_words(self) noexcept:

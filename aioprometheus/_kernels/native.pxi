@@ -105,6 +105,8 @@ ctypedef struct NativeSide:
     Py_ssize_t capacity
     Py_ssize_t ordered
     int index_bits              # the index has 2^index_bits slots, >= 2 * capacity
+    unsigned int layout         # bumped whenever buckets move or go (not on append):
+                                # a multi-process store's copy must then be rewritten
 
 ctypedef struct NativeState:
     NativeSide positive
@@ -115,6 +117,11 @@ ctypedef struct NativeState:
     int schema                  # the current one (lowered past the bucket limit)
     bint clock_due              # read the clock at the next observation: to
                                 # start the reset period, or for a scheduled reset
+
+ctypedef struct NativeShare:    # multi-process mode (native_store.pxi)
+    char* record                # the series' newest NATIVE record in its store, or NULL
+    unsigned int layouts[2]     # its sides' layouts when it was written
+    uint32_t capacity[2]        # its room for buckets, per sign
 
 
 def pick_schema(double factor):
@@ -262,6 +269,7 @@ cdef inline void append_bucket(NativeSide* side, int32_t key,
 cdef void empty_side(NativeSide* side) noexcept:
     side.n = 0
     side.ordered = 0
+    side.layout += 1
     rebuild_index(side)
 
 
@@ -277,6 +285,7 @@ cdef void normalize(NativeSide* side) noexcept:
         return
     qsort(side.buckets, side.n, sizeof(NativeBucket), compare_keys)
     side.ordered = side.n
+    side.layout += 1
     rebuild_index(side)
 
 
@@ -296,6 +305,7 @@ cdef void halve_side(NativeSide* side) noexcept:
             side.buckets[out].key = key
             side.buckets[out].count = side.buckets[b].count
     side.n = side.ordered = out + 1
+    side.layout += 1
     rebuild_index(side)
 
 
@@ -309,6 +319,7 @@ cdef inline unsigned long long take_first_if(NativeSide* side, int32_t key) noex
     side.n -= 1
     side.ordered = side.n
     memmove(side.buckets, side.buckets + 1, side.n * sizeof(NativeBucket))
+    side.layout += 1
     rebuild_index(side)
     return count
 
@@ -364,6 +375,7 @@ cdef class NativeBuckets:
 
     cdef NativeState* states
     cdef Py_ssize_t capacity
+    cdef NativeShare* shares            # multi-process mode: per series, its store copy
     cdef readonly int schema             # the initial schema and zero threshold
     cdef readonly double zero_threshold
     cdef readonly double max_zero_threshold
@@ -386,6 +398,7 @@ cdef class NativeBuckets:
                 free_side(&self.states[i].positive)
                 free_side(&self.states[i].negative)
             free(self.states)
+        free(self.shares)
 
     cdef tuple settings(self):
         return (self.schema, self.zero_threshold, self.max_buckets,
@@ -403,8 +416,28 @@ cdef class NativeBuckets:
             raise MemoryError()
         memset(grown + self.capacity, 0, (n - self.capacity) * sizeof(NativeState))
         self.states = grown
+        if self.shares != NULL:
+            self.reserve_shares(n)
         self.capacity = n
         return 0
+
+    cdef int reserve_shares(self, Py_ssize_t n) except -1:
+        cdef NativeShare* grown = <NativeShare*>realloc(self.shares, n * sizeof(NativeShare))
+        if grown == NULL:
+            raise MemoryError()
+        if self.shares == NULL:
+            memset(grown, 0, n * sizeof(NativeShare))
+        else:
+            memset(grown + self.capacity, 0, (n - self.capacity) * sizeof(NativeShare))
+        self.shares = grown
+        return 0
+
+    cdef int mirror(self, Py_ssize_t series, StoreWriter store, uint64_t* words,
+                    double v) except -1:
+        """Multi-process mode: the store's copy of `series` after it counted `v`."""
+        if self.shares == NULL:
+            self.reserve_shares(self.capacity)
+        return mirror_native(store, words, &self.states[series], &self.shares[series], v)
 
     cdef void start(self, NativeState* st, double now) noexcept:
         """A series' state at its start or reset (its arrays kept, emptied)."""
@@ -419,6 +452,8 @@ cdef class NativeBuckets:
     cdef int reset(self, Py_ssize_t series) except -1:
         """A new series (its start time is read at its first observation)."""
         self.start(&self.states[series], NAN)
+        if self.shares != NULL:
+            self.shares[series].record = NULL
         return 0
 
     cdef int move(self, Py_ssize_t dst, Py_ssize_t src) except -1:
@@ -427,6 +462,8 @@ cdef class NativeBuckets:
         free_side(&self.states[dst].negative)
         self.states[dst] = self.states[src]
         memset(&self.states[src], 0, sizeof(NativeState))
+        if self.shares != NULL:
+            self.shares[dst] = self.shares[src]
         return 0
 
     cdef NativeBuckets copy(self, Py_ssize_t n):

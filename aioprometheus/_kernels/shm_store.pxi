@@ -16,12 +16,15 @@
 #           token, u64 published, u64 flags (ARCHIVED)
 #   record  u32 type, u32 bytes (the whole record), then by type:
 #     PAD       nothing: filler up to the end of a mapped chunk
-#     METRIC    u32 id, u32 kind, u32 gauge mode, u32 nbounds, f64 bounds[nbounds],
-#               texts (name, help, unit, OpenMetrics type, const label key...)
+#     METRIC    u32 id, u32 kind, u32 mode, u32 nbounds, f64 bounds[nbounds],
+#               (a histogram of mode 1 has native buckets: f64 schema, zero threshold,
+#               max buckets, min reset duration, max zero threshold), texts (name,
+#               help, unit, OpenMetrics type, const label key...)
 #     SERIES    u32 metric id, u32 nwords, u64 words[nwords], texts (label key)
 #     REMOVE    u64 file offset of the SERIES record that is gone
 #     CLEAR     u32 metric id: all its series are gone
 #     ABSORBED  texts: the store files this archive has folded in
+#     NATIVE    a series' native histogram buckets (native_store.pxi)
 #   texts: u32 count, then per text u32 length and its UTF-8 bytes.
 
 from posix.fcntl cimport O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, open as c_open
@@ -84,6 +87,7 @@ cdef enum:
     RECORD_REMOVE = 4
     RECORD_CLEAR = 5
     RECORD_ABSORBED = 6
+    RECORD_NATIVE = 7           # native_store.pxi
 
 cdef enum:                      # the kinds a store keeps
     STORED_COUNTER = 1
@@ -93,6 +97,7 @@ cdef enum:                      # the kinds a store keeps
 
 cdef enum:
     SCALAR_WORDS = 3            # a counter or gauge series: value, is-float flag, time set
+    NATIVE_SETTINGS = 5         # a native histogram's settings in its METRIC record
 
 # Gauge modes, as prometheus_client names them: how the workers' values of one
 # series combine; the live ones leave out the values of dead workers.
@@ -245,8 +250,11 @@ cdef class StoreWriter:
 
     cdef uint32_t add_metric(self, uint32_t kind, uint32_t mode, const double* bounds,
                              uint32_t nbounds, tuple texts) except? 0:
-        """Write and publish a METRIC record; its id."""
-        cdef uint64_t nbytes = aligned8(RECORD_HEAD + 16 + 8 * <uint64_t>nbounds
+        """Write and publish a METRIC record (`bounds`: the bounds, then the
+        native settings if any); its id."""
+        cdef uint32_t nvalues = nbounds + (NATIVE_SETTINGS if kind == STORED_HISTOGRAM
+                                           and mode == 1 else 0)
+        cdef uint64_t nbytes = aligned8(RECORD_HEAD + 16 + 8 * <uint64_t>nvalues
                                         + texts_bytes(texts))
         cdef char* at = self.begin(RECORD_METRIC, nbytes)
         cdef uint32_t metric_id = self.next_metric_id + 1
@@ -254,9 +262,9 @@ cdef class StoreWriter:
         (<uint32_t*>at)[3] = kind
         (<uint32_t*>at)[4] = mode
         (<uint32_t*>at)[5] = nbounds
-        if nbounds:
-            memcpy(at + 24, bounds, 8 * nbounds)
-        write_texts(at + 24 + 8 * nbounds, texts)
+        if nvalues:
+            memcpy(at + 24, bounds, 8 * nvalues)
+        write_texts(at + 24 + 8 * nvalues, texts)
         self.commit(nbytes)
         self.next_metric_id = metric_id
         return metric_id
@@ -306,22 +314,38 @@ cdef class StoreWriter:
 cdef uint32_t metric_record(StoreWriter store, Metric metric) except? 0:
     """Write `metric`'s METRIC record into `store`; its id there."""
     cdef uint32_t kind, nbounds = 0
-    cdef const double* bounds = NULL
+    cdef uint32_t mode = metric.gauge_mode
+    cdef double* values = NULL
+    cdef NativeBuckets native
     if isinstance(metric, CounterCore):
         kind = STORED_COUNTER
     elif isinstance(metric, GaugeCore):
         kind = STORED_GAUGE
     elif isinstance(metric, HistogramCore):
         kind = STORED_HISTOGRAM
-        bounds = (<HistogramCore>metric).bounds
         nbounds = <uint32_t>(<HistogramCore>metric).nbounds
+        native = (<HistogramCore>metric).native
+        mode = native is not None
+        values = <double*>malloc((nbounds + NATIVE_SETTINGS) * sizeof(double))
+        if values == NULL:
+            raise MemoryError()
+        memcpy(values, (<HistogramCore>metric).bounds, nbounds * sizeof(double))
+        if native is not None:
+            values[nbounds] = native.schema
+            values[nbounds + 1] = native.zero_threshold
+            values[nbounds + 2] = native.max_buckets
+            values[nbounds + 3] = native.min_reset_duration
+            values[nbounds + 4] = native.max_zero_threshold
     elif isinstance(metric, SummaryCore):
         kind = STORED_SUMMARY
     else:
         raise TypeError(f"{type(metric).__name__} cannot be kept in a multi-process store")
     cdef tuple texts = (metric.metric_name, metric.doc_text, metric.unit_text,
                         metric.openmetrics_kind or "") + metric.const_key
-    return store.add_metric(kind, metric.gauge_mode, bounds, nbounds, texts)
+    try:
+        return store.add_metric(kind, mode, values, nbounds, texts)
+    finally:
+        free(values)
 
 
 cdef object store_source = None

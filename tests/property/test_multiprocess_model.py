@@ -56,7 +56,11 @@ class Worker:
                 "g": Gauge("g", "G", registry=registry, multiprocess_mode=gauge_mode),
                 "h": Histogram("h", "H", buckets=BOUNDS, registry=registry),
                 "s": Summary("s", "S", registry=registry),
-            }
+                # native buckets, few enough that the limit halves the schema
+                "n": Histogram("n", "N", registry=registry,
+                               native_histogram_bucket_factor=1.1,
+                               native_histogram_max_bucket_number=3),
+            }  # fmt: skip
         self.model = {name: {} for name in self.metrics}
 
     def writing(self):
@@ -84,9 +88,8 @@ class Worker:
                 m["g"].set(labels, value)
                 model["g"][key] = value
             elif kind == "observe":
-                m["h"].observe(labels, value)
-                m["s"].observe(labels, value)
-                for name in ("h", "s"):
+                for name in ("h", "s", "n"):
+                    m[name].observe(labels, value)
                     model[name].setdefault(key, []).append(value)
             elif kind == "remove":
                 for name, metric in m.items():
@@ -101,15 +104,16 @@ class Worker:
 
 def expected(workers, gauge_mode):
     """What the aggregate of `workers` (pid, model) must show."""
-    result = {"c_total": {}, "g": {}, "h": {}, "s": {}}
+    result = {"c_total": {}, "g": {}, "h": {}, "s": {}, "n": {}}
     for worker in workers:
         live = worker.pid != DEAD_PID
         for key, v in worker.model["c_total"].items():
             result["c_total"][key] = result["c_total"].get(key, 0) + v
         for key, values in worker.model["h"].items():
             result["h"].setdefault(key, []).extend(values)
-        for key, values in worker.model["s"].items():
-            result["s"].setdefault(key, []).extend(values)
+        for name in ("s", "n"):
+            for key, values in worker.model[name].items():
+                result[name].setdefault(key, []).extend(values)
         if gauge_mode.startswith("live") and not live:
             continue
         for key, v in worker.model["g"].items():
@@ -125,6 +129,7 @@ def expected(workers, gauge_mode):
     result["s"] = {
         k: {"count": len(vs), "sum": float(sum(vs))} for k, vs in result["s"].items()
     }
+    result["n"] = {k: native_histogram(vs) for k, vs in result["n"].items()}
     return {name: series for name, series in result.items() if series}
 
 
@@ -134,12 +139,48 @@ def histogram(values):
     return {**row, "count": len(values), "sum": float(sum(values))}
 
 
+def native_histogram(values):
+    """Its classic view, and its native buckets as one histogram (no bucket
+    limit, made with multi-process mode off) given all `values` shows them."""
+    directory = os.environ.pop(multiprocess.ENV_VAR)
+    try:
+        h = Histogram("x", "X", registry=Registry(), native_histogram_bucket_factor=1.1)
+    finally:
+        os.environ[multiprocess.ENV_VAR] = directory
+    for v in values:
+        h.observe({}, v)
+    return {**h.get({}), "native": h.get_native({})}
+
+
+def downscaled(native, schema):
+    shift = native["schema"] - schema
+    out = {**native, "schema": schema, "positive": {}, "negative": {}}
+    for sign in ("positive", "negative"):
+        for k, count in native[sign].items():
+            key = -((-k) >> shift)  # ceil(k / 2^shift)
+            out[sign][key] = out[sign].get(key, 0) + count
+    return out
+
+
 def aggregate():
-    return {
-        m.name: {tuple(sorted(labels.items())): value for labels, value in m._items()}
-        for m in multiprocess.merged_collectors([])
-        if m._series_count()
-    }
+    shown = {}
+    for m in multiprocess.merged_collectors([]):
+        if m._series_count():
+            shown[m.name] = {tuple(sorted(lb.items())): v for lb, v in m._items()}
+            if m.name == "n":
+                for key, row in shown["n"].items():
+                    row["native"] = m.get_native(dict(key))
+    return shown
+
+
+def same(shown, want):
+    """`shown` is `want`, native buckets compared at the schema shown (a
+    worker past its bucket limit lowered it)."""
+    for key, row in want.get("n", {}).items():
+        native = shown.get("n", {}).get(key, {}).get("native")
+        if native is not None:
+            row["native"] = downscaled(row["native"], native["schema"])
+    return shown == want
 
 
 @pytest.fixture
@@ -177,7 +218,7 @@ def test_aggregate_matches_the_model(mpdir, monkeypatch, kinds, gauge_mode, ops)
     for kind, w, labels, value in ops:
         if kind in ("scrape", "fold"):
             if kind == "scrape":
-                assert aggregate() == expected(workers, gauge_mode)
+                assert same(aggregate(), expected(workers, gauge_mode))
             else:
                 multiprocess.mark_process_dead(DEAD_PID)
             folded.extend(x for x in workers if x.pid == DEAD_PID and x not in folded)
@@ -185,6 +226,6 @@ def test_aggregate_matches_the_model(mpdir, monkeypatch, kinds, gauge_mode, ops)
             worker = workers[w % len(workers)]
             if worker not in folded:
                 worker.apply(kind, labels, value)
-    assert aggregate() == expected(workers, gauge_mode)
+    assert same(aggregate(), expected(workers, gauge_mode))
     multiprocess.mark_process_dead(DEAD_PID)
-    assert aggregate() == expected(workers, gauge_mode)
+    assert same(aggregate(), expected(workers, gauge_mode))

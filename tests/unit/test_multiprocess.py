@@ -461,3 +461,69 @@ def test_random_damage_to_a_store_is_an_error_never_a_crash(mpdir):
         except _core.StoreError:
             outcomes.add("refused")
     assert outcomes == {"read", "refused"}
+
+
+def downscaled(native, schema):
+    """A get_native() dict at a lower `schema` (buckets merged as Prometheus does)."""
+    shift = native["schema"] - schema
+    out = {**native, "schema": schema, "positive": {}, "negative": {}}
+    for sign in ("positive", "negative"):
+        for k, count in native[sign].items():
+            key = -((-k) >> shift)  # ceil(k / 2^shift)
+            out[sign][key] = out[sign].get(key, 0) + count
+    return out
+
+
+def test_native_histograms_merge_exactly_across_workers(mpdir):
+    """Workers observing into a native histogram, one of them past its
+    bucket limit (so at a lower schema), scrapes in between (which sort the
+    live buckets, so the stores' copies are rewritten): the aggregate's
+    native buckets are those of one histogram given every observation, at
+    the lowest schema."""
+    rng = random.Random(5)
+    data = [
+        [rng.lognormvariate(0, 3) * rng.choice((1, 1, -1)) for _ in range(1500)]
+        + [0.0, 1e-300, float("nan")]
+        for _ in range(3)
+    ]
+    registry = Registry()
+    h = Histogram(
+        "lat_seconds", "L", registry=registry, native_histogram_bucket_factor=1.1
+    )
+    limited = Histogram(
+        "lim_seconds",
+        "L",
+        registry=registry,
+        native_histogram_bucket_factor=1.1,
+        native_histogram_max_bucket_number=40,
+    )
+
+    def work(values, scrape_at):
+        for i, v in enumerate(values):
+            h.observe({"w": "all"}, v)
+            if values is data[0] or (values is data[1] and i < 20):
+                limited.observe({}, v)  # one worker past the limit, one not
+            if i in scrape_at:
+                TextFormatter().marshall(registry)  # sorts the live buckets
+
+    for values in data:
+        pid = run_child(lambda values=values: work(values, {10, 500, 1200}))
+        os.waitpid(pid, 0)
+    merged = {m.name: m for m in multiprocess.merged_collectors([])}
+    reference = Histogram(
+        "ref", "R", registry=Registry(), native_histogram_bucket_factor=1.1
+    )
+    for values in data:
+        for v in values:
+            reference.observe({}, v)
+    assert merged["lat_seconds"].get_native({"w": "all"}) == reference.get_native({})
+    got = merged["lim_seconds"].get_native({})
+    assert got["schema"] < 3 and len(got["positive"]) + len(got["negative"]) <= 41
+    alone = Histogram(
+        "alone", "A", registry=Registry(), native_histogram_bucket_factor=1.1
+    )
+    for v in data[0] + data[1][:20]:
+        alone.observe({}, v)
+    assert got == downscaled(alone.get_native({}), got["schema"])
+    # counts and sums agree with the classic view
+    assert merged["lat_seconds"].get({"w": "all"})["count"] == 3 * 1503
