@@ -18,6 +18,7 @@ from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 from posix.unistd cimport usleep
 
 include "_kernels/writer.pxi"
+include "_kernels/shm_store.pxi"
 include "_kernels/series.pxi"
 include "_kernels/metric.pxi"
 include "_kernels/exemplar.pxi"
@@ -30,6 +31,7 @@ include "_kernels/summary.pxi"
 include "_kernels/bound.pxi"
 include "_kernels/exchange.pxi"
 include "_kernels/snapshot.pxi"
+include "_kernels/aggregate.pxi"
 include "_kernels/text.pxi"
 include "_kernels/openmetrics.pxi"
 include "_kernels/protobuf.pxi"

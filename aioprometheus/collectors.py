@@ -24,7 +24,7 @@ from typing import (
     Union,
 )
 
-from . import _core
+from . import _core, multiprocess
 from .metricdict import SeriesView
 from .mypy_types import LabelsType
 
@@ -56,6 +56,8 @@ class Collector(_core.Metric):
     """
 
     kind = MetricsTypes.untyped
+    # how the workers' values of a series combine in multi-process mode
+    _multiprocess_mode = "all"
 
     def __init__(
         self,
@@ -86,6 +88,8 @@ class Collector(_core.Metric):
         self.unit = unit
         if self.kind is MetricsTypes.untyped:
             self._hold_objects()
+        elif multiprocess.directory():
+            multiprocess.share(self, self._multiprocess_mode)
         if registry is None:
             registry = get_registry()
         registry.register(self)
@@ -174,6 +178,26 @@ class Gauge(_core.GaugeCore, Collector):
     """
 
     kind = MetricsTypes.gauge
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        const_labels: Optional[LabelsType] = None,
+        registry: Optional["Registry"] = None,
+        unit: str = "",
+        multiprocess_mode: Optional[str] = None,
+    ) -> None:
+        """See :class:`Collector`; `multiprocess_mode` says how the workers'
+        values of a series combine in multi-process mode (see
+        :mod:`aioprometheus.multiprocess`): ``all`` (a series per worker, with
+        a ``pid`` label), ``sum``, ``min``, ``max`` or ``mostrecent``, or
+        each with a ``live`` prefix to leave out the values of dead workers
+        (default: ``all``; ``max`` for Info, ``mostrecent`` for Enum).
+        """
+        if multiprocess_mode is not None:
+            self._multiprocess_mode = multiprocess_mode
+        super().__init__(name, doc, const_labels, registry, unit)
 
 
 class _ObservationCollector(Collector):
@@ -442,6 +466,8 @@ class Info(_LabelledGaugeSet):
     setting again for the same labels replaces the facts.
     """
 
+    _multiprocess_mode = "max"  # every worker sets the same facts
+
     def __init__(
         self,
         name: str,
@@ -493,6 +519,8 @@ class Enum(_LabelledGaugeSet):
     ``Enum("task_state", "Task state", states=["starting", "running"])``, then
     ``.set({"task": "a"}, "running")``.
     """
+
+    _multiprocess_mode = "mostrecent"  # the state the latest worker set
 
     def __init__(
         self,
@@ -615,7 +643,10 @@ class Registry:
         """
         for hook in list(self._refresh_hooks):
             hook()
-        return [self.collectors[name] for name in sorted(self.collectors)]
+        collectors = [self.collectors[name] for name in sorted(self.collectors)]
+        if multiprocess.directory():
+            return multiprocess.merged_collectors(collectors)
+        return collectors
 
     def clear(self) -> None:
         """Deregister everything, refresh hooks too (handy between tests)."""

@@ -51,7 +51,7 @@ cdef class ScalarSeries(BoundSeries):
     cdef inline int add_one(self) except -1:
         """inc() for C callers (the ASGI exchange)."""
         cdef Py_ssize_t i = self.slot()
-        (<ScalarMetric>self.metric).values[i] += 1.0
+        (<ScalarMetric>self.metric).add_at(i, 1.0, True)
         return 0
 
     @cython.always_allow_keywords(False)
@@ -81,7 +81,7 @@ cdef class GaugeSeries(ScalarSeries):
     def dec(self):
         """Subtract 1."""
         cdef Py_ssize_t i = self.slot()
-        (<ScalarMetric>self.metric).values[i] -= 1.0
+        (<ScalarMetric>self.metric).add_at(i, -1.0, True)
 
     @cython.always_allow_keywords(False)
     def add(self, value):

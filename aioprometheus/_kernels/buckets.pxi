@@ -197,11 +197,29 @@ cdef class HistogramCore(Metric):
         return 0
 
     cdef inline int observe_at(self, Py_ssize_t i, double v) except -1:
+        cdef Py_ssize_t at = i * self.nbounds + self.bucket_of(v)
+        cdef uint64_t* words
         if self.native is not None and self.native.observe(i, v):
             self.reset_classic(i)      # the native bucket limit reset the series
-        self.counts[i * self.nbounds + self.bucket_of(v)] += 1
+            if self.shared != NULL:
+                self.share_values(i, self.shared[i])
+        self.counts[at] += 1
         self.sums[i] += v
+        if self.shared != NULL:        # the two words that changed
+            words = self.shared[i]
+            store_word(words + 1 + (at - i * self.nbounds), self.counts[at])
+            store_double(words, self.sums[i])
         return 0
+
+    cdef uint32_t shared_words(self) noexcept:
+        return <uint32_t>self.nbounds + 1
+
+    cdef void share_values(self, Py_ssize_t i, uint64_t* words) noexcept:
+        """The sum, then each bucket's own (not cumulative) count."""
+        cdef Py_ssize_t b
+        store_double(words, self.sums[i])
+        for b in range(self.nbounds):
+            store_word(words + 1 + b, self.counts[i * self.nbounds + b])
 
     cdef object read(self, Py_ssize_t i):
         """{bound: cumulative count, ..., "count": n, "sum": s} of series `i`.

@@ -62,9 +62,17 @@ cdef class Metric:
     cdef list objects             # a plain Collector's values (any objects); None for the kinds
     cdef bint is_snapshot         # a detached copy: nothing else can reach it
     cdef unsigned long long layout   # bumped whenever series numbers move (remove, clear)
+    # multi-process mode (shm_store.pxi): each series' values mirrored in the process's store
+    cdef bint shares              # keep this metric's series in the process's store
+    cdef StoreWriter store        # that store, once a series was made (None before)
+    cdef uint32_t shared_id       # this metric's id in `store` (0: none yet)
+    cdef uint32_t gauge_mode      # how the workers' gauge values combine (GAUGE_MODES)
+    cdef uint64_t** shared        # series number -> its value words in `store`, or NULL
+    cdef Py_ssize_t shared_capacity
 
     def __dealloc__(self):
         free(self.created)
+        free(self.shared)
 
     def __cinit__(self, *args, **kwargs):
         self.series = SeriesTable()
@@ -181,6 +189,14 @@ cdef class Metric:
         """Copy the value arrays (and kind config) into `copy`, a blank()."""
         return 0
 
+    cdef uint32_t shared_words(self) noexcept:
+        """Value words one series takes in a multi-process store."""
+        return 0
+
+    cdef void share_values(self, Py_ssize_t series, uint64_t* words) noexcept:
+        """Store all of `series`' values into its store `words`."""
+        pass
+
     cdef Metric detached(self):
         """A private copy of this metric's series for the encoders (see
         snapshot.pxi). Must run with no Python code in between: the caller
@@ -260,8 +276,12 @@ cdef class Metric:
         cdef Py_ssize_t cap
         if i >= 0:
             return i
+        cdef uint64_t* words = NULL
+        cdef uint64_t record_bytes = 0
         check_label_key(key, self.series.reserved)
         state = self.new_state()
+        if self.shares:
+            self.attach_store()
         i = self.series.find_key(key, h)
         if i >= 0:
             return i
@@ -270,8 +290,16 @@ cdef class Metric:
             self.reserve(cap)
         if self.series.count >= self.created_capacity:
             self.reserve_created(self.capacity)
+        if self.store is not None:
+            if self.series.count >= self.shared_capacity:
+                self.reserve_shared(self.capacity)
+            words = self.store.begin_series(self.shared_id, self.shared_words(), key,
+                                            &record_bytes)
         i = self.series.add(key, h)
         self.reset(i)
+        if words != NULL:           # published with its values zero, as reset() left them
+            self.shared[i] = words
+            self.store.commit(record_bytes)
         self.created[i] = llround(wall_seconds() * 1000.0) / 1000.0
         if self.states is not None:
             self.states.append(state)
@@ -280,6 +308,54 @@ cdef class Metric:
         if self.objects is not None:
             self.objects.append(None)
         return i
+
+    cdef int attach_store(self) except -1:
+        """Make sure this metric is in the process's store (a new process's
+        after a fork): Python code, run before a new series is looked up last."""
+        cdef StoreWriter store = process_store()
+        if store is not self.store:
+            if self.store is not None:   # forked with no at-fork hook run
+                self._forget_store()
+            self.store = store
+            self.shared_id = 0
+        if self.shared_id == 0:
+            self.shared_id = metric_record(store, self)
+        return 0
+
+    def _share(self, mode="all"):
+        """Keep this metric's series in the process's multi-process store
+        (set before its first series); `mode` says how the workers' gauge
+        values combine (GAUGE_MODES)."""
+        if mode not in GAUGE_MODES:
+            raise ValueError(f"multiprocess_mode must be one of {', '.join(GAUGE_MODES)}, "
+                             f"got {mode!r}")
+        if self.series.count:
+            raise ValueError("A metric can only be shared before its first series")
+        self.gauge_mode = GAUGE_MODES.index(mode)
+        self.shares = True
+
+    @property
+    def multiprocess_mode(self):
+        """How the workers' values combine in multi-process mode (None: not shared)."""
+        return GAUGE_MODES[self.gauge_mode] if self.shares else None
+
+    def _forget_store(self):
+        """In a child process just forked: drop every series (they stay in the
+        parent's store, which is the parent's to write) and the store."""
+        free(self.shared)
+        self.shared = NULL
+        self.shared_capacity = 0
+        self.store = None
+        self.shared_id = 0
+        self._clear()
+
+    cdef int reserve_shared(self, Py_ssize_t n) except -1:
+        cdef uint64_t** grown = <uint64_t**>realloc(self.shared, n * sizeof(uint64_t*))
+        if grown == NULL:
+            raise MemoryError()
+        self.shared = grown
+        self.shared_capacity = n
+        return 0
 
     cdef int reserve_created(self, Py_ssize_t n) except -1:
         cdef double* grown = <double*>realloc(self.created, n * sizeof(double))
@@ -339,11 +415,15 @@ cdef class Metric:
     def _remove(self, labels):
         """Drop the series of `labels`; KeyError if it does not exist."""
         cdef Py_ssize_t gone = self.existing(labels)
+        if self.store is not None:      # published gone before anything moves
+            self.store.remove_series(self.shared[gone])
         cdef Py_ssize_t last = self.series.remove_number(gone)
         self.layout += 1
         if gone != last:
             self.move(gone, last)
             self.created[gone] = self.created[last]
+            if self.store is not None:
+                self.shared[gone] = self.shared[last]
         # The Python objects of the removed series are released only here, by
         # the locals going away, once every table and array agrees.
         doomed_state = compact(self.states, gone, last)
@@ -355,6 +435,8 @@ cdef class Metric:
         old_states = self.states
         old_objects = self.objects
         old_exemplars = self.exemplars
+        if self.store is not None and self.shared_id:
+            self.store.clear_metric(self.shared_id)
         self.series.clear()
         self.layout += 1
         self.exemplars = None     # made again by the next exemplar

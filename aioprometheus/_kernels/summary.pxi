@@ -137,6 +137,16 @@ cdef class SummaryCore(Metric):
             (<SlidingWindow>state).insert(v, self.current_period())
         self.counts[i] += 1
         self.sums[i] += v
+        if self.shared != NULL:
+            self.share_values(i, self.shared[i])
+
+    cdef uint32_t shared_words(self) noexcept:
+        return 2
+
+    cdef void share_values(self, Py_ssize_t i, uint64_t* words) noexcept:
+        """Count and sum (quantiles are not merged across workers)."""
+        store_word(words, self.counts[i])
+        store_double(words + 1, self.sums[i])
 
     cdef QuantileEstimator estimator_at(self, Py_ssize_t series):
         """The estimator that answers for `series` (a window's, brought up to now)."""

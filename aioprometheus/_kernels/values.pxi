@@ -55,6 +55,17 @@ cdef class ScalarMetric(Metric):
         self.values[i], self.is_float[i] = data
         return 0
 
+    cdef uint32_t shared_words(self) noexcept:
+        return SCALAR_WORDS
+
+    cdef void share_values(self, Py_ssize_t i, uint64_t* words) noexcept:
+        """The value, whether it is a float, and for a most-recent gauge when
+        it was set (seconds since the epoch)."""
+        store_double(words, self.values[i])
+        store_word(words + 1, self.is_float[i])
+        if self.gauge_mode >= GAUGE_MOSTRECENT:
+            store_double(words + 2, wall_seconds())
+
     def get(self, labels):
         """The value of the series for `labels`; KeyError if it does not exist."""
         return self.read(self.existing(labels))
@@ -68,12 +79,16 @@ cdef class ScalarMetric(Metric):
     cdef inline void set_at(self, Py_ssize_t i, double v, bint is_int) noexcept:
         self.values[i] = v
         self.is_float[i] = not is_int
+        if self.shared != NULL:
+            self.share_values(i, self.shared[i])
 
     cdef inline void add_at(self, Py_ssize_t i, double v, bint is_int) noexcept:
         """Add `v` to series `i` (a float makes the value a float)."""
         self.values[i] += v
         if not is_int:
             self.is_float[i] = 1
+        if self.shared != NULL:
+            self.share_values(i, self.shared[i])
 
 
 cdef double settable_number(object value, object what, bint* is_int) except? -1.0:
@@ -110,7 +125,7 @@ cdef class CounterCore(ScalarMetric):
             self.add_with_exemplar(labels, 1.0, True, exemplar)
             return
         i = self.slot(labels)
-        self.values[i] += 1.0
+        self.add_at(i, 1.0, True)
 
     def add(self, labels, value, exemplar=None):
         """Add `value` (>= 0) to the series for `labels` (see inc for `exemplar`)."""
@@ -145,12 +160,12 @@ cdef class GaugeCore(ScalarMetric):
     def inc(self, labels):
         """Add 1 to the series for `labels`."""
         cdef Py_ssize_t i = self.slot(labels)
-        self.values[i] += 1.0
+        self.add_at(i, 1.0, True)
 
     def dec(self, labels):
         """Subtract 1 from the series for `labels`."""
         cdef Py_ssize_t i = self.slot(labels)
-        self.values[i] -= 1.0
+        self.add_at(i, -1.0, True)
 
     def add(self, labels, value):
         """Add `value` (may be negative) to the series for `labels`."""

@@ -1,0 +1,489 @@
+# Multi-process mode's aggregation: every worker's store (shm_store.pxi)
+# merged into one metric per name, which the encoders then write as they
+# write a local one.
+#
+# A StoreReader maps a store read-only and parses its records up to the
+# published offset, going on from where it stopped last time. An Aggregation
+# keeps the merged metrics and, per store, which merged series each stored
+# series adds into; a scrape then only re-adds the value words. It lays the
+# merged series out again (from the records, no values) only when a series
+# went away, a store came or went, or a store's liveness changed.
+
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from posix.fcntl cimport O_RDONLY
+from posix.stat cimport fstat, struct_stat
+
+
+class StoreError(ValueError):
+    """A store file this version cannot read: another version's, or corrupt."""
+
+
+cdef struct StoredSeries:
+    uint64_t words          # file offset of the series' first value word
+    Py_ssize_t target       # which merged metric it adds into
+    Py_ssize_t number       # the merged series it adds into
+
+
+cdef inline uint32_t u32_at(const char* p) noexcept:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef class StoreReader:
+    """A store file as any process reads it: mapped read-only, its records
+    parsed up to the published offset (each refresh goes on from the last)."""
+
+    cdef readonly str path
+    cdef int fd
+    cdef char* base
+    cdef uint64_t mapped
+    cdef uint64_t parsed
+    cdef readonly uint64_t pid
+    cdef readonly uint64_t token
+    cdef readonly bint archived
+    cdef readonly tuple absorbed        # an archive's folded-in store names
+    cdef dict metrics                   # metric id -> (kind, mode, bounds, texts)
+    cdef dict series                    # SERIES offset -> (metric id, key), in order
+    cdef list fresh                     # SERIES offsets parsed since the last take
+    cdef readonly bint lost_series      # a series went away since the last take
+    cdef StoredSeries* entries          # the Aggregation's: where each series adds
+    cdef Py_ssize_t nentries
+    cdef Py_ssize_t entries_capacity
+
+    def __cinit__(self, str path):
+        self.fd = -1
+        self.path = path
+        self.absorbed = ()
+        self.metrics = {}
+        self.series = {}
+        self.fresh = []
+        self.fd = c_open(path.encode(), O_RDONLY | O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(errno, f"cannot open the store {path!r}")
+        self.remap()
+        if self.mapped < HEADER_BYTES or memcmp(self.base, STORE_MAGIC, 8) != 0:
+            raise StoreError(f"{path}: not an aioprometheus multi-process store")
+        cdef uint32_t version = u32_at(self.base + 8)
+        if version != STORE_VERSION or u32_at(self.base + 12) != HEADER_BYTES:
+            raise StoreError(f"{path}: a store of format version {version}, written by "
+                             f"another version of aioprometheus (this one reads "
+                             f"version {STORE_VERSION})")
+        self.pid = (<uint64_t*>(self.base + HEADER_PID))[0]
+        self.token = (<uint64_t*>(self.base + HEADER_TOKEN))[0]
+        self.archived = ((<uint64_t*>(self.base + HEADER_FLAGS))[0] & STORE_ARCHIVED) != 0
+        self.parsed = HEADER_BYTES
+
+    def __dealloc__(self):
+        if self.base != NULL:
+            munmap(self.base, self.mapped)
+        if self.fd >= 0:
+            c_close(self.fd)
+        free(self.entries)
+
+    cdef int remap(self) except -1:
+        """Map the whole file as long as it is now."""
+        cdef struct_stat st
+        if fstat(self.fd, &st) != 0:
+            raise OSError(errno, f"cannot stat the store {self.path!r}")
+        if <uint64_t>st.st_size == self.mapped:
+            return 0
+        if self.base != NULL:
+            munmap(self.base, self.mapped)
+            self.base = NULL
+            self.mapped = 0
+        if st.st_size == 0:
+            return 0
+        cdef void* base = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, self.fd, 0)
+        if base == MAP_FAILED:
+            raise OSError(errno, f"cannot map the store {self.path!r}")
+        self.base = <char*>base
+        self.mapped = st.st_size
+        return 0
+
+    def refresh(self):
+        """Parse what was published since the last refresh."""
+        cdef uint64_t published = published_offset(<uint64_t*>(self.base + HEADER_PUBLISHED))
+        if published > self.mapped:
+            self.remap()           # the writer grew the file before it published
+            if published > self.mapped:
+                raise StoreError(f"{self.path}: published offset {published} is past "
+                                 f"the file's end ({self.mapped})")
+        while self.parsed < published:
+            self.parse_record(published)
+
+    cdef int parse_record(self, uint64_t published) except -1:
+        cdef const char* at = self.base + self.parsed
+        cdef uint32_t kind, nbytes
+        if published - self.parsed < RECORD_HEAD:
+            return self.corrupt("a record head cut short")
+        kind = u32_at(at)
+        nbytes = u32_at(at + 4)
+        if nbytes < RECORD_HEAD or nbytes % 8 or nbytes > published - self.parsed:
+            return self.corrupt(f"a record of {nbytes} bytes")
+        if kind == RECORD_SERIES:
+            self.parse_series(at, nbytes)
+        elif kind == RECORD_METRIC:
+            self.parse_metric(at, nbytes)
+        elif kind == RECORD_REMOVE:
+            if nbytes < 16 or self.series.pop((<uint64_t*>(at + 8))[0], None) is None:
+                return self.corrupt("a REMOVE of no series")
+            self.lost_series = True
+        elif kind == RECORD_CLEAR:
+            metric_id = u32_at(at + 8)
+            for offset in [o for o, s in self.series.items() if s[0] == metric_id]:
+                del self.series[offset]
+            self.lost_series = True
+        elif kind == RECORD_ABSORBED:
+            self.absorbed = self.texts(at + RECORD_HEAD, at + nbytes)
+        elif kind != RECORD_PAD:
+            return self.corrupt(f"a record of unknown type {kind}")
+        self.parsed += nbytes
+        return 0
+
+    cdef int parse_metric(self, const char* at, uint32_t nbytes) except -1:
+        if nbytes < RECORD_HEAD + 20:
+            return self.corrupt("a METRIC record cut short")
+        cdef uint32_t metric_id = u32_at(at + 8)
+        cdef uint32_t kind = u32_at(at + 12)
+        cdef uint32_t mode = u32_at(at + 16)
+        cdef uint32_t nbounds = u32_at(at + 20)
+        cdef Py_ssize_t b
+        cdef double bound
+        if not STORED_COUNTER <= kind <= STORED_SUMMARY or mode >= len(GAUGE_MODES):
+            return self.corrupt(f"a METRIC record of kind {kind}, mode {mode}")
+        if <uint64_t>24 + 8 * <uint64_t>nbounds > nbytes:
+            return self.corrupt("a METRIC record's bounds cut short")
+        bounds = []
+        for b in range(nbounds):
+            memcpy(&bound, at + 24 + 8 * b, 8)
+            bounds.append(bound)
+        texts = self.texts(at + 24 + 8 * nbounds, at + nbytes)
+        if len(texts) < 4 or len(texts) % 2:
+            return self.corrupt("a METRIC record's texts")
+        self.metrics[metric_id] = (kind, mode, tuple(bounds), texts)
+        return 0
+
+    cdef int parse_series(self, const char* at, uint32_t nbytes) except -1:
+        if nbytes < RECORD_HEAD + 8:
+            return self.corrupt("a SERIES record cut short")
+        cdef uint32_t metric_id = u32_at(at + 8)
+        cdef uint32_t nwords = u32_at(at + 12)
+        described = self.metrics.get(metric_id)
+        if described is None:
+            return self.corrupt(f"a series of unknown metric {metric_id}")
+        if nwords != stored_words(described[0], len(described[2])) or (
+                16 + 8 * <uint64_t>nwords > nbytes):
+            return self.corrupt(f"a series of {nwords} value words")
+        key = self.texts(at + 16 + 8 * nwords, at + nbytes)
+        if len(key) % 2:
+            return self.corrupt("a series' label texts")
+        self.series[self.parsed] = (metric_id, key)
+        self.fresh.append(self.parsed)
+        return 0
+
+    cdef tuple texts(self, const char* at, const char* end):
+        """The texts written at `at` (write_texts), which must end by `end`."""
+        cdef uint32_t count, n, k
+        if end - at < 4:
+            self.corrupt("texts cut short")
+        count = u32_at(at)
+        at += 4
+        result = []
+        for k in range(count):
+            if end - at < 4 or u32_at(at) > <uint64_t>(end - at - 4):
+                self.corrupt("texts cut short")
+            n = u32_at(at)
+            try:
+                result.append(PyUnicode_DecodeUTF8(at + 4, n, NULL))
+            except UnicodeDecodeError:
+                self.corrupt("a text that is not UTF-8")
+            at += 4 + n
+        return tuple(result)
+
+    cdef int corrupt(self, str what) except -1:
+        raise StoreError(f"{self.path}: corrupt store ({what} at offset {self.parsed})")
+
+    def take_fresh(self):
+        """The series parsed since the last take (record offset, metric, key),
+        and forget them."""
+        cdef list fresh = self.fresh
+        self.fresh = []
+        self.lost_series = False
+        return [(offset,) + self.series[offset] for offset in fresh if offset in self.series]
+
+    def all_series(self):
+        """Every series still there (record offset, metric, key), in order."""
+        self.fresh = []
+        self.lost_series = False
+        return [(offset,) + described for offset, described in self.series.items()]
+
+    def metric(self, uint32_t metric_id):
+        """(kind, mode, bounds, texts) of the store's metric `metric_id`."""
+        return self.metrics[metric_id]
+
+    cdef int add_entry(self, uint64_t words, Py_ssize_t target, Py_ssize_t number) except -1:
+        cdef StoredSeries* grown
+        if self.nentries >= self.entries_capacity:
+            grown = <StoredSeries*>realloc(
+                self.entries, (self.entries_capacity * 2 + 16) * sizeof(StoredSeries))
+            if grown == NULL:
+                raise MemoryError()
+            self.entries = grown
+            self.entries_capacity = self.entries_capacity * 2 + 16
+        self.entries[self.nentries].words = words
+        self.entries[self.nentries].target = target
+        self.entries[self.nentries].number = number
+        self.nentries += 1
+        return 0
+
+
+cdef uint32_t stored_words(uint32_t kind, Py_ssize_t nbounds) noexcept:
+    if kind == STORED_HISTOGRAM:
+        return <uint32_t>nbounds + 1
+    if kind == STORED_SUMMARY:
+        return 2
+    return SCALAR_WORDS
+
+
+cdef class MergedMetric:
+    """One metric of the aggregate: the metric object the encoders get, and
+    how the stores' values of its series combine."""
+
+    cdef readonly Metric metric
+    cdef readonly uint32_t kind
+    cdef readonly uint32_t mode
+    cdef readonly tuple bounds
+    cdef dict numbers               # label key -> merged series number
+    cdef double* stamps             # most-recent gauges: when each value was set
+
+    def __dealloc__(self):
+        free(self.stamps)
+
+    cdef Py_ssize_t number_of(self, tuple key) except -1:
+        number = self.numbers.get(key)
+        if number is not None:
+            return number
+        cdef Metric m = self.metric
+        cdef Py_hash_t h = flat_hash(key)
+        if m.series.count >= m.capacity:
+            m.reserve(m.capacity * 2 + 8)
+        if m.series.count >= m.created_capacity:
+            m.reserve_created(m.capacity)
+        if isinstance(m, SummaryCore):
+            m.states.append(EMPTY_SUMMARY_STATE)
+        cdef Py_ssize_t i = m.series.add(key, h)
+        m.created[i] = 0.0
+        self.numbers[key] = i
+        return i
+
+    cdef int zero(self) except -1:
+        """Every series to the value it starts adding from."""
+        cdef Metric m = self.metric
+        cdef Py_ssize_t i, n = m.series.count
+        cdef double start = 0.0
+        if isinstance(m, ScalarMetric):
+            if self.kind == STORED_GAUGE:
+                if self.mode // 2 == GAUGE_MIN // 2:
+                    start = INFINITY
+                elif self.mode // 2 == GAUGE_MAX // 2:
+                    start = -INFINITY
+            for i in range(n):
+                (<ScalarMetric>m).values[i] = start
+                (<ScalarMetric>m).is_float[i] = 0
+            if self.mode // 2 == GAUGE_MOSTRECENT // 2:
+                free(self.stamps)
+                self.stamps = <double*>malloc((n or 1) * sizeof(double))
+                if self.stamps == NULL:
+                    raise MemoryError()
+                for i in range(n):
+                    self.stamps[i] = -INFINITY
+        elif isinstance(m, HistogramCore):
+            memset((<HistogramCore>m).counts, 0,
+                   n * (<HistogramCore>m).nbounds * sizeof(unsigned long long))
+            memset((<HistogramCore>m).sums, 0, n * sizeof(double))
+        else:
+            memset((<SummaryCore>m).counts, 0, n * sizeof(unsigned long long))
+            memset((<SummaryCore>m).sums, 0, n * sizeof(double))
+        return 0
+
+    cdef void add(self, Py_ssize_t i, const uint64_t* words) noexcept:
+        """Combine one store's words of series `i` into it."""
+        cdef Metric m = self.metric
+        cdef double v, was, stamp
+        cdef Py_ssize_t b, nb
+        if self.kind == STORED_HISTOGRAM:
+            nb = (<HistogramCore>m).nbounds
+            (<HistogramCore>m).sums[i] += load_double(words)
+            for b in range(nb):
+                (<HistogramCore>m).counts[i * nb + b] += load_word(words + 1 + b)
+            return
+        if self.kind == STORED_SUMMARY:
+            (<SummaryCore>m).counts[i] += load_word(words)
+            (<SummaryCore>m).sums[i] += load_double(words + 1)
+            return
+        v = load_double(words)
+        was = (<ScalarMetric>m).values[i]
+        if self.kind == STORED_GAUGE and self.mode // 2 != GAUGE_SUM // 2:
+            if self.mode // 2 == GAUGE_MIN // 2:
+                if not v < was:
+                    return
+            elif self.mode // 2 == GAUGE_MAX // 2:
+                if not v > was:
+                    return
+            elif self.mode // 2 == GAUGE_MOSTRECENT // 2:
+                stamp = load_double(words + 2)
+                if stamp < self.stamps[i]:
+                    return
+                self.stamps[i] = stamp
+            (<ScalarMetric>m).values[i] = v        # all: one store per series
+            (<ScalarMetric>m).is_float[i] = load_word(words + 1) != 0
+            return
+        (<ScalarMetric>m).values[i] = was + v
+        if load_word(words + 1):
+            (<ScalarMetric>m).is_float[i] = 1
+
+
+# what a merged summary's series hold as estimators: it has no quantiles to ask them for
+cdef QuantileEstimator EMPTY_SUMMARY_STATE = QuantileEstimator(((0.5, 0.05),))
+
+
+cdef class Aggregation:
+    """The merged metrics of a set of stores (see the top of this file)."""
+
+    cdef list readers               # the StoreReaders, in the order they merge
+    cdef list lives                 # per reader: its gauges count in live modes
+    cdef list targets               # MergedMetric, by first appearance
+    cdef dict target_of             # metric name -> index in targets
+    cdef dict classes               # stored kind -> the class a merged metric is made of
+    cdef readonly list conflicts    # (store path, metric name, why) left out
+
+    def __cinit__(self, dict classes):
+        self.readers = []
+        self.lives = []
+        self.classes = classes
+        self.relayout()
+
+    cdef void relayout(self) noexcept:
+        self.targets = []
+        self.target_of = {}
+        self.conflicts = []
+
+    def merge(self, list readers, list lives):
+        """The merged metrics of `readers` (StoreReaders just refreshed, in
+        merge order; `lives`: whether each one's gauges count in the live
+        modes), values as of now."""
+        cdef StoreReader reader
+        cdef Py_ssize_t r
+        rebuild = readers != self.readers or lives != self.lives or any(
+            (<StoreReader>reader).lost_series for reader in readers)
+        if rebuild:
+            self.relayout()
+            self.readers = list(readers)
+            self.lives = list(lives)
+        for r in range(len(readers)):
+            reader = readers[r]
+            if rebuild:
+                reader.nentries = 0
+                placed = reader.all_series()
+            else:
+                placed = reader.take_fresh()
+            for offset, metric_id, key in placed:
+                self.place(reader, lives[r], offset, metric_id, key)
+        self.fill()
+        return [(<MergedMetric>target).metric for target in self.targets]
+
+    cdef int place(self, StoreReader reader, bint live, uint64_t offset,
+                   uint32_t metric_id, tuple key) except -1:
+        """Say which merged series a stored one adds into (making it)."""
+        kind, mode, bounds, texts = reader.metric(metric_id)
+        if kind == STORED_GAUGE and mode % 2 and not live:
+            return 0                # a live-only gauge of a dead worker
+        cdef MergedMetric target
+        index = self.target_of.get(texts[0])
+        if index is None:
+            index = len(self.targets)
+            self.targets.append(self.merged_metric(kind, mode, bounds, texts))
+            self.target_of[texts[0]] = index
+        target = self.targets[index]
+        if (kind, mode, bounds) != (target.kind, target.mode, target.bounds):
+            self.conflicts.append((reader.path, texts[0], "kind, gauge mode or buckets differ"))
+            return 0
+        if kind == STORED_GAUGE and mode // 2 == GAUGE_ALL // 2 and not reader.archived:
+            key = with_label(key, "pid", str(reader.pid))
+        reader.add_entry(offset + 16, index, target.number_of(key))
+        return 0
+
+    cdef MergedMetric merged_metric(self, uint32_t kind, uint32_t mode, tuple bounds,
+                                    tuple texts):
+        cdef MergedMetric target = MergedMetric.__new__(MergedMetric)
+        cdef Metric m = self.classes[kind].__new__(self.classes[kind])
+        m.metric_name = texts[0]
+        m.doc_given = m.doc_text = texts[1]
+        m.unit_text = texts[2]
+        m.openmetrics_kind = texts[3] or None
+        m.const_key = texts[4:]
+        if kind == STORED_HISTOGRAM:
+            (<HistogramCore>m).install_bounds(bounds)
+        elif kind == STORED_SUMMARY:
+            (<SummaryCore>m).invariant_pairs = ()
+            (<SummaryCore>m).phis_sorted = ()
+        m.gauge_mode = mode
+        target.metric = m
+        target.kind = kind
+        target.mode = mode
+        target.bounds = bounds
+        target.numbers = {}
+        return target
+
+    cdef int fill(self) except -1:
+        """Add up every store's words into the merged series."""
+        cdef StoreReader reader
+        cdef StoredSeries* e
+        cdef Py_ssize_t k
+        for target in self.targets:
+            (<MergedMetric>target).zero()
+        for reader in self.readers:
+            for k in range(reader.nentries):
+                e = &reader.entries[k]
+                (<MergedMetric>self.targets[e.target]).add(
+                    e.number, <const uint64_t*>(reader.base + e.words))
+        return 0
+
+
+    def write_into(self, StoreWriter store):
+        """Write the merged metrics, values included, into `store` (how dead
+        workers' stores are folded into an archive)."""
+        cdef MergedMetric target
+        cdef Metric m
+        cdef uint32_t metric_id, nwords
+        cdef uint64_t nbytes
+        cdef uint64_t* words
+        cdef Py_ssize_t i
+        for target in self.targets:
+            m = target.metric
+            metric_id = metric_record(store, m)
+            nwords = m.shared_words()
+            for i in range(m.series.count):
+                words = store.begin_series(metric_id, nwords, m.series.key_at(i), &nbytes)
+                m.share_values(i, words)
+                if target.stamps != NULL:      # when the value was set, not now
+                    store_double(words + 2, target.stamps[i])
+                store.commit(nbytes)
+
+
+cdef tuple with_label(tuple key, str name, str value):
+    """`key` with label `name` set to `value`, kept in name order."""
+    cdef list flat = []
+    cdef Py_ssize_t i
+    cdef bint placed = False
+    for i in range(0, len(key), 2):
+        if not placed and name <= key[i]:
+            flat += [name, value]
+            placed = True
+            if name == key[i]:
+                continue
+        flat += [key[i], key[i + 1]]
+    if not placed:
+        flat += [name, value]
+    return tuple(flat)
