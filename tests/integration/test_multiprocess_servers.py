@@ -29,6 +29,7 @@ import re
 import signal
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -224,6 +225,24 @@ class App:
                 f"{exc}: {self.workers()}\n{self.server.log_tail()}"
             ) from None
 
+    def wait_until_all_answer(self) -> None:
+        """Scrape (on new connections) until each live worker has answered
+        one: all of them serve, so the load that follows reaches them all."""
+        pids = self.wait_for_workers()
+        answered: set = set()
+
+        def all_answered() -> bool:
+            answered.add(self.scrape().pid)
+            return set(self.live_workers()) <= answered
+
+        try:
+            servers.wait_until(all_answered, SETTLE_TIMEOUT, 0.02, "every worker")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: workers {pids}, answered {sorted(answered)}\n"
+                f"{self.server.log_tail()}"
+            ) from None
+
     def assert_exact(self, scrape: Scrape, when: str) -> None:
         expected = self.load.sent
         assert (scrape.hits(), scrape.requests()) == (expected, expected), (
@@ -380,7 +399,7 @@ def test_gunicorn_uvicorn_workers_aggregate_exactly(tmp_path, prometheus_factory
         lambda info: True,
     )
     try:
-        app.wait_for_workers()
+        app.wait_until_all_answer()
         prom = prometheus_factory([app.address], scrape_interval="500ms")
         servers.wait_for_query(prom, f'up{{instance="{app.address}"}} == 1')
         scraped_since = time.monotonic()
@@ -466,9 +485,9 @@ def test_gunicorn_uvicorn_workers_aggregate_exactly(tmp_path, prometheus_factory
         app.server.stop()
 
 
-def test_uvicorn_workers_aggregate_exactly(tmp_path):
+def _start_uvicorn(tmp_path: Path) -> App:
     _require_module("uvicorn")
-    app = _start_app(
+    return _start_app(
         tmp_path,
         "uvicorn",
         lambda port: [
@@ -489,8 +508,12 @@ def test_uvicorn_workers_aggregate_exactly(tmp_path):
         # tracker may be a child too)
         lambda info: "spawn_main" in info.cmdline,
     )
+
+
+def test_uvicorn_workers_aggregate_exactly(tmp_path):
+    app = _start_uvicorn(tmp_path)
     try:
-        app.wait_for_workers()
+        app.wait_until_all_answer()
         app.load.run(FIRST_PHASE)
         assert len(app.load.by_pid) >= 2, (
             f"one worker answered all {FIRST_PHASE} requests: {app.load.by_pid}"
@@ -509,4 +532,82 @@ def test_uvicorn_workers_aggregate_exactly(tmp_path):
         assert "archive.aiop" in stores, stores
         app.assert_exact(app.scrape("/render"), "render() in a worker")
     finally:
+        app.server.stop()
+
+
+def test_uvicorn_worker_killed_under_load_loses_no_answered_request(tmp_path):
+    """SIGKILL a worker while clients keep sending requests (it may die in the
+    middle of an increment): scrapes never go backwards, and afterwards the
+    total counts every answered request, plus at most the unanswered ones
+    (which the app may or may not have reached); the next phase adds exactly."""
+    app = _start_uvicorn(tmp_path)
+    clients, answered, unanswered, errors = 3, [0, 0, 0], [0, 0, 0], []
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                res = servers.http_get(app.server.base_url + "/hit", timeout=15)
+            except (OSError, http.client.HTTPException):
+                unanswered[index] += 1
+                time.sleep(0.01)
+                continue
+            if res.status == 200:
+                answered[index] += 1
+            else:
+                errors.append((res.status, res.body[:200]))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    try:
+        app.wait_until_all_answer()
+        app.load.run(FIRST_PHASE)
+        before = app.load.sent
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        live = app.live_workers()
+        victim = max(live, key=lambda pid: app.load.by_pid.get(pid, 0))
+        os.kill(victim, signal.SIGKILL)
+        seen: List[float] = []
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            value = app.scrape().hits()
+            assert value is not None
+            assert not seen or value >= seen[-1], (
+                f"{COUNTER} went back from {seen[-1]} to {value} after worker "
+                f"{victim} was SIGKILLed under load (values {seen + [value]})"
+            )
+            seen.append(value)
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=40)
+        assert not errors, errors
+        assert sum(answered) > 100, f"too little load: {answered}"
+        app.wait_for_workers(gone=[victim])
+        lowest = before + sum(answered)
+        highest = lowest + sum(unanswered)
+        total = app.scrape().hits()
+        assert total is not None and lowest <= total <= highest, (
+            f"{COUNTER}={total} after {lowest} answered requests and "
+            f"{sum(unanswered)} unanswered ones (worker {victim} SIGKILLed)"
+        )
+        assert app.scrape().requests() == total
+        print(
+            f"uvicorn, SIGKILL under load: {COUNTER}={total} for {lowest} answered "
+            f"and {sum(unanswered)} unanswered requests; {len(seen)} scrapes"
+        )
+        # from here on the total is known again: the next phase adds exactly
+        app.load.sent = int(total)
+        app.load.run(NEXT_PHASE)
+        app.scrapes_in_a_row("after the phase following a SIGKILL under load")
+        app.wait_for_live_gauge()
+        stores = app.assert_stores_bounded()
+        assert "archive.aiop" in stores, stores
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=40)
         app.server.stop()
