@@ -64,27 +64,25 @@ def _checked_directory(path: Optional[str]) -> str:
 _shared: "weakref.WeakSet[Collector]" = weakref.WeakSet()
 _store_lock = threading.Lock()
 _store: Optional[Tuple[int, _core.StoreWriter]] = None  # (pid, its store)
-_store_directory: Optional[str] = None
 
 
 def share(metric: "Collector", mode: str) -> None:
     """Keep `metric`'s series in this process's store (mode is on)."""
-    global _store_directory
-    path = _checked_directory(None)
+    _checked_directory(None)
     metric._share(mode)
-    _store_directory = _store_directory or path
     _shared.add(metric)
 
 
 def _process_store() -> _core.StoreWriter:
-    """This process's store, made on first use (and anew in a forked child)."""
+    """This process's store, made on first use (and anew in a forked child)
+    in the multi-process directory of that moment."""
     global _store
     pid = os.getpid()
     with _store_lock:
         if _store is None or _store[0] != pid:
             token = _start_token(pid)
             path = os.path.join(
-                _checked_directory(_store_directory), f"worker-{pid}-{token}{SUFFIX}"
+                _checked_directory(None), f"worker-{pid}-{token}{SUFFIX}"
             )
             _store = (pid, _core.StoreWriter(path, pid, token))
         return _store[1]
@@ -96,6 +94,7 @@ def _after_fork_in_child() -> None:
     global _store, _store_lock
     _store = None
     _store_lock = threading.Lock()
+    _aggregators.clear()  # their locks may be held by a thread the fork left behind
     for metric in list(_shared):
         metric._forget_store()
 
@@ -151,6 +150,8 @@ class _Aggregator:
             names = store_files(self.path)  # listed before the archive is read
             readers, lives, dead = [], [], []
             archive = self._reader(ARCHIVE) if ARCHIVE in names else None
+            if archive is not None and not self._refresh(archive):
+                archive = None
             absorbed = set(archive.absorbed) if archive is not None else set()
             if archive is not None:
                 readers.append(archive)
@@ -166,7 +167,11 @@ class _Aggregator:
                     dead.append(name)
                 readers.append(reader)
                 lives.append(live)
-            kept = [(r, live) for r, live in zip(readers, lives) if self._refresh(r)]
+            kept = [
+                (r, live)
+                for r, live in zip(readers, lives)
+                if r is archive or self._refresh(r)
+            ]
             merged = self.aggregation.merge([r for r, _ in kept], [v for _, v in kept])
             for path, name, why in self.aggregation.conflicts:
                 self._report(path, f"metric {name!r} left out: {why}")
@@ -271,6 +276,8 @@ def _fold(path: str, dead: List[str], wait: bool) -> None:
         names = set(store_files(path))
         archive_path = os.path.join(path, ARCHIVE)
         archive = _core.StoreReader(archive_path) if ARCHIVE in names else None
+        if archive is not None:
+            archive.refresh()
         absorbed = set(archive.absorbed) if archive is not None else set()
         todo = sorted(name for name in dead if name in names and name not in absorbed)
         readers = [archive] if archive is not None else []

@@ -3,13 +3,12 @@
 Starts one worker process per implementation (``peers.py``: ours, and the
 peers from isolated pip ``--target`` folders) and asks them, step after step
 (``workloads.STEPS``), for one sample each in interleaved rounds (A B C A B C
-...); memory samples in a fresh worker each, the uvicorn and
-real-Prometheus steps here (``middleware.py``, ``prometheus.py``).  Then
-``report.py`` prints the table and writes the JSON, pyperf files and chart.
+...); memory samples in a fresh worker each, the uvicorn and real-Prometheus
+steps here (``middleware.py``, ``prometheus.py``).  Then ``report.py``
+prints the table and writes the JSON, pyperf files and chart.
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -22,9 +21,8 @@ from typing import Any, Dict, List, Optional
 from . import middleware, peers, prometheus, report
 from .workloads import IMPLS, STEPS, Step, micro_figures
 
-# steps the driver runs itself (servers of their own), not the workers
+# the steps the driver runs itself (servers of their own), not the workers
 DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
-Answer = Dict[str, Any]
 
 
 def pick(value: Any, quick: bool) -> Any:
@@ -42,138 +40,74 @@ def settings(s: Step, quick: bool) -> Dict[str, Any]:
 def make_plan(quick: bool, only: Optional[List[str]] = None) -> List[Step]:
     """The steps to run, those sharing a fixture registry next to each other
     (each worker builds each fixture once)."""
-    chosen = [
-        s
-        for s in STEPS
-        if not (quick and s.full_only)
-        and (not only or any(k.startswith(o) for o in only for k in keys(s)))
-    ]
+    chosen = [s for s in STEPS if not (quick and s.full_only)]
+    if only:  # the steps with a row whose key starts with one of the prefixes
+        chosen = [s for s in chosen if any(k.startswith(tuple(only)) for k in s.keys())]
     return sorted(chosen, key=lambda s: (s.params.get("series", 0), "native" in s.key))
 
 
-def keys(s: Step) -> List[str]:
-    return [s.key, *(r.key for r in s.rows)]
-
-
-class Worker:
-    """A long-lived worker process for one implementation."""
-
-    def __init__(self, impl: peers.Impl, workdir: Path, clock: str) -> None:
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        cmd = [sys.executable, str(peers.WORKER_SCRIPT), "serve", *impl.worker_args()]
-        self.proc = subprocess.Popen(
-            [*cmd, f"clock={clock}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.stderr, env=impl.env(), cwd=str(workdir), text=True,
-        )  # fmt: skip
-        impl.info = self.read()
-        if not impl.info.get("ok"):
-            impl.problem = str(impl.info.get("reason", "worker failed to start"))
-
-    def read(self) -> Answer:
-        answer = peers.read_line(self.proc, 600)
-        if answer is None:
-            self.stderr.seek(0)
-            why = f"worker died or timed out: {self.stderr.read()[-1500:].strip()}"
-            answer = {"ok": False, "status": "error", "reason": why}
-        return answer
-
-    def request(self, cmd: Dict[str, Any]) -> Answer:
-        if self.proc.poll() is not None:
-            return {"status": "error", "reason": "worker not running"}
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def close(self) -> None:
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write('{"cmd": "quit"}\n')
-            self.proc.stdin.close()
-        except OSError:  # it has already stopped
-            pass
-        peers.stop(self.proc, terminate=False)
-        self.stderr.close()
-
-
-def _log(msg: str) -> None:
+def log(msg: str) -> None:
     print(f"[benchmarks] {msg}", file=sys.stderr, flush=True)
 
 
-def run(
-    plan: List[Step],
-    impls: List[peers.Impl],
-    quick: bool,
-    clock: str = "wall",
-    rounds: Optional[int] = None,
-    messages: Optional[List[str]] = None,
-):
-    """{step key: {impl key: [answers]}}, rounds interleaved."""
-    samples: Dict[str, Dict[str, List[Answer]]] = {}
-    messages = [] if messages is None else messages
-    with tempfile.TemporaryDirectory(prefix="aioprom-bench-") as tmp:
-        workdir = Path(tmp)
-        workers = {i.key: Worker(i, workdir, clock) for i in impls if i.problem is None}
-        for impl in impls:
-            if impl.problem:
-                _log(f"{impl.label}: not run ({impl.problem})")
+def run(plan: List[Step], impls: List[peers.Impl], quick: bool, clock: str = "wall",
+        rounds: Optional[int] = None):  # fmt: skip
+    """({step key: {impl key: [answers]}}, rounds interleaved; the notes)."""
+    samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
+    messages: List[str] = []
+    with tempfile.TemporaryDirectory(prefix="aioprom-bench-") as workdir:
+        workers = {
+            i.key: peers.worker(i, workdir, clock) for i in impls if not i.problem
+        }
+        for impl in (i for i in impls if i.problem):
+            log(f"{impl.label}: not run ({impl.problem})")
         try:
             for s in plan:
                 t0 = time.perf_counter()
                 params = {k: pick(v, quick) for k, v in s.params.items()}
                 runs = [i for i in impls if i.key in s.impls and i.problem is None]
-                if s.kind in DRIVER_STEPS:
+                if isinstance(s.workload, str):  # run here
                     params["rounds"] = rounds or params.get("rounds", 1)
-                    got, note = DRIVER_STEPS[s.kind](runs, params, quick)
-                    if note:
-                        _log(note)
-                        messages.append(note)
+                    got, note = DRIVER_STEPS[s.workload](runs, params, quick)
                     samples.update(got)
+                    if note:
+                        messages.append(note)
+                    log(note or f"{s.key}: {time.perf_counter() - t0:.1f}s")
                     continue
-                cmd = {"cmd": "sample", "step": s.key, "params": params}
-                cmd["settings"] = settings(s, quick)
-                per_impl: Dict[str, List[Answer]] = {i.key: [] for i in runs}
+                cmd = {"step": s.key, "params": params, "settings": settings(s, quick)}
+                answers = samples[s.key] = {i.key: [] for i in runs}
                 for _ in range(rounds or pick(s.rounds, quick)):
                     for impl in runs:  # interleaved: A B C A B C ...
-                        if s.kind == "memory":  # a fresh process per sample
-                            fresh = Worker(impl, workdir, clock)
-                            per_impl[impl.key].append(fresh.request(cmd))
+                        if s.fresh:  # a fresh process per sample
+                            fresh = peers.worker(impl, workdir, clock)
+                            answers[impl.key].append(fresh.request(cmd))
                             fresh.close()
                         else:
-                            per_impl[impl.key].append(workers[impl.key].request(cmd))
-                for w in workers.values():
-                    w.request({"cmd": "drop", "step": s.key})
-                samples[s.key] = per_impl
-                _log(f"{s.key}: {time.perf_counter() - t0:.1f}s")
+                            answers[impl.key].append(workers[impl.key].request(cmd))
+                log(f"{s.key}: {time.perf_counter() - t0:.1f}s")
         finally:
             for w in workers.values():
                 w.close()
-    return samples
+    return samples, messages
 
 
-def _git_rev() -> Optional[str]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(peers.REPO_ROOT), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-
+def git_rev() -> Optional[str]:
+    """HEAD, "+dirty" when tracked files have changed."""
+    git = ["git", "-C", str(peers.REPO_ROOT), "describe", "--always", "--abbrev=40"]
     try:
-        rev = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        return rev + ("+dirty" if dirty else "") if rev else None
-    except Exception:
+        got = subprocess.run([*git, "--dirty=+dirty", "--exclude=*"],
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
         return None
+    return got.stdout.strip() or None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
-            models = [ln for ln in fh if ln.startswith("model name")]
-        return models[0].split(":", 1)[1].strip()
-    except (OSError, IndexError):
+            model = next(ln for ln in fh if ln.startswith("model name"))
+        return model.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
         return platform.processor()
 
 
@@ -196,7 +130,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     add("--no-chart", action="store_true", help="skip the PNG chart")
     add("--clock", choices=["wall", "cpu"], default="wall",
         help="cpu: process CPU time (steadier when busy; not scrapes)")
-    add("--no-install", action="store_true", help="never pip-install peers")
     # fmt: on
     args = ap.parse_args(argv)
     selected = [s.strip() for s in args.impls.split(",") if s.strip()]
@@ -206,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     started, load_start, t0 = time.time(), os.getloadavg()[0], time.perf_counter()
     try:
-        impls = peers.implementations(selected, install=not args.no_install)
+        impls = peers.implementations(selected)
     except peers.OursUnavailable as exc:
         print(
             f"python -m benchmarks: cannot measure ours: {exc}\n(--impls "
@@ -215,12 +148,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         return 2
     t_install, t1 = time.perf_counter() - t0, time.perf_counter()
-    plan, messages = make_plan(args.quick, args.only), []
-    samples = run(plan, impls, args.quick, args.clock, args.rounds, messages)
+    plan = make_plan(args.quick, args.only)
+    samples, messages = run(plan, impls, args.quick, args.clock, args.rounds)
     wall = time.perf_counter() - t1
     command = "python -m benchmarks" + " --quick" * args.quick
     meta = {
-        "command": command + (" --clock cpu" if args.clock == "cpu" else ""),
+        "command": command + " --clock cpu" * (args.clock == "cpu"),
         "argv": sys.argv[1:] if argv is None else argv,
         "quick": args.quick,
         "clock": args.clock,
@@ -229,9 +162,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "install_s": round(t_install, 1),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
-        "git_rev": _git_rev(),
+        "git_rev": git_rev(),
         "cache_dir": str(peers.cache_root()),
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg()[0],

@@ -1,19 +1,16 @@
 """ASGI middleware overhead: an uninstrumented FastAPI app against the same
-app behind each library's middleware, in one run (the ``middleware_*`` rows).
+app behind each library's middleware (the ``middleware_*`` rows).
 
-In a benchmark worker, :class:`Overhead` times both apps (ours or 23.12:
-``MetricsMiddleware``; the prometheus_client worker:
-prometheus-fastapi-instrumentator's default ``Instrumentator``, installed
-without dependencies so that FastAPI, Starlette and prometheus_client are
-the environment's), called directly with a fresh scope per request and
-through ``httpx.ASGITransport``.
+:class:`Overhead`, in a benchmark worker, times both apps (ours or 23.12:
+``MetricsMiddleware``; prometheus_client: prometheus-fastapi-instrumentator's
+default ``Instrumentator``, installed without dependencies so that FastAPI,
+Starlette and prometheus_client are the environment's), called directly with
+a fresh scope per request and through ``httpx.ASGITransport``.
 
-:func:`uvicorn_run` (the ``middleware_uvicorn`` rows, full runs) serves each
-app under a real uvicorn on 127.0.0.1 (an ephemeral port), side by side with
-a bare one, both loaded at once for a bounded time over 8 keep-alive
-loopback connections by Debian's ``wrk`` (skipped without it): the server
-CPU added per request (from ``/proc``) and the share of the bare server's
-throughput kept.
+:func:`uvicorn_run` (full runs) serves each app under uvicorn on 127.0.0.1
+beside a bare one, both loaded at once by Debian's ``wrk`` (skipped without
+it): the server CPU added per request (from ``/proc``) and the share of the
+bare server's throughput kept.
 """
 
 import asyncio
@@ -24,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -35,18 +31,10 @@ except ImportError:
     import peers  # type: ignore[no-redef]
 
 # installed with --no-deps next to the peers
-NO_DEPS_TOOLS = {
-    "instrumentator": "prometheus-fastapi-instrumentator==8.1.0",
-    "uvicorn": "uvicorn==0.54.0",
-}
+INSTRUMENTATOR = "prometheus-fastapi-instrumentator==8.1.0"
+UVICORN = "uvicorn==0.54.0"
 # the requests of one batch, cycled: templated, static and a 404
 PATHS = ("/users/42", "/items/7", "/health", "/users/42/orders/9", "/nowhere")
-
-
-def no_deps_tool(name: str, install: bool = True) -> Path:
-    requirement = NO_DEPS_TOOLS[name]
-    folder = peers.cache_root() / (requirement.replace("==", "-") + "-nodeps")
-    return peers.ensure_installed(requirement, folder, install, no_deps=True)
 
 
 def make_app(instrument: Optional[str]) -> Any:
@@ -84,27 +72,8 @@ def make_app(instrument: Optional[str]) -> Any:
         from prometheus_client import CollectorRegistry
         from prometheus_fastapi_instrumentator import Instrumentator
 
-        app.state.bench_registry = CollectorRegistry()
-        Instrumentator(registry=app.state.bench_registry).instrument(app)
-    elif instrument is not None:
-        raise ValueError(f"unknown instrumentation: {instrument}")
+        Instrumentator(registry=CollectorRegistry()).instrument(app)
     return app
-
-
-def counted_requests(app: Any, instrument: str) -> Optional[float]:
-    """How many requests the instrumented app's metrics counted (a check
-    that the middleware really ran); None for the bare app."""
-    registry = getattr(app.state, "bench_registry", None)
-    if registry is None:
-        return None
-    if instrument == "instrumentator":
-        return sum(
-            s.value
-            for family in registry.collect()
-            for s in family.samples
-            if s.name == "http_requests_total"
-        )
-    return sum(v for _, v in registry.get("requests_total_counter").get_all())
 
 
 def asgi_request(app: Any) -> Callable[[int], Any]:
@@ -133,14 +102,15 @@ class Overhead:
     def __init__(self, family: str) -> None:
         import httpx
 
-        impl = "ours"  # ours or 23.12: whichever aioprometheus the worker has
+        instrument = "ours"  # ours or 23.12: whichever aioprometheus the worker has
         if family == "prometheus_client":
-            sys.path.insert(0, str(no_deps_tool("instrumentator")))
-            impl = "instrumentator"
-        self.loop, self.note = asyncio.new_event_loop(), ""
-        self.apps = bare, instrumented = make_app(None), make_app(impl)
+            tool = peers.ensure_installed(INSTRUMENTATOR, no_deps=True)
+            sys.path.insert(0, str(tool))
+            instrument = "instrumentator"
+        self.loop = asyncio.new_event_loop()
+        self.apps = make_app(None), make_app(instrument)
         self.drivers: Dict[str, Callable[[int], Any]] = {}
-        for suffix, app in (("_bare", bare), ("", instrumented)):
+        for suffix, app in zip(("_bare", ""), self.apps):
             transport = httpx.ASGITransport(app=app)
             client = httpx.AsyncClient(transport=transport, base_url="http://bench")
             self.drivers["asgi" + suffix] = asgi_request(app)
@@ -174,26 +144,6 @@ end
 """
 
 
-def load_wrk(port: int, seconds: float) -> Tuple[int, float]:
-    """(requests, seconds) of the request mix from Debian's ``wrk`` (one
-    thread, 8 keep-alive connections), fast enough to keep a server busy."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(WRK_SCRIPT % ", ".join(f'"{p}"' for p in PATHS))
-        script.flush()
-        cmd = ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", script.name]
-        out = subprocess.run(
-            [*cmd, f"http://127.0.0.1:{port}/"],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-        ).stdout
-    found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
-    if not found:
-        raise RuntimeError(f"unexpected wrk output: {out[-500:]}")
-    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[found.group(3)]
-    return int(found.group(1)), float(found.group(2)) * scale
-
-
 class UvicornServer:
     """A server process for ``impl`` ("bare", "ours" or "instrumentator") on
     an ephemeral loopback port; ``cpu_s()`` reads its CPU time from /proc."""
@@ -209,23 +159,20 @@ class UvicornServer:
             [sys.executable, __file__, impl, str(fd)], env=env, pass_fds=(fd,)
         )
         listener.close()
-        try:
-            self.wait_until_serving()
+        deadline = time.monotonic() + 60
+        try:  # serving once /health answers
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), 1) as s:
+                        s.sendall(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")
+                        if s.recv(64).startswith(b"HTTP/1.1 200"):
+                            return
+                except OSError:
+                    time.sleep(0.1)
+            raise RuntimeError(f"uvicorn did not serve (exit code {self.proc.poll()})")
         except BaseException:
             peers.stop(self.proc)
             raise
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 1) as s:
-                    s.sendall(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"uvicorn did not serve (exit code {self.proc.poll()})")
 
     def cpu_s(self) -> float:
         with open(f"/proc/{self.proc.pid}/stat") as fh:  # utime, stime: 14, 15
@@ -233,33 +180,45 @@ class UvicornServer:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load(servers: List[UvicornServer], seconds: float) -> List[Tuple[int, float]]:
+    """(requests, seconds) of the request mix on each server, from Debian's
+    ``wrk`` (one thread, 8 keep-alive connections), all loaded at once."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % ", ".join(f'"{p}"' for p in PATHS))
+        script.flush()
+        cmd = ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", script.name]
+        procs = [subprocess.Popen([*cmd, f"http://127.0.0.1:{s.port}/"], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                 for s in servers]  # fmt: skip
+        try:
+            outs = [p.communicate(timeout=seconds + 60)[0] for p in procs]
+        finally:
+            for p in procs:
+                peers.stop(p, 5)
+    loads = []
+    for out in outs:
+        found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
+        if not found:
+            raise RuntimeError(f"unexpected wrk output: {out[-500:]}")
+        scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[found.group(3)]
+        loads.append((int(found.group(1)), float(found.group(2)) * scale))
+    return loads
+
+
 def uvicorn_pair(folders: List[List[Path]], impl: str, seconds: float):
-    """The bare server and ``impl``'s side by side, loaded at the same time
-    by identical clients, so that both meet the same competition for the
-    cores: [(CPU s per request, requests/s) of bare, of impl]."""
+    """The bare server and ``impl``'s side by side, loaded at the same time by
+    identical clients, so that both meet the same competition for the cores:
+    the server CPU ``impl`` adds per request, and the throughput it keeps."""
     servers: List[UvicornServer] = []
     try:
         for name, path in zip(("bare", impl), folders):
             servers.append(UvicornServer(name, path))
-        loads: List[Tuple[int, float]] = [(0, 1.0)] * 2
-
-        def load_both(duration: float) -> None:
-            def one(i: int) -> None:
-                loads[i] = load_wrk(servers[i].port, duration)
-
-            threads = [threading.Thread(target=one, args=(i,)) for i in (0, 1)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-
-        load_both(1.0)  # warm-up
-        cpu = [s.cpu_s() for s in servers]
-        load_both(seconds)
-        return [
-            ((s.cpu_s() - before) / done, done / elapsed)
-            for s, before, (done, elapsed) in zip(servers, cpu, loads)
-        ]
+        load(servers, 1.0)  # warm-up
+        before = [s.cpu_s() for s in servers]
+        loads = load(servers, seconds)
+        cpu = [(s.cpu_s() - b) / n for s, b, (n, _) in zip(servers, before, loads)]
+        rate = [n / elapsed for n, elapsed in loads]
+        return {"value": (cpu[1] - cpu[0]) * 1e6, "kept": 100 * rate[1] / rate[0]}
     finally:
         for server in servers:
             peers.stop(server.proc)
@@ -271,7 +230,8 @@ def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
     if shutil.which("wrk") is None:
         return {}, "middleware under uvicorn: skipped (no `wrk` on PATH)"
     try:
-        uvicorn, tool = no_deps_tool("uvicorn"), no_deps_tool("instrumentator")
+        uvicorn = peers.ensure_installed(UVICORN, no_deps=True)
+        tool = peers.ensure_installed(INSTRUMENTATOR, no_deps=True)
     except Exception as exc:
         return {}, f"middleware under uvicorn: not run ({exc})"
     samples: Dict[str, List[Dict[str, Any]]] = {i.key: [] for i in impls}
@@ -279,17 +239,12 @@ def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
         for impl in impls:
             pc = impl.key == "prometheus_client"
             folders = [*([impl.path] if impl.path else []), uvicorn, *[tool] * pc]
+            name = "instrumentator" if pc else "ours"
             try:
-                name = "instrumentator" if pc else "ours"
-                bare, inst = uvicorn_pair([[uvicorn], folders], name, params["seconds"])
+                figures = uvicorn_pair([[uvicorn], folders], name, params["seconds"])
+                samples[impl.key].append({"status": "ok", "figures": figures})
             except Exception as exc:
                 samples[impl.key].append({"status": "error", "reason": str(exc)})
-                continue
-            figures = {
-                "value": (inst[0] - bare[0]) * 1e6,
-                "kept": 100 * inst[1] / bare[1],
-            }
-            samples[impl.key].append({"status": "ok", "figures": figures})
     return {"middleware_uvicorn": samples}, ""
 
 

@@ -1,12 +1,11 @@
-"""The implementations compared, and isolated installs of the peers.
+"""The implementations compared, their isolated installs and child processes.
 
 aioprometheus 23.12.0 has our import name, so it (and prometheus_client, to pin
-its version) is installed with ``pip install --target`` into a cache folder
-outside the repository, by default ``~/.cache/aioprometheus-bench/<name>-<version>``
-(``$AIOPROMETHEUS_BENCH_CACHE`` or ``$XDG_CACHE_HOME`` move it).  Each
-implementation then runs in its own worker process whose ``PYTHONPATH`` holds
-exactly one of: the repository checkout (ours, when built in place) or one peer
-folder; without an in-place build, ours is an installed build of ours.
+its version) is installed with ``pip install --target`` into a folder of
+``~/.cache/aioprometheus-bench`` (or of ``$XDG_CACHE_HOME``), outside the
+repository.  Each implementation runs in workers whose ``PYTHONPATH`` holds
+exactly one of: the checkout (ours, built in place) or one peer folder;
+without an in-place build, ours is an installed build of ours.
 """
 
 import json
@@ -39,8 +38,6 @@ class Impl:
     family: str  # import name / API family
     path: Optional[Path]  # folder put on PYTHONPATH (None: the environment's)
     expect: Optional[Path] = None  # the package must be imported from here
-    forbid: Optional[Path] = None  # ... and never from here
-    require_core: bool = False
     problem: Optional[str] = None  # why it cannot run (install failed, ...)
     info: Dict[str, object] = field(default_factory=dict)
 
@@ -53,46 +50,84 @@ class Impl:
             env["PYTHONPATH"] = str(self.path)
         return env
 
-    def worker_args(self) -> List[str]:
-        core = "1" if self.require_core else "0"
-        return [f"family={self.family}", f"expect={self.expect or ''}",
-                f"forbid={self.forbid or ''}", f"core={core}"]  # fmt: skip
+
+class Child:
+    """A child process speaking JSON lines: its first line (``first``), then
+    a request a line in, an answer a line out, until its input ends."""
+
+    def __init__(self, cmd: List[str], env: Dict[str, str], cwd=None, timeout=600):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+            env=env, cwd=cwd, text=True,
+        )  # fmt: skip
+        self.first = self.read(timeout)
+
+    def read(self, timeout: float = 600) -> Dict[str, Any]:
+        """The next line; if the child ends or is silent for ``timeout``
+        seconds, an error (and the child killed)."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready and self.proc.stdout else ""
+        if line:
+            return json.loads(line)
+        stop(self.proc, 0)
+        self.stderr.seek(0)
+        why = f"process died or timed out: {self.stderr.read()[-1500:].strip()}"
+        return {"ok": False, "status": "error", "reason": why}
+
+    def request(self, cmd: Any, timeout: float = 600) -> Dict[str, Any]:
+        if self.proc.poll() is not None:
+            return {"status": "error", "reason": "process not running"}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self.read(timeout)
+
+    def close(self) -> None:
+        """End of input: the child stops."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        except OSError:  # it has already stopped
+            pass
+        stop(self.proc, terminate=False)
+        self.stderr.close()
+
+
+def worker(impl: Impl, cwd: str, clock: str = "wall") -> Child:
+    """A worker process (``workloads.py``) for ``impl``: its first line says
+    what it imported (``impl.info``), or why it cannot run (``impl.problem``)."""
+    cmd = [sys.executable, str(WORKER_SCRIPT), f"family={impl.family}"]
+    cmd += [f"expect={impl.expect or ''}", f"clock={clock}"]
+    child = Child(cmd, impl.env(), cwd)
+    impl.info = child.first
+    if not child.first.get("ok"):
+        impl.problem = str(child.first.get("reason", "worker failed to start"))
+    return child
 
 
 def cache_root() -> Path:
-    explicit = os.environ.get("AIOPROMETHEUS_BENCH_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "aioprometheus-bench"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aioprometheus-bench"
 
 
-def ensure_installed(
-    requirement: str, folder: Path, install: bool = True, no_deps: bool = False
-) -> Path:
-    """``pip install --target folder requirement`` once (a marker remembers
-    it); with `no_deps`, its dependencies are the running environment's."""
-    marker = folder / ".bench-installed"
+def ensure_installed(requirement: str, no_deps: bool = False) -> Path:
+    """``pip install --target`` a cache folder, once (a marker remembers it);
+    with `no_deps`, its dependencies are the running environment's."""
+    suffix = "-nodeps" if no_deps else ""
+    folder = cache_root() / (requirement.replace("==", "-") + suffix)
+    marker = folder / ".bench-installed"  # written once pip has succeeded
     if marker.exists() and marker.read_text().strip() == requirement:
         return folder
-    if not install:
-        raise RuntimeError(
-            f"{requirement} is not in {folder} (run without --no-install)"
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     print(f"[benchmarks] installing {requirement} into {folder}", file=sys.stderr)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input",
            "--disable-pip-version-check", "--no-warn-script-location"]  # fmt: skip
-    pip += ["--no-deps"] * no_deps + ["--target", str(staging), requirement]
+    pip += ["--no-deps"] * no_deps + ["--target", str(folder), requirement]
     proc = subprocess.run(pip, capture_output=True, text=True)
     if proc.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
         why = (proc.stderr or proc.stdout).strip()[-800:]
         raise RuntimeError(f"pip install {requirement} failed: {why}")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
     marker.write_text(requirement + "\n")
     return folder
 
@@ -118,69 +153,36 @@ def _installed_ours() -> Optional[Path]:
     return package.parent if _has_core(package) else None
 
 
-def check(impl: Impl) -> None:
-    """Import ``impl`` as its workers will (a worker given no work, outside
-    the checkout), and record in ``impl.problem`` why it cannot run."""
-    proc = subprocess.run(
-        [sys.executable, str(WORKER_SCRIPT), "serve", *impl.worker_args()], input="",
-        env=impl.env(), cwd=tempfile.gettempdir(), capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    try:  # its first line says what it imported
-        info = json.loads(proc.stdout.splitlines()[0])
-    except (ValueError, IndexError):
-        info = {"ok": False, "reason": proc.stderr.strip()[-800:]}
-    if not info.get("ok"):
-        impl.problem = str(info.get("reason"))
-
-
-def ours(root: Path) -> Impl:
+def ours() -> Impl:
     """Our package: the checkout's in-place build if there is one, else an
     installed build of ours; with neither, OursUnavailable carrying the
-    checkout's ImportError (which says how to build)."""
+    checkout's ImportError (which says how to build).  It is imported as
+    its workers will (a worker given no work, outside the checkout)."""
     installed = None if _has_core(REPO_ROOT / "aioprometheus") else _installed_ours()
     path = installed or REPO_ROOT
-    impl = Impl("ours", "ours", "aioprometheus", None if installed else REPO_ROOT,
-                expect=path, forbid=root, require_core=True)  # fmt: skip
-    check(impl)
+    impl = Impl("ours", "ours", "aioprometheus", None if installed else path, path)
+    worker(impl, tempfile.gettempdir()).close()
     if impl.problem:
         raise OursUnavailable(impl.problem)
     if installed:
-        print(
-            f"[benchmarks] ours: no build in {REPO_ROOT}, measuring {path}'s",
-            file=sys.stderr,
-        )
+        print(f"[benchmarks] ours: no build in {REPO_ROOT}, measuring {path}'s",
+              file=sys.stderr)  # fmt: skip
     return impl
 
 
-def implementations(
-    selected: List[str], install: bool = True, root: Optional[Path] = None
-) -> List[Impl]:
+def implementations(selected: List[str]) -> List[Impl]:
     """The implementations to run, in round order (ours first, checked before
     any peer is installed); a peer that cannot be installed is not run."""
-    root = root or cache_root()
-    impls = [ours(root)] if "ours" in selected else []
+    impls = [ours()] if "ours" in selected else []
     for key, requirement, label in (p for p in PEERS if p[0] in selected):
         impl = Impl(key, label, key, None)
         try:
-            folder = root / requirement.replace("==", "-")
-            impl.path = impl.expect = ensure_installed(requirement, folder, install)
+            impl.path = impl.expect = ensure_installed(requirement)
         except Exception as exc:  # no network, pip failure: run without it
             impl.problem = str(exc)
             print(f"[benchmarks] {label} unavailable: {exc}", file=sys.stderr)
         impls.append(impl)
     return impls
-
-
-def read_line(proc: "subprocess.Popen[str]", timeout: float) -> Optional[Any]:
-    """The next JSON line a child process writes; None (and the child
-    killed) if it ends or is silent for ``timeout`` seconds."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready and proc.stdout else ""
-    if line:
-        return json.loads(line)
-    stop(proc, 0)
-    return None
 
 
 def stop(proc: "subprocess.Popen[Any]", timeout: float = 30, terminate=True) -> None:

@@ -39,58 +39,55 @@ NOTES = (
 Cell = Dict[str, Any]
 
 
-def _failed(impl: str, answers: List[Cell], problem: Optional[str]) -> Cell:
-    if problem is not None or not answers:
-        status = "pending" if impl == "ours" else "not run"
-        return {"status": status, "reason": problem or "not measured"}
-    bad = answers[0]
-    if bad.get("status") == "unavailable":
-        status = "pending" if impl == "ours" else "not offered"
-        return {"status": status, "reason": bad.get("reason", "")}
-    return {"status": "error", "reason": bad.get("reason", "")}
-
-
 def merge(answers: List[Cell]) -> Dict[str, Any]:
     """The pyperf benchmarks of all rounds, merged by name."""
     import pyperf
 
-    merged: Dict[str, Any] = {}
+    runs: Dict[str, List[Any]] = {}
     for answer in answers:
         for name, text in answer["benches"].items():
-            bench = pyperf.Benchmark.loads(text)
-            if name in merged:
-                merged[name].add_runs(bench)
-            else:
-                merged[name] = bench
-    return merged
+            runs.setdefault(name, []).extend(pyperf.Benchmark.loads(text).get_runs())
+    return {name: pyperf.Benchmark(r) for name, r in runs.items()}
 
 
-def figures(step: Step, answers: List[Cell]):
-    """(pooled figures, per-round figures) of one implementation's answers."""
-    if step.workload is None:  # a driver step's answers carry their figures
-        return None, [a["figures"] for a in answers]
-    rounds = [step.figures(merge([a])) for a in answers]
-    return step.figures(merge(answers)), rounds
+def _failed(impl: str, answers: List[Cell], problem: Optional[str]) -> Cell:
+    if problem is not None or not answers:
+        status = "pending" if impl == "ours" else "not run"
+        return {"status": status, "reason": problem or "not measured"}
+    if answers[0].get("status") == "unavailable":
+        status = "pending" if impl == "ours" else "not offered"
+        return {"status": status, "reason": answers[0].get("reason", "")}
+    return {"status": "error", "reason": answers[0].get("reason", "")}
 
 
-def _cell(row: Row, pooled, rounds) -> Cell:
-    vals = [r[row.figure] for r in rounds if row.figure in r]
-    if not vals:
-        return {"status": "not offered", "reason": "no such figure"}
-    median = pooled[row.figure] if pooled else statistics.median(vals)
-    cell = {
-        "status": "ok",
-        "rounds": len(vals),
-        "median": median,
-        "min": min(vals),
-        "max": max(vals),
-        "samples": vals,
-    }
-    first = pooled or rounds[0]
-    for extra in (row.x_floor, f"{row.x_floor}_raw", "raw", "floor", "requests"):
-        if extra and first.get(extra) is not None:
-            cell[extra] = first[extra]
-    return cell
+def _cells(step: Step, impl: Any, answers: List[Cell]) -> Dict[str, Cell]:
+    """One implementation's cell in each of the step's rows: the figure pooled
+    over all rounds (a driver step's answers carry theirs, per round), its
+    per-round range, and the ratios' inputs."""
+    ok = [a for a in answers if a.get("status") == "ok"]
+    if not ok:
+        failed = _failed(impl.key, answers, impl.problem)
+        return {row.key: failed for row in step.rows}
+    if callable(step.workload):
+        pooled, rounds = step.figures(merge(ok)), [step.figures(merge([a])) for a in ok]
+    else:
+        pooled, rounds = None, [a["figures"] for a in ok]
+    cells = {}
+    for row in step.rows:
+        vals = [r[row.figure] for r in rounds if row.figure in r]
+        if not vals:
+            cells[row.key] = {"status": "not offered", "reason": "no such figure"}
+            continue
+        median = pooled[row.figure] if pooled else statistics.median(vals)
+        cell = cells[row.key] = {"status": "ok", "rounds": len(vals), "median": median}
+        cell.update(min=min(vals), max=max(vals), samples=vals)
+        first = pooled or rounds[0]
+        for extra in (row.x_floor, f"{row.x_floor}_raw", "raw", "floor", "requests"):
+            if extra and first.get(extra) is not None:
+                cell[extra] = first[extra]
+        if ok[0].get("note"):
+            cell["note"] = ok[0]["note"]
+    return cells
 
 
 def build(meta, impls, steps: List[Step], samples) -> Dict[str, Any]:
@@ -100,15 +97,8 @@ def build(meta, impls, steps: List[Step], samples) -> Dict[str, Any]:
         cells: Dict[str, Dict[str, Cell]] = {r.key: {} for r in step.rows}
         for impl in impls:
             answers = samples[step.key].get(impl.key, [])
-            ok = [a for a in answers if a.get("status") == "ok"]
-            pooled, rounds = figures(step, ok) if ok else (None, [])
-            for r in step.rows:
-                if not ok:
-                    cells[r.key][impl.key] = _failed(impl.key, answers, impl.problem)
-                    continue
-                cell = cells[r.key][impl.key] = _cell(r, pooled, rounds)
-                if ok[0].get("note") and cell["status"] == "ok":
-                    cell["note"] = ok[0]["note"]
+            for key, cell in _cells(step, impl, answers).items():
+                cells[key][impl.key] = cell
         for r in step.rows:
             found = cells[r.key].values()
             if not any(c["status"] == "ok" for c in found) and any(
@@ -150,14 +140,12 @@ def _compare(row: Row, values: Dict[str, Any]) -> Dict[str, Optional[float]]:
 
 def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
     doc = rows[row.key]
-    ours = _median(doc["values"], "ours")
+    actual = ours = _median(doc["values"], "ours")
     if t.kind == "floor":
         actual = doc["compare"].get("x_floor_ours")
     elif t.kind == "faster":
         actual = doc["compare"].get(f"vs_{t.ref}")
-    elif t.kind == "max":
-        actual = ours
-    else:  # growth against another of our rows
+    elif t.kind == "growth":  # against another of our rows
         base = _median(rows.get(t.ref, {}).get("values", {}), "ours")
         actual = ours / base if ours is not None and base else None
     met = None
@@ -225,11 +213,8 @@ def table(results: Dict[str, Any], steps: List[Step]) -> str:
         f"{meta.get('python')} | {meta.get('cpus')} cpus ({meta.get('cpu')}) | "
         f"ours @ {meta.get('git_rev')} | wall {meta.get('wall_s')}s"
     )
-    text += [
-        f"{impls[k]['label']}: not run: {impls[k]['problem']}"
-        for k in order
-        if impls[k].get("problem")
-    ]
+    text += [f"{impls[k]['label']}: not run: {impls[k]['problem']}"
+             for k in order if impls[k].get("problem")]  # fmt: skip
     text += meta.get("messages", [])
     load = meta.get("loadavg_start")
     if load is not None and load > 0.5:
@@ -256,7 +241,6 @@ def table(results: Dict[str, Any], steps: List[Step]) -> str:
 
 
 def write_json(results: Dict[str, Any], path: Path) -> Path:
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return path
@@ -273,12 +257,10 @@ def write_pyperf(steps: List[Step], samples, folder: Path) -> List[Path]:
             for name, bench in merge(ok).items():
                 bench.update_metadata({"name": f"{step.key}.{name}"})
                 suites.setdefault(impl, []).append(bench)
-    paths = []
-    for impl, benches in suites.items():
-        path = Path(folder) / f"pyperf-{impl}.json"
+    paths = [folder / f"pyperf-{impl}.json" for impl in suites]
+    for path, benches in zip(paths, suites.values()):
         path.unlink(missing_ok=True)
         pyperf.BenchmarkSuite(benches).dump(str(path))
-        paths.append(path)
     return paths
 
 
@@ -311,40 +293,30 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
         return None
     impls, rows, meta = results["implementations"], results["rows"], results["meta"]
     order = [k for k in ("ours", *PEERS) if k in impls]
+    width = 0.8 / len(order)
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     fig.suptitle(f"{meta.get('command')} | {meta.get('started_utc')}", fontsize=10)
     for ax, (title, unit, keys) in zip(axes.flat, PANELS):
         bars = [k for k in keys.split() if k in rows]
-        width = 0.8 / len(order)
         for j, impl in enumerate(order):
             xs = [i + (j - (len(order) - 1) / 2) * width for i in range(len(bars))]
             ys = [_median(rows[k]["values"], impl) or math.nan for k in bars]
-            ax.bar(xs, ys, width, label=impls[impl]["label"], color=COLORS[impl])
-            for x, y in zip(xs, ys):
-                if not math.isnan(y):
-                    ax.text(
-                        x, y, _num(y), ha="center", va="bottom", fontsize=6, rotation=90
-                    )
-        for i, key in enumerate(bars):  # our upper bounds, dashed
-            for t in rows[key].get("targets", []):
-                if t["kind"] == "max":
-                    ax.hlines(
-                        t["bound"],
-                        i - 0.45,
-                        i + 0.45,
-                        colors="red",
-                        linestyles="dashed",
-                    )
+            label, color = impls[impl]["label"], COLORS[impl]
+            drawn = ax.bar(xs, ys, width, label=label, color=color)
+            labels = ["" if math.isnan(y) else _num(y) for y in ys]
+            ax.bar_label(drawn, labels, fontsize=6, rotation=90)
+        bounds = [(i, t["bound"]) for i, k in enumerate(bars)
+                  for t in rows[k]["targets"] if t["kind"] == "max"]  # fmt: skip
+        for i, bound in bounds:  # our upper bounds, dashed
+            ax.hlines(bound, i - 0.45, i + 0.45, colors="red", linestyles="dashed")
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(bars)))
-        labels = [textwrap.fill(rows[k]["title"], 14) for k in bars]
-        ax.set_xticklabels(labels, fontsize=7)
+        ticks = [textwrap.fill(rows[k]["title"], 14) for k in bars]
+        ax.set_xticks(range(len(bars)), ticks, fontsize=7)
         ax.set_ylabel(unit)
         ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

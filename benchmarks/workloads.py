@@ -1,25 +1,19 @@
 """The benchmark rows, their workloads, and the worker process that times them.
 
-A step (:class:`Step`) measures one workload and feeds one or more table rows
-(:class:`Row`, each with its targets); steps are declared as data right after
-their workload (``micro(...)``, ``RENDERS``, ``SCRAPES``, ``MEMORY``), so a
-new row is a line or a few.  A workload builds, for one implementation, what
-to time: an object whose ``programs(clock)`` are functions of pyperf's loops
-returning seconds (or which ``sample``s itself, as scrapes do).
-
-The driver (``__main__.py``) imports this module for the declarations and
-also starts it as a *script*, one worker per implementation whose
-``PYTHONPATH`` holds exactly one implementation (``sys.path[0]`` is this
-folder, which has no ``aioprometheus`` package).  pyperf calibrates the
-loops, warms up and takes the values; a sample goes back as pyperf
-benchmarks, which the driver merges over the interleaved rounds.
-
-Two API families run the same workloads: ``aioprometheus`` (ours and 23.12,
+A step (:class:`Step`) runs one workload and feeds one or more table rows
+(:class:`Row`); steps are declared as data right after their workload
+(``micro(...)``, ``RENDERS``, ``SCRAPES``, ``MEMORY``, ``step(...)``).  A
+workload builds, for one implementation, an object whose ``programs(clock)``
+are functions of pyperf's loops returning seconds (or which ``sample``s
+itself).  The driver also starts this module as a *script*: one worker per
+implementation, whose ``PYTHONPATH`` holds that implementation alone.  Two
+API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 ``c.inc(labels)``) and ``prometheus_client`` (``c.labels(**labels).inc()``).
 """
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import gc
 import importlib
@@ -29,21 +23,27 @@ import json
 import math
 import os
 import random
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 AIO, PC = "aioprometheus", "prometheus_client"
 IMPLS = ("ours", AIO, PC)
-SHORT = {"ours": "ours", AIO: "aio", PC: "pc"}
+SHORT = {AIO: "aio", PC: "pc"}
 LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
+NATIVE = {"native_histogram_bucket_factor": 1.1}
+REGISTRY = ("Registry", "CollectorRegistry")  # the registry class by family
 
 # The clock of every timed loop (``clock=cpu``: process CPU time, steadier on
 # a busy machine).  Scrape latency is always wall time.
 clock: Callable[[], float] = time.perf_counter
+Programs = Dict[str, Callable[[int], float]]
 
 
 # ---------------------------------------------------------------- declarations
@@ -94,27 +94,29 @@ class Row:
 
 @dataclass
 class Step:
+    """One workload and its rows.  ``workload(api, **params)`` is built in
+    each worker; a string names a step the driver runs itself
+    (``__main__.DRIVER_STEPS``).  A param or rounds tuple is (--quick, full)."""
+
     key: str
-    kind: str  # "pyperf", "scrape", "memory", or a driver's (__main__.DRIVER_STEPS)
-    workload: Optional[Callable[..., Any]]  # (api, **params) -> what to time
+    workload: Union[Callable[..., Any], str]
     rows: Tuple[Row, ...]
     figures: Callable[[Dict[str, Any]], Dict[str, float]] = lambda b: {}
-    params: Dict[str, Any] = field(default_factory=dict)  # value or (quick, full)
-    rounds: Tuple[int, int] = (5, 15)  # (--quick, full)
+    params: Dict[str, Any] = field(default_factory=dict)
+    rounds: Tuple[int, int] = (5, 15)
     impls: Tuple[str, ...] = IMPLS
     full_only: bool = False
+    fresh: bool = False  # a fresh worker per sample (memory)
+
+    def keys(self) -> List[str]:
+        return [self.key, *(r.key for r in self.rows)]
 
 
 STEPS: List[Step] = []
 
 
-def step(key: str, kind: str, workload: Any, *rows: Row, **options: Any) -> None:
-    STEPS.append(Step(key, kind, workload, rows, **options))
-
-
-def median_of(name: str, scale: float) -> Callable[[Dict[str, Any]], Dict[str, float]]:
-    """Figures: the median of one program's values, scaled."""
-    return lambda b: {"value": b[name].median() * scale}
+def step(key: str, workload: Any, *rows: Row, **options: Any) -> None:
+    STEPS.append(Step(key, workload, rows, **options))
 
 
 class Unavailable(Exception):
@@ -125,13 +127,8 @@ class Api:
     """The implementation under test, imported by family name."""
 
     def __init__(self, family: str) -> None:
-        self.family = family
-        self.mod = importlib.import_module(family)
-
-    def registry(self) -> Any:
-        return (
-            self.mod.CollectorRegistry() if self.family == PC else self.mod.Registry()
-        )
+        self.family, self.mod = family, importlib.import_module(family)
+        self.registry = getattr(self.mod, REGISTRY[family == PC])
 
     def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
         """A metric; options it rejects (a peer without the feature) make
@@ -146,6 +143,15 @@ class Api:
                 raise
             raise Unavailable(f"{kind}({', '.join(opts)}=...): {exc}") from None
 
+    def record(self, metric: Any, labels: Dict[str, str], method: str, value) -> None:
+        """``metric.method(labels, value)``, or prometheus_client's
+        ``metric.labels(**labels).method(value)`` (``add`` is its ``inc``)."""
+        if self.family == PC:
+            method = "inc" if method == "add" else method
+            getattr(metric.labels(**labels), method)(value)
+        else:
+            getattr(metric, method)(labels, value)
+
 
 # ---------------------------------------------------------------- micro rows
 
@@ -158,32 +164,44 @@ def _timed(_values, _clock, m, d, k, labels, pool, routes, exemplar):
     return _clock() - _t0
 """
 FLOOR, LITERAL = "d.get(k)", '{"path": next(routes), "method": "GET"}'
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 class Micro:
-    """``for v in values: <stmt>``, timed beside its empty loop (subtracted:
-    "net") and a floor loop (``against``), all with the same loops."""
+    """``for v in values: <stmt>`` on a fresh metric ``m`` (run 128 times first,
+    so that every series it touches exists), timed beside its empty loop
+    (subtracted: "net") and a floor loop (``against``), all with the same
+    loops.  A row without a metric ``kind`` is a floor itself."""
 
     same_loops = True
 
-    def __init__(self, stmt: str, against: Optional[str], note="", m=None) -> None:
-        self.stmt, self.against, self.note = stmt, against, note
+    def __init__(self, api: Api, kind: str, stmts, against, labelnames, opts) -> None:
+        self.stmt, self.against, m = stmts[api.family == PC], None, None
+        opts = dict(opts)
+        shared = multiprocess_mode(api) if opts.pop("multiprocess", False) else None
+        if kind:
+            name = "bench_m" + ("_total" if kind == "Counter" else "")
+            with shared or contextlib.nullcontext():
+                m = api.metric(kind, name, api.registry(), labelnames, **opts)
+                if shared:  # the series' shared value made while the mode is on
+                    api.record(m, LABELS, "add", 1)
+            self.against = against
+        aio_summary = kind == "Summary" and api.family == AIO
+        self.note = summary_accuracy(api, opts) if aio_summary else ""
         pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
-        self.names = dict(
-            m=m,
-            d={"path": 1, "method": 2},
-            k="path",
-            labels=dict(LABELS),
-            pool=itertools.cycle(pool),
-            routes=itertools.cycle(ROUTES),
-            exemplar={"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
-        )
+        self.names = dict(m=m, d={"path": 1, "method": 2}, k="path",
+                          labels=dict(LABELS), pool=itertools.cycle(pool),
+                          routes=itertools.cycle(ROUTES),
+                          exemplar={"trace_id": TRACE_ID})  # fmt: skip
+        if kind:
+            try:
+                self.compile(self.stmt, clock)(128)
+            except TypeError as exc:  # an argument this API does not take (exemplar=)
+                raise Unavailable(f"TypeError: {exc}") from None
 
-    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
-        out = {"stmt": self.stmt, "loop": "pass"}
-        if self.against is not None:
-            out["floor"] = self.against
-        return {name: self.compile(stmt, clock) for name, stmt in out.items()}
+    def programs(self, clock: Callable[[], float]) -> Programs:
+        stmts = {"stmt": self.stmt, "loop": "pass", "floor": self.against}
+        return {name: self.compile(s, clock) for name, s in stmts.items() if s}
 
     def compile(self, stmt: str, clock) -> Callable[[int], float]:
         ns: Dict[str, Any] = {}
@@ -203,26 +221,6 @@ def micro_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
-def micro_call(
-    api: Api, kind: str, ours: str, pc: str, against, labelnames, opts
-) -> Micro:
-    """The row's statement on a fresh metric (``m``), run 128 times first so
-    that every series it touches exists before timing."""
-    if kind == "":  # a floor: the same statement everywhere, no metric
-        return Micro(ours, None)
-    name = "bench_m" + ("_total" if kind == "Counter" else "")
-    m = api.metric(kind, name, api.registry(), labelnames, **opts)
-    note = (
-        summary_accuracy(api, opts) if kind == "Summary" and api.family == AIO else ""
-    )
-    timed = Micro(ours if api.family == AIO else pc, against, note, m)
-    try:
-        timed.compile(timed.stmt, clock)(128)
-    except TypeError as exc:  # an argument this API does not take (exemplar=)
-        raise Unavailable(f"TypeError: {exc}") from None
-    return timed
-
-
 # fmt: off
 def micro(key: str, title: str, kind: str, ours: str, pc: str, *targets,
           against=FLOOR, labelnames=tuple(LABELS), **opts: Any) -> None:
@@ -230,16 +228,13 @@ def micro(key: str, title: str, kind: str, ours: str, pc: str, *targets,
     ``pc`` prometheus_client's; ``opts`` go to the metric (an implementation
     refusing them, or the statement, does not offer the row). A row without a
     metric ``kind`` is a floor (no ratios)."""
-    control = kind == ""
-    x_floor = "" if control else "x_floor"
-    row = Row(key, title, "ns/op", "value", targets, control, False, x_floor)
-    workload = functools.partial(micro_call, kind=kind, ours=ours, pc=pc,
-                                 against=against, labelnames=labelnames, opts=opts)
-    step(key, "pyperf", workload, row, figures=micro_figures)
-# fmt: on
+    row = Row(key, title, "ns/op", "value", targets, not kind, False,
+              "x_floor" if kind else "")
+    step(key, functools.partial(Micro, kind=kind, stmts=(ours, pc), against=against,
+                                labelnames=labelnames, opts=opts),
+         row, figures=micro_figures)
 
 
-# fmt: off
 # key, title, metric kind, statement (ours and 23.12), prometheus_client's, targets
 micro("floor", "floor: d.get(k)", "", FLOOR, FLOOR)
 micro("counter_inc_labels", "counter inc, 2-label dict", "Counter", "m.inc(labels)",
@@ -260,10 +255,13 @@ micro("gauge_set", "gauge set, 2 labels", "Gauge", "m.set(labels, v)",
 micro("histogram_observe", "histogram observe, default buckets", "Histogram",
       "m.observe(labels, v)", "m.labels(**labels).observe(v)", faster(AIO, 20),
       faster(PC, 20))
+micro("counter_inc_multiprocess", "counter inc, 2-label dict, multi-process mode",
+      "Counter", "m.inc(labels)", "m.labels(**labels).inc()",
+      growth("counter_inc_labels", 1.5, "<=1.5x single-process"),
+      multiprocess=True)  # issue 12
 micro("native_histogram_observe", "native histogram observe, factor 1.1",
       "Histogram", "m.observe(labels, v)", "m.labels(**labels).observe(v)",
-      growth("histogram_observe", 1.3, "<=1.3x classic"),
-      native_histogram_bucket_factor=1.1)  # issue 10
+      growth("histogram_observe", 1.3, "<=1.3x classic"), **NATIVE)  # issue 10
 micro("summary_observe", "summary observe (quantiles)", "Summary",
       "m.observe(labels, v)", "m.labels(**labels).observe(v)", faster(AIO, 20))
 micro("windowed_summary_observe", "summary observe, 10 min window", "Summary",
@@ -281,12 +279,9 @@ def summary_accuracy(api: Api, opts: Dict[str, Any], n: int = 20_000) -> str:
         s.observe({}, v)
     got, ordered, parts = s.get({}), sorted(obs), []
     for q, eps in getattr(s, "invariants", ((0.5, 0.05), (0.9, 0.01), (0.99, 0.001))):
-        est = got.get(q)
-        if est is not None:  # the estimate's rank range against q
-            lo, hi = (
-                bisect.bisect_left(ordered, est) / n,
-                bisect.bisect_right(ordered, est) / n,
-            )
+        if (est := got.get(q)) is not None:  # the estimate's rank range against q
+            lo = bisect.bisect_left(ordered, est) / n
+            hi = bisect.bisect_right(ordered, est) / n
             err = 0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q))
             parts.append(f"q{q:g} rank err {err:.4f} (eps {eps:g})")
     return "; ".join(parts)
@@ -308,25 +303,21 @@ def build_fixture(api: Api, n_series: int, native: bool = False) -> Any:
     """``n_series`` 2-label series, identical across implementations: in
     counters and gauges (alternating, 500 series per metric), or (``native``)
     in native histograms, 20 populated buckets each."""
-    reg, made = api.registry(), 0
-    for m in range(max(1, math.ceil(n_series / SERIES_PER_METRIC))):
+    reg = api.registry()
+    for m in range(math.ceil(n_series / SERIES_PER_METRIC)):
         kind = "Histogram" if native else ("Counter", "Gauge")[m % 2]
-        opts = {"native_histogram_bucket_factor": 1.1} if native else {}
         suffix = "_total" if kind == "Counter" else ""
+        opts = NATIVE if native else {}
         metric = api.metric(kind, f"bench_fixture_{m}{suffix}", reg, LABELS, **opts)
-        count = min(SERIES_PER_METRIC, n_series - made)
-        for i in range(count):
+        for i in range(min(SERIES_PER_METRIC, n_series - m * SERIES_PER_METRIC)):
             labels = {"method": METHODS[i % 4], "route": f"/api/v1/resource/{m}/{i}"}
-            value = i + 1 if kind == "Counter" else i * 0.25 + 0.1
-            calls = {"Counter": "inc", "Gauge": "set", "Histogram": "observe"}
-            if api.family == PC:
-                getattr(metric.labels(**labels), calls[kind])(value)
-            elif native:
+            if native:
                 for v in native_values(20):
-                    metric.observe(labels, v)
+                    api.record(metric, labels, "observe", v)
+            elif kind == "Counter":
+                api.record(metric, labels, "add", i + 1)
             else:
-                (metric.add if kind == "Counter" else metric.set)(labels, value)
-        made += count
+                api.record(metric, labels, "set", i * 0.25 + 0.1)
     return reg
 
 
@@ -368,7 +359,7 @@ class Call:
     def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
         self.fn, self.note = fn, note
 
-    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
+    def programs(self, clock: Callable[[], float]) -> Programs:
         def call(n: int) -> float:
             fn, t0 = self.fn, clock()
             for _ in range(n):
@@ -380,11 +371,7 @@ class Call:
 
 def render(api: Api, fmt: str, series: int, native: bool = False) -> Call:
     marshall, reg = formatter(api, fmt), fixture(api, series, native)
-    try:
-        size = len(marshall(reg))
-    except NotImplementedError as exc:  # 23.12's binary format without its extra
-        raise Unavailable(f"NotImplementedError: {exc}") from None
-    return Call(lambda: marshall(reg), f"{size} bytes")
+    return Call(lambda: marshall(reg), f"{len(marshall(reg))} bytes")
 
 
 RENDERS = (  # format, series, native histograms, targets
@@ -398,18 +385,163 @@ RENDERS = (  # format, series, native histograms, targets
     ("protobuf", 10_000, True, ()),  # issues 10 and 11
 )  # fmt: skip
 for fmt, n, native, targets in RENDERS:
-    size = f"{n // 1000}k"
-    key = f"{fmt}_render_{'native_' if native else ''}{size}"
-    title = f"{fmt} render, {size} {'native histogram ' if native else ''}series"
-    step(key, "pyperf", render, Row(key, title, "ms", "value", targets),
-         figures=median_of("call", 1e3), full_only=n == 100_000,
+    size, what = f"{n // 1000}k", "native histogram " if native else ""
+    key = f"{fmt}_render_{'native_' * native}{size}"
+    step(key, render, Row(key, f"{fmt} render, {size} {what}series", "ms", "value",
+                          targets),
+         figures=lambda b: {"value": b["call"].median() * 1e3}, full_only=n == 100_000,
          params={"fmt": fmt, "series": n, "native": native},
          rounds=(3, 5 if n == 100_000 else 11))  # fmt: skip
 
 
+# ---------------------------------------------------------------- multi-process mode
+
+
+@contextlib.contextmanager
+def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
+    """Metrics made (and, for prometheus_client, series first touched)
+    inside keep their values in shared files in ``directory`` (a fresh one
+    by default): ours through ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client
+    through its mmap'd values (chosen at its import, so swapped in here)."""
+    try:
+        values = importlib.import_module(
+            "prometheus_client.values"
+            if api.family == PC
+            else "aioprometheus.multiprocess"
+        )
+    except ImportError as exc:
+        raise Unavailable(f"no multi-process mode: {exc}") from None
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="bench-mp-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    saved = getattr(values, "ValueClass", None)
+    if api.family == PC:
+        values.ValueClass = values.MultiProcessValue()
+    try:
+        yield directory
+    finally:
+        if api.family == PC:
+            values.ValueClass = saved
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+class MultiprocessRead:
+    """What a scrape reads in multi-process mode: ``workers`` processes
+    (forked, kept alive) with ``series`` counter series each, aggregated:
+    ours as a scrape does it again (``warm``, its readers kept) or as a new
+    exporter's first scrape (``cold``); prometheus_client's
+    MultiProcessCollector (which reads every file at every scrape)."""
+
+    def __init__(self, api: Api, workers: int, series: int) -> None:
+        with multiprocess_mode(api) as directory:
+            metric = api.metric("Counter", "mp_requests_total", api.registry(),
+                                ("method", "route"))  # fmt: skip
+        self.directory, self.children = directory, []
+        for w in range(workers):
+            pid = os.fork()
+            if pid == 0:  # a worker: its series, then wait to be killed
+                with multiprocess_mode(api, directory):
+                    for i in range(series):
+                        labels = {"method": METHODS[i % 4], "route": f"/api/v1/r/{i}"}
+                        api.record(metric, labels, "add", w + 1)
+                signal.pause()
+            self.children.append(pid)
+        self.api, self.expected = api, series * workers * (workers + 1) // 2
+        self.note = ""
+
+    def wait(self) -> None:
+        """Until every worker's series are all there (the sum counts them)."""
+        deadline = time.monotonic() + 60
+        while self.total_so_far() != self.expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the multi-process workers never finished")
+            time.sleep(0.05)
+
+    def total_so_far(self) -> float:
+        """total(), or -1 while prometheus_client finds a file still being
+        made (its reader fails on one)."""
+        try:
+            return self.total()
+        except Exception:  # noqa: BLE001 - prometheus_client's struct.error and kin
+            return -1
+
+    def read(self, cold: bool) -> List[Any]:
+        with multiprocess_mode(self.api, self.directory):
+            if self.api.family == PC:
+                from prometheus_client.multiprocess import MultiProcessCollector
+
+                return list(MultiProcessCollector(None, self.directory).collect())
+            mp = importlib.import_module("aioprometheus.multiprocess")
+            if cold:
+                return mp._Aggregator(self.directory).merged()
+            return mp.merged_collectors([])
+
+    def total(self) -> float:
+        metrics = self.read(cold=True)
+        if self.api.family == PC:
+            return sum(s.value for m in metrics for s in m.samples)
+        return sum(v for m in metrics for _, v in m._items())
+
+    def programs(self, clock: Callable[[], float]) -> Programs:
+        self.wait()
+
+        def timed(cold: bool) -> Callable[[int], float]:
+            def run(n: int) -> float:
+                t0 = clock()
+                for _ in range(n):
+                    self.read(cold)
+                return clock() - t0
+
+            return run
+
+        if self.api.family == PC:
+            return {"warm": timed(False)}
+        return {"warm": timed(False), "cold": timed(True)}
+
+    def __del__(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+step(
+    "multiprocess_read",
+    MultiprocessRead,
+    Row(
+        "multiprocess_read",
+        "multi-process scrape read, 4 workers x 10k series",
+        "ms",
+        "value",
+        (at_most(10), faster(PC, 10)),
+    ),
+    Row(
+        "multiprocess_read_cold",
+        "multi-process first read (new exporter), same",
+        "ms",
+        "cold",
+        (at_most(10),),
+    ),
+    figures=lambda b: {
+        "value": b["warm"].median() * 1e3,
+        **({"cold": b["cold"].median() * 1e3} if "cold" in b else {}),
+    },
+    params={"workers": 4, "series": 10_000},
+    impls=("ours", PC),
+    rounds=(3, 7),
+)  # fmt: skip  (issue 12)
+
+
 # ---------------------------------------------------------------- scrapes
 
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+def one_run(name: str, unit: str, values: List[float]) -> Any:
+    """``values`` measured once, as a pyperf benchmark of one run."""
+    import pyperf
+
+    meta = {"name": name, "unit": unit, "loops": 1}
+    return pyperf.Benchmark([pyperf.Run(values, metadata=meta)])
 
 
 class Scrape:
@@ -419,9 +551,8 @@ class Scrape:
     HTTP stack, or (``static``) the same bytes pre-rendered (and, with
     ``gzip``, pre-compressed) from a bare handler."""
 
-    def __init__(
-        self, api: Api, series: int, static=False, gzip=False, requests=3, budget_s=1.0
-    ) -> None:
+    def __init__(self, api: Api, series: int, static=False, gzip=False, requests=3,
+                 budget_s=1.0) -> None:  # fmt: skip
         try:
             import aiohttp  # noqa: F401
         except ImportError as exc:
@@ -433,29 +564,27 @@ class Scrape:
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
         """One round of requests as a pyperf run (the first after an
         unmeasured request that warms up the exporter)."""
-        import pyperf
-
         if not self.note:
             asyncio.run(self.round(1, 0))
         lat = without_gc(asyncio.run)(self.round(self.requests, self.budget_s))
-        meta = {"name": "latency", "unit": "second", "loops": 1}
-        return {"latency": pyperf.Benchmark([pyperf.Run(lat, metadata=meta)])}
+        return {"latency": one_run("latency", "second", lat)}
 
     async def start(self) -> Tuple[str, Callable[[], Any]]:
-        if self.api.family == AIO and not self.static:
+        """The exporter: (its URL, its cleanup)."""
+        if self.static:
+            body = formatter(self.api, "text")(self.reg)
+            headers = {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+            if self.gzip:
+                import gzip
+
+                body, headers["Content-Encoding"] = gzip.compress(body, 6), "gzip"
+            return await serve_static(body, headers)
+        if self.api.family == AIO:
             from aioprometheus.service import Service  # type: ignore
 
             svc = Service(registry=self.reg)
             await svc.start(addr="127.0.0.1", port=0)
             return svc.metrics_url, svc.stop
-        if self.static:
-            body, headers = formatter(self.api, "text")(self.reg), {}
-            if self.gzip:
-                import gzip
-
-                body, headers = gzip.compress(body, 6), {"Content-Encoding": "gzip"}
-            headers["Content-Type"] = TEXT_CONTENT_TYPE
-            return await serve_static(body, headers)
         from prometheus_client.aiohttp import make_aiohttp_handler  # type: ignore
 
         return await http_site(
@@ -466,13 +595,10 @@ class Scrape:
         url, stop = await self.start()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                os.path.abspath(__file__),
-                "client",
+                sys.executable, os.path.abspath(__file__), "client",
                 json.dumps([url, requests, budget_s, self.gzip]),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
             out, err = await proc.communicate()
         finally:
             await stop()
@@ -516,10 +642,8 @@ def scrape_client(url: str, requests: int, budget_s: float, gzip: bool) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    headers = {
-        "Accept": "text/plain; version=0.0.4",
-        "Accept-Encoding": "gzip" if gzip else "identity",
-    }
+    encoding = "gzip" if gzip else "identity"
+    headers = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": encoding}
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     lat: List[float] = []
     start = time.perf_counter()
@@ -560,7 +684,7 @@ for key, title, options, impls in SCRAPES:
         for p, t in ((50, ()), (99, p99))
     ]
     params = {"series": 10_000, "requests": (30, 100), "budget_s": (0.3, 2), **options}
-    step(key, "scrape", Scrape, *rows, figures=scrape_figures, impls=impls,
+    step(key, Scrape, *rows, figures=scrape_figures, impls=impls,
          rounds=(2, 5) if static else (3, 10), params=params)  # fmt: skip
 
 
@@ -585,14 +709,14 @@ class AsyncLoop:
     counter increment) then ``await asyncio.sleep(0)``; the baseline is the
     same program without the increment."""
 
+    inner_loops = LOOP_TASKS * LOOP_PER_ITER
+
     def __init__(self, api: Api) -> None:
         self.c = api.metric("Counter", "bench_loop_total", api.registry(), LABELS)
         self.pool = [{"method": m, "route": "/api/v1/items"} for m in METHODS]
-        stmt = "c.labels(**labels).inc()" if api.family == PC else "c.inc(labels)"
-        self.tasks = {"instrumented": stmt, "baseline": "pass"}
-        self.note, self.inner_loops = "", LOOP_TASKS * LOOP_PER_ITER
+        self.stmt = "c.labels(**labels).inc()" if api.family == PC else "c.inc(labels)"
 
-    def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
+    def programs(self, clock: Callable[[], float]) -> Programs:
         def program(stmt: str) -> Callable[[int], float]:
             ns: Dict[str, Any] = {"_sleep": asyncio.sleep}
             exec(_LOOP_TEMPLATE.format(per_iter=LOOP_PER_ITER, stmt=stmt), ns)
@@ -600,14 +724,13 @@ class AsyncLoop:
 
             async def main(iters: int) -> float:
                 t0 = clock()
-                await asyncio.gather(
-                    *(task(iters, self.c, self.pool) for _ in range(8))
-                )
+                tasks = (task(iters, self.c, self.pool) for _ in range(LOOP_TASKS))
+                await asyncio.gather(*tasks)
                 return clock() - t0
 
             return lambda iters: asyncio.run(main(iters))
 
-        return {name: program(stmt) for name, stmt in self.tasks.items()}
+        return {"instrumented": program(self.stmt), "baseline": program("pass")}
 
 
 def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -616,7 +739,7 @@ def loop_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"value": (instr - base) * 1e9, **rates}
 
 
-step("asyncio_loop", "pyperf", AsyncLoop,
+step("asyncio_loop", AsyncLoop,
      Row("asyncio_loop_cost", "asyncio loop: cost per increment", "ns/op"),
      Row("asyncio_loop_rate", "asyncio loop: instrumented rate", "Mev/s",
          "instrumented_rate", higher_is_better=True),
@@ -641,13 +764,13 @@ def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"value": added("asgi"), "httpx": added("httpx")}
 
 
-step("middleware_fastapi", "pyperf", middleware_overhead,
+step("middleware_fastapi", middleware_overhead,
      Row("middleware_asgi", "ASGI middleware on FastAPI, added", "us/req", "value",
          (at_most(2),)),  # issue 14
      Row("middleware_httpx", "ASGI middleware on FastAPI via httpx, added", "us/req",
          "httpx"),
      figures=middleware_figures)  # fmt: skip
-step("middleware_uvicorn", "uvicorn", None,  # run by middleware.uvicorn_run
+step("middleware_uvicorn", "uvicorn",  # middleware.uvicorn_run
      Row("middleware_uvicorn", "middleware under uvicorn, server CPU added", "us/req",
          "value", (at_most(2),)),  # issue 14
      Row("middleware_uvicorn_kept", "middleware under uvicorn, throughput kept", "%",
@@ -667,24 +790,20 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     """RSS growth per series for ``n`` new 2-label series of ``kind``, each
     with a unique route string (the strings' cost included); a native
     histogram series gets ``buckets`` populated buckets."""
-    opts = {"native_histogram_bucket_factor": 1.1} if buckets else {}
-    name = "bench_mem_total" if kind == "Counter" else "bench_mem"
+    name, opts = "bench_mem" + "_total" * (kind == "Counter"), NATIVE if buckets else {}
     metric = api.metric(kind, name, api.registry(), LABELS, **opts)
-    native = native_values(buckets)
+    observed = native_values(buckets)
 
     def add(i: int, route: str) -> None:
-        labels, v = {"method": "GET", "route": route}, 0.001 * (i % 2000)
-        if api.family == PC:
-            child = metric.labels(**labels)
-            child.inc() if kind == "Counter" else child.observe(v)
-        elif native:
-            for v in native:
-                metric.observe(labels, v)
-        else:
-            metric.inc(labels) if kind == "Counter" else metric.observe(labels, v)
+        labels = {"method": "GET", "route": route}
+        if kind == "Counter":
+            api.record(metric, labels, "add", 1)
+        else:  # a native histogram's series gets all its buckets at once
+            for v in observed or [0.001 * (i % 2000)]:
+                api.record(metric, labels, "observe", v)
 
     add(0, "/warmup")  # the first series and code paths are not counted
-    if native:  # the series really has that many buckets
+    if buckets:  # the series really has that many buckets
         found = metric.get_native(dict(LABELS, route="/warmup"))["positive"]
         if len(found) != buckets:
             raise RuntimeError(f"{len(found)} native buckets, not {buckets}")
@@ -700,15 +819,14 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
 class Memory:
     """A memory row's sample (the driver asks a fresh worker for each)."""
 
+    note = ""
+
     def __init__(self, api: Api, **params: Any) -> None:
-        self.api, self.params, self.note = api, params, ""
+        self.api, self.params = api, params
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        import pyperf
-
         per_series = memory_per_series(self.api, **self.params)
-        meta = {"name": "memory", "unit": "byte", "loops": 1}
-        return {"memory": pyperf.Benchmark([pyperf.Run([per_series], metadata=meta)])}
+        return {"memory": one_run("memory", "byte", [per_series])}
 
 
 MEMORY = (  # key, title, metric kind, native buckets, B/series at most
@@ -720,9 +838,9 @@ MEMORY = (  # key, title, metric kind, native buckets, B/series at most
 )  # fmt: skip
 for key, title, kind, buckets, bound in MEMORY:
     n = (20_000, 100_000) if not buckets else (5_000, 20_000)
-    step(key, "memory", Memory,
+    step(key, Memory,
          Row(key, title, "B/series", "value", (at_most(bound),) if bound else ()),
-         figures=median_of("memory", 1), rounds=(1, 3),
+         figures=lambda b: {"value": b["memory"].median()}, rounds=(1, 3), fresh=True,
          params={"kind": kind, "n": n, "buckets": buckets})  # fmt: skip
 
 
@@ -745,7 +863,7 @@ def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Ro
     ]  # fmt: skip
 
 
-step("prometheus", "prometheus", None,  # run by prometheus.run
+step("prometheus", "prometheus",  # prometheus.run
      *prometheus_rows("10k", 4, 2), *prometheus_rows("100k", 40, 5),
      params={"seconds": (6, 30), "interval_s": (1, 2)}, rounds=(1, 1),
      impls=("ours", AIO))  # fmt: skip
@@ -753,20 +871,15 @@ step("prometheus", "prometheus", None,  # run by prometheus.run
 
 # ---------------------------------------------------------------- timing
 
-_VALUES: Dict[int, List[float]] = {}
+_RNG = random.Random(20231200)
+_BASE_VALUES = [_RNG.lognormvariate(-2.0, 1.5) for _ in range(65536)]
 
 
+@functools.lru_cache(maxsize=1)
 def values(n: int) -> List[float]:
     """``n`` deterministic observations spread across the default buckets
     (lognormal, median 0.135), repeating with a period of 65536."""
-    if n not in _VALUES:
-        base = _VALUES.get(-1)
-        if base is None:
-            rng = random.Random(20231200)
-            base = [rng.lognormvariate(-2.0, 1.5) for _ in range(65536)]
-        _VALUES.clear()
-        _VALUES[-1], _VALUES[n] = base, (base * (n // 65536 + 1))[:n]
-    return _VALUES[n]
+    return (_BASE_VALUES * (n // 65536 + 1))[:n]
 
 
 def without_gc(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -784,36 +897,6 @@ def without_gc(fn: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-_RUNNER: Any = None
-
-
-def pyperf_run(
-    name: str,
-    time_func: Callable[[int], float],
-    settings: Dict[str, Any],
-    loops: int = 0,
-) -> Any:
-    """One pyperf run (warm-ups, then values) of ``time_func(loops)`` ->
-    seconds, as a one-run ``pyperf.Benchmark``; ``loops=0``: pyperf
-    calibrates them first (to ``min_time`` per value)."""
-    global _RUNNER
-    import pyperf
-
-    if _RUNNER is None:
-        _RUNNER = pyperf.Runner()
-        _RUNNER.parse_args(["--worker", "--quiet", "--loops=1"])
-    args, inner = _RUNNER.args, settings.get("inner_loops")
-    args.min_time = settings["min_time"]
-    args.values, args.warmups = settings["values"], settings["warmups"]
-    if not loops:
-        args.calibrate_loops, args.loops = True, 1
-        _RUNNER._bench_names.clear()  # a worker runs a benchmark once per round
-        loops = loops_of(_RUNNER.bench_time_func(name, time_func, inner_loops=inner))
-    args.calibrate_loops, args.loops = False, loops
-    _RUNNER._bench_names.clear()
-    return _RUNNER.bench_time_func(name, time_func, inner_loops=inner)
-
-
 def loops_of(bench: Any) -> int:
     return int(bench.get_runs()[0].get_metadata()["loops"])
 
@@ -825,29 +908,46 @@ class Timer:
     so that load drifting during a round meets all of them alike; the order
     reversed every other round."""
 
+    runner: Any = None  # pyperf allows one Runner a process
+
     def __init__(self, timed: Any) -> None:
-        self.timed, self.note, self.rounds = timed, timed.note, 0
-        self.loops: Dict[str, int] = {}
+        self.timed, self.note = timed, getattr(timed, "note", "")
+        self.rounds, self.loops = 0, {}
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        inner = getattr(self.timed, "inner_loops", None)
+        import pyperf
+
         programs = list(self.timed.programs(clock).items())
         self.rounds += 1
-        out: Dict[str, Any] = {}
+        runs: Dict[str, List[Any]] = {}
         for value in range(settings["values"]):
-            warmups = settings["warmups"] if value == 0 else 0
-            one = dict(settings, values=1, warmups=warmups, inner_loops=inner)
             for name, program in programs if self.rounds % 2 else programs[::-1]:
                 slot = "" if getattr(self.timed, "same_loops", False) else name
-                run = pyperf_run(
-                    name, without_gc(program), one, self.loops.get(slot, 0)
-                )
-                self.loops[slot] = loops_of(run)
-                if name in out:
-                    out[name].add_runs(run)
-                else:
-                    out[name] = run
-        return out
+                warmups = settings["warmups"] if value == 0 else 0
+                bench = self.run(name, without_gc(program), settings["min_time"],
+                                 warmups, self.loops.get(slot, 0))  # fmt: skip
+                self.loops[slot] = loops_of(bench)
+                runs.setdefault(name, []).extend(bench.get_runs())
+        return {name: pyperf.Benchmark(r) for name, r in runs.items()}
+
+    def run(self, name: str, program, min_time: float, warmups: int, loops: int):
+        """One pyperf run (the warm-ups, then one value) of ``program(loops)``
+        -> seconds; ``loops=0``: pyperf calibrates them first (to ``min_time``)."""
+        import pyperf
+
+        if Timer.runner is None:
+            Timer.runner = pyperf.Runner()
+            Timer.runner.parse_args(["--worker", "--quiet", "--loops=1"])
+        runner, inner = Timer.runner, getattr(self.timed, "inner_loops", None)
+        runner.args.min_time, runner.args.values = min_time, 1
+        runner.args.warmups = warmups
+
+        def bench(calibrate: bool, loops: int) -> Any:
+            runner.args.calibrate_loops, runner.args.loops = calibrate, loops
+            runner._bench_names.clear()  # a worker runs a benchmark once per round
+            return runner.bench_time_func(name, program, inner_loops=inner)
+
+        return bench(False, loops or loops_of(bench(True, 1)))
 
 
 # ---------------------------------------------------------------- worker
@@ -855,28 +955,20 @@ class Timer:
 
 def identify(opts: Dict[str, str]) -> Dict[str, Any]:
     """Import the implementation; refuse one from the wrong folder."""
-    family = opts["family"]
+    family, expect = opts["family"], opts.get("expect")
     info: Dict[str, Any] = {"family": family, "python": sys.version.split()[0]}
     try:
         mod = importlib.import_module(family)
         path = os.path.realpath(mod.__file__ or "")
         info.update(module_file=path, version=getattr(mod, "__version__", None))
-        expect, forbid = opts.get("expect"), opts.get("forbid")
         if expect and not path.startswith(os.path.realpath(expect) + os.sep):
             raise ImportError(f"{family} imported from {path}, expected under {expect}")
-        if forbid and path.startswith(os.path.realpath(forbid) + os.sep):
-            raise ImportError(f"{family} imported from {path}, inside {forbid}")
-        if opts.get("core") == "1":
-            try:
-                importlib.import_module(f"{family}._core")
-            except Exception as exc:
-                raise ImportError(f"no compiled core: {exc!r}") from None
     except Exception as exc:
         return {**info, "ok": False, "reason": f"{type(exc).__name__}: {exc}"}
     return {**info, "ok": True}
 
 
-def _freeze() -> None:
+def freeze() -> None:
     """Hide every live object from the collector, so the collection before
     each timed value costs next to nothing whatever was imported."""
     gc.collect()
@@ -884,28 +976,23 @@ def _freeze() -> None:
 
 
 def dump(benches: Dict[str, Any]) -> Dict[str, str]:
-    out = {}
+    """pyperf benchmarks as JSON text, by name."""
+    texts = {name: io.StringIO() for name in benches}
     for name, bench in benches.items():
-        buf = io.StringIO()
-        bench.dump(buf)
-        out[name] = buf.getvalue()
-    return out
-
-
-def failure(exc: Exception) -> Dict[str, Any]:
-    status = "unavailable" if isinstance(exc, Unavailable) else "error"
-    return {"status": status, "reason": f"{type(exc).__name__}: {exc}"}
+        bench.dump(texts[name])
+    return {name: text.getvalue() for name, text in texts.items()}
 
 
 def make_timer(s: Step, api: Api, params: Dict[str, Any]) -> Any:
     """The step's workload built for this implementation, in its timer."""
-    assert s.workload is not None
+    assert callable(s.workload)
     built = s.workload(api, **params)
     return built if hasattr(built, "sample") else Timer(built)
 
 
 def serve(opts: Dict[str, str]) -> int:
-    """Worker loop: one JSON command per stdin line, one JSON answer each."""
+    """Worker loop: a JSON command a stdin line (``step``, ``params``,
+    ``settings``), a JSON answer each, until the end of input."""
     global clock
     if opts.get("clock") == "cpu":
         clock = time.process_time
@@ -917,44 +1004,32 @@ def serve(opts: Dict[str, str]) -> int:
     if not info["ok"]:
         return 1
     api, steps = Api(opts["family"]), {s.key: s for s in STEPS}
-    _freeze()
-    timers: Dict[str, Any] = {}
+    key, timer = None, None
+    freeze()
     for line in sys.stdin:
         cmd = json.loads(line)
-        key = cmd.get("step", "")
-        if cmd["cmd"] == "quit":
-            break
-        if cmd["cmd"] == "drop":
-            timers.pop(key, None)
-            gc.unfreeze()  # the dropped step's objects may go
-            _freeze()
-            answer: Dict[str, Any] = {"status": "ok"}
-        else:
+        if cmd["step"] != key:  # the last step's objects may go
+            key, timer = cmd["step"], None
+            gc.unfreeze()
+            gc.collect()
             try:
-                if key not in timers:
-                    try:
-                        timers[key] = make_timer(steps[key], api, cmd["params"])
-                    except Exception as exc:  # remembered: not built again
-                        timers[key] = exc
-                    _freeze()
-                if isinstance(timers[key], Exception):
-                    raise timers[key]
-                benches = timers[key].sample(cmd["settings"])
-                answer = {
-                    "status": "ok",
-                    "benches": dump(benches),
-                    "note": timers[key].note,
-                }
-            except Exception as exc:
-                answer = failure(exc)
+                timer = make_timer(steps[key], api, cmd["params"])
+            except Exception as exc:  # remembered: not built again
+                timer = exc
+            freeze()
+        try:
+            if isinstance(timer, Exception):
+                raise timer
+            benches = dump(timer.sample(cmd["settings"]))
+            answer = {"status": "ok", "benches": benches, "note": timer.note}
+        except Exception as exc:
+            status = "unavailable" if isinstance(exc, Unavailable) else "error"
+            answer = {"status": status, "reason": f"{type(exc).__name__}: {exc}"}
         proto.write(json.dumps(answer) + "\n")
     return 0
 
 
-if __name__ == "__main__":
-    mode, args = (sys.argv + [""])[1], sys.argv[2:]
-    if mode == "client":
-        sys.exit(scrape_client(*json.loads(args[0])))
-    if mode != "serve":
-        sys.exit("usage: workloads.py serve|client key=value ...")
-    sys.exit(serve(dict(a.split("=", 1) for a in args)))
+if __name__ == "__main__":  # a worker (key=value ...), or a scraper
+    if sys.argv[1:2] == ["client"]:
+        sys.exit(scrape_client(*json.loads(sys.argv[2])))
+    sys.exit(serve(dict(a.split("=", 1) for a in sys.argv[1:])))

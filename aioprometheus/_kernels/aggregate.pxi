@@ -9,6 +9,7 @@
 # merged series out again (from the records, no values) only when a series
 # went away, a store came or went, or a store's liveness changed.
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from posix.fcntl cimport O_RDONLY
 from posix.stat cimport fstat, struct_stat
@@ -32,7 +33,10 @@ cdef inline uint32_t u32_at(const char* p) noexcept:
 
 cdef class StoreReader:
     """A store file as any process reads it: mapped read-only, its records
-    parsed up to the published offset (each refresh goes on from the last)."""
+    parsed up to the published offset (each refresh goes on from the last).
+
+    A series is kept as its record's offset, metric id and label texts as
+    raw bytes (decoded only when the aggregate first meets them)."""
 
     cdef readonly str path
     cdef int fd
@@ -44,10 +48,15 @@ cdef class StoreReader:
     cdef readonly bint archived
     cdef readonly tuple absorbed        # an archive's folded-in store names
     cdef dict metrics                   # metric id -> (kind, mode, bounds, texts)
-    cdef dict series                    # SERIES offset -> (metric id, key), in order
-    cdef list fresh                     # SERIES offsets parsed since the last take
-    cdef readonly bint lost_series      # a series went away since the last take
-    cdef StoredSeries* entries          # the Aggregation's: where each series adds
+    cdef uint64_t* offsets              # per series in record order: its record's offset,
+    cdef uint32_t* metric_ids           # its metric,
+    cdef unsigned char* removed         # whether it is gone,
+    cdef list label_blobs               # and its label texts as written (bytes)
+    cdef Py_ssize_t nseries
+    cdef Py_ssize_t series_capacity
+    cdef readonly bint lost_series      # a series went away since the aggregate last looked
+    cdef Py_ssize_t placed              # series the aggregate has placed
+    cdef StoredSeries* entries          # the aggregate's: where each series adds
     cdef Py_ssize_t nentries
     cdef Py_ssize_t entries_capacity
 
@@ -56,8 +65,7 @@ cdef class StoreReader:
         self.path = path
         self.absorbed = ()
         self.metrics = {}
-        self.series = {}
-        self.fresh = []
+        self.label_blobs = []
         self.fd = c_open(path.encode(), O_RDONLY | O_CLOEXEC)
         if self.fd < 0:
             raise OSError(errno, f"cannot open the store {path!r}")
@@ -79,6 +87,9 @@ cdef class StoreReader:
             munmap(self.base, self.mapped)
         if self.fd >= 0:
             c_close(self.fd)
+        free(self.offsets)
+        free(self.metric_ids)
+        free(self.removed)
         free(self.entries)
 
     cdef int remap(self) except -1:
@@ -125,20 +136,42 @@ cdef class StoreReader:
             self.parse_series(at, nbytes)
         elif kind == RECORD_METRIC:
             self.parse_metric(at, nbytes)
-        elif kind == RECORD_REMOVE:
-            if nbytes < 16 or self.series.pop((<uint64_t*>(at + 8))[0], None) is None:
-                return self.corrupt("a REMOVE of no series")
-            self.lost_series = True
-        elif kind == RECORD_CLEAR:
-            metric_id = u32_at(at + 8)
-            for offset in [o for o, s in self.series.items() if s[0] == metric_id]:
-                del self.series[offset]
-            self.lost_series = True
+        elif kind == RECORD_REMOVE and nbytes >= 16:
+            self.forget((<uint64_t*>(at + 8))[0], 0)
+        elif kind == RECORD_CLEAR and nbytes >= 16:
+            self.forget(0, u32_at(at + 8))
         elif kind == RECORD_ABSORBED:
             self.absorbed = self.texts(at + RECORD_HEAD, at + nbytes)
         elif kind != RECORD_PAD:
-            return self.corrupt(f"a record of unknown type {kind}")
+            return self.corrupt(f"a record of type {kind}, {nbytes} bytes")
         self.parsed += nbytes
+        return 0
+
+    cdef int forget(self, uint64_t record, uint32_t metric_id) except -1:
+        """Mark gone every series of metric `metric_id`, or (`metric_id` 0)
+        the series recorded at offset `record`: as the writer's metric did,
+        its metric's last series takes its place (so a single worker's
+        series read in the order its own scrape would show them)."""
+        cdef Py_ssize_t k, last
+        if metric_id:
+            for k in range(self.nseries):
+                if self.metric_ids[k] == metric_id:
+                    self.removed[k] = 1
+            self.lost_series = True
+            return 0
+        for k in range(self.nseries - 1, -1, -1):
+            if self.offsets[k] == record and not self.removed[k]:
+                break
+        else:
+            return self.corrupt("a REMOVE of no series")
+        for last in range(self.nseries - 1, k, -1):
+            if self.metric_ids[last] == self.metric_ids[k] and not self.removed[last]:
+                self.offsets[k] = self.offsets[last]
+                self.label_blobs[k] = self.label_blobs[last]
+                k = last
+                break
+        self.removed[k] = 1
+        self.lost_series = True
         return 0
 
     cdef int parse_metric(self, const char* at, uint32_t nbytes) except -1:
@@ -159,8 +192,9 @@ cdef class StoreReader:
             memcpy(&bound, at + 24 + 8 * b, 8)
             bounds.append(bound)
         texts = self.texts(at + 24 + 8 * nbounds, at + nbytes)
-        if len(texts) < 4 or len(texts) % 2:
-            return self.corrupt("a METRIC record's texts")
+        if len(texts) < 4 or len(texts) % 2 or (
+                kind == STORED_HISTOGRAM and (nbounds == 0 or bounds[nbounds - 1] != INFINITY)):
+            return self.corrupt("a METRIC record's texts or bounds")
         self.metrics[metric_id] = (kind, mode, tuple(bounds), texts)
         return 0
 
@@ -169,54 +203,55 @@ cdef class StoreReader:
             return self.corrupt("a SERIES record cut short")
         cdef uint32_t metric_id = u32_at(at + 8)
         cdef uint32_t nwords = u32_at(at + 12)
+        cdef const char* blob = at + 16 + 8 * <uint64_t>nwords
+        cdef Py_ssize_t length
         described = self.metrics.get(metric_id)
         if described is None:
             return self.corrupt(f"a series of unknown metric {metric_id}")
         if nwords != stored_words(described[0], len(described[2])) or (
                 16 + 8 * <uint64_t>nwords > nbytes):
             return self.corrupt(f"a series of {nwords} value words")
-        key = self.texts(at + 16 + 8 * nwords, at + nbytes)
-        if len(key) % 2:
+        length = texts_length(blob, at + nbytes)
+        if length < 0:
             return self.corrupt("a series' label texts")
-        self.series[self.parsed] = (metric_id, key)
-        self.fresh.append(self.parsed)
+        if self.nseries >= self.series_capacity:
+            self.grow_series()
+        self.offsets[self.nseries] = self.parsed
+        self.metric_ids[self.nseries] = metric_id
+        self.removed[self.nseries] = 0
+        self.label_blobs.append(PyBytes_FromStringAndSize(blob, length))
+        self.nseries += 1
+        return 0
+
+    cdef int grow_series(self) except -1:
+        cdef Py_ssize_t n = self.series_capacity * 2 + 64
+        cdef uint64_t* offsets = <uint64_t*>realloc(self.offsets, n * sizeof(uint64_t))
+        if offsets == NULL:
+            raise MemoryError()
+        self.offsets = offsets
+        cdef uint32_t* metric_ids = <uint32_t*>realloc(self.metric_ids, n * sizeof(uint32_t))
+        if metric_ids == NULL:
+            raise MemoryError()
+        self.metric_ids = metric_ids
+        cdef unsigned char* removed = <unsigned char*>realloc(self.removed, n)
+        if removed == NULL:
+            raise MemoryError()
+        self.removed = removed
+        self.series_capacity = n
         return 0
 
     cdef tuple texts(self, const char* at, const char* end):
         """The texts written at `at` (write_texts), which must end by `end`."""
-        cdef uint32_t count, n, k
-        if end - at < 4:
+        cdef Py_ssize_t length = texts_length(at, end)
+        if length < 0:
             self.corrupt("texts cut short")
-        count = u32_at(at)
-        at += 4
-        result = []
-        for k in range(count):
-            if end - at < 4 or u32_at(at) > <uint64_t>(end - at - 4):
-                self.corrupt("texts cut short")
-            n = u32_at(at)
-            try:
-                result.append(PyUnicode_DecodeUTF8(at + 4, n, NULL))
-            except UnicodeDecodeError:
-                self.corrupt("a text that is not UTF-8")
-            at += 4 + n
-        return tuple(result)
+        try:
+            return decode_texts(at)
+        except UnicodeDecodeError:
+            self.corrupt("a text that is not UTF-8")
 
     cdef int corrupt(self, str what) except -1:
         raise StoreError(f"{self.path}: corrupt store ({what} at offset {self.parsed})")
-
-    def take_fresh(self):
-        """The series parsed since the last take (record offset, metric, key),
-        and forget them."""
-        cdef list fresh = self.fresh
-        self.fresh = []
-        self.lost_series = False
-        return [(offset,) + self.series[offset] for offset in fresh if offset in self.series]
-
-    def all_series(self):
-        """Every series still there (record offset, metric, key), in order."""
-        self.fresh = []
-        self.lost_series = False
-        return [(offset,) + described for offset, described in self.series.items()]
 
     def metric(self, uint32_t metric_id):
         """(kind, mode, bounds, texts) of the store's metric `metric_id`."""
@@ -236,6 +271,36 @@ cdef class StoreReader:
         self.entries[self.nentries].number = number
         self.nentries += 1
         return 0
+
+
+cdef Py_ssize_t texts_length(const char* at, const char* end) noexcept:
+    """The bytes of the texts written at `at` (write_texts) if they end by
+    `end`, else -1."""
+    cdef const char* start = at
+    cdef uint32_t count, k
+    if end - at < 4:
+        return -1
+    count = u32_at(at)
+    at += 4
+    for k in range(count):
+        if end - at < 4 or u32_at(at) > <uint64_t>(end - at - 4):
+            return -1
+        at += 4 + u32_at(at)
+    return at - start
+
+
+cdef tuple decode_texts(const char* at):
+    """The texts written at `at`, measured by texts_length first; raises
+    UnicodeDecodeError for a text that is not UTF-8."""
+    cdef uint32_t count = u32_at(at)
+    cdef uint32_t k, n
+    cdef list result = []
+    at += 4
+    for k in range(count):
+        n = u32_at(at)
+        result.append(PyUnicode_DecodeUTF8(at + 4, n, NULL))
+        at += 4 + n
+    return tuple(result)
 
 
 cdef uint32_t stored_words(uint32_t kind, Py_ssize_t nbounds) noexcept:
@@ -260,20 +325,34 @@ cdef class MergedMetric:
     def __dealloc__(self):
         free(self.stamps)
 
-    cdef Py_ssize_t number_of(self, tuple key) except -1:
+    cdef Py_ssize_t number_of(self, bytes blob, str pid) except -2:
+        """The merged series of a stored one's label texts `blob` (with label
+        pid=`pid` added, unless None), made on first sight; -1 if the texts
+        are no label set."""
+        key = blob if pid is None else (blob, pid)
         number = self.numbers.get(key)
         if number is not None:
             return number
         cdef Metric m = self.metric
-        cdef Py_hash_t h = flat_hash(key)
-        if m.series.count >= m.capacity:
-            m.reserve(m.capacity * 2 + 8)
-        if m.series.count >= m.created_capacity:
-            m.reserve_created(m.capacity)
-        if isinstance(m, SummaryCore):
-            m.states.append(EMPTY_SUMMARY_STATE)
-        cdef Py_ssize_t i = m.series.add(key, h)
-        m.created[i] = 0.0
+        try:
+            labels = decode_texts(PyBytes_AS_STRING(<PyObject*>blob))
+            if pid is not None:
+                labels = with_label(labels, "pid", pid)
+        except UnicodeDecodeError:
+            return -1
+        if not names_in_order(labels):
+            return -1
+        cdef Py_hash_t h = flat_hash(labels)
+        cdef Py_ssize_t i = m.series.find_key(labels, h)
+        if i < 0:
+            if m.series.count >= m.capacity:
+                m.reserve(m.capacity * 2 + 8)
+            if m.series.count >= m.created_capacity:
+                m.reserve_created(m.capacity)
+            if isinstance(m, SummaryCore):
+                m.states.append(EMPTY_SUMMARY_STATE)
+            i = m.series.add(labels, h)
+            m.created[i] = 0.0
         self.numbers[key] = i
         return i
 
@@ -374,45 +453,64 @@ cdef class Aggregation:
         merge order; `lives`: whether each one's gauges count in the live
         modes), values as of now."""
         cdef StoreReader reader
-        cdef Py_ssize_t r
-        rebuild = readers != self.readers or lives != self.lives or any(
-            (<StoreReader>reader).lost_series for reader in readers)
-        if rebuild:
+        cdef Py_ssize_t r, k
+        cdef dict resolved
+        if readers != self.readers or lives != self.lives or any(
+                (<StoreReader>reader).lost_series for reader in readers):
             self.relayout()
             self.readers = list(readers)
             self.lives = list(lives)
+            for reader in readers:
+                reader.nentries = reader.placed = 0
+                reader.lost_series = False
         for r in range(len(readers)):
             reader = readers[r]
-            if rebuild:
-                reader.nentries = 0
-                placed = reader.all_series()
-            else:
-                placed = reader.take_fresh()
-            for offset, metric_id, key in placed:
-                self.place(reader, lives[r], offset, metric_id, key)
+            resolved = {}
+            for k in range(reader.placed, reader.nseries):
+                if not reader.removed[k]:
+                    self.place(reader, lives[r], k, resolved)
+            reader.placed = reader.nseries
         self.fill()
         return [(<MergedMetric>target).metric for target in self.targets]
 
-    cdef int place(self, StoreReader reader, bint live, uint64_t offset,
-                   uint32_t metric_id, tuple key) except -1:
-        """Say which merged series a stored one adds into (making it)."""
+    cdef int place(self, StoreReader reader, bint live, Py_ssize_t k,
+                   dict resolved) except -1:
+        """Say which merged series stored series `k` of `reader` adds into
+        (making it); `resolved` caches where each of its metrics goes."""
+        cdef uint32_t metric_id = reader.metric_ids[k]
+        where = resolved.get(metric_id)
+        if where is None:
+            where = resolved[metric_id] = self.resolve(reader, live, metric_id)
+        index, pid = where
+        if index < 0:
+            return 0
+        cdef MergedMetric target = self.targets[index]
+        cdef Py_ssize_t number = target.number_of(reader.label_blobs[k], pid)
+        if number < 0:
+            self.conflicts.append((reader.path, target.metric.metric_name,
+                                   "a series' label texts are not a label set"))
+            return 0
+        reader.add_entry(reader.offsets[k] + 16, index, number)
+        return 0
+
+    cdef tuple resolve(self, StoreReader reader, bint live, uint32_t metric_id):
+        """(merged metric index or -1, pid label value or None) for the
+        series of `reader`'s metric `metric_id`."""
         kind, mode, bounds, texts = reader.metric(metric_id)
         if kind == STORED_GAUGE and mode % 2 and not live:
-            return 0                # a live-only gauge of a dead worker
-        cdef MergedMetric target
+            return (-1, None)         # a live-only gauge of a dead worker
         index = self.target_of.get(texts[0])
         if index is None:
             index = len(self.targets)
             self.targets.append(self.merged_metric(kind, mode, bounds, texts))
             self.target_of[texts[0]] = index
-        target = self.targets[index]
+        cdef MergedMetric target = self.targets[index]
         if (kind, mode, bounds) != (target.kind, target.mode, target.bounds):
             self.conflicts.append((reader.path, texts[0], "kind, gauge mode or buckets differ"))
-            return 0
+            return (-1, None)
         if kind == STORED_GAUGE and mode // 2 == GAUGE_ALL // 2 and not reader.archived:
-            key = with_label(key, "pid", str(reader.pid))
-        reader.add_entry(offset + 16, index, target.number_of(key))
-        return 0
+            return (index, str(reader.pid))
+        return (index, None)
 
     cdef MergedMetric merged_metric(self, uint32_t kind, uint32_t mode, tuple bounds,
                                     tuple texts):
@@ -470,6 +568,19 @@ cdef class Aggregation:
                 if target.stamps != NULL:      # when the value was set, not now
                     store_double(words + 2, target.stamps[i])
                 store.commit(nbytes)
+
+
+cdef bint names_in_order(tuple flat) noexcept:
+    """Whether `flat` is name, text pairs with the names strictly ascending,
+    as a label set is kept (stored texts are trusted no further)."""
+    cdef Py_ssize_t i
+    if len(flat) % 2:
+        return False
+    for i in range(0, len(flat), 2):
+        if len(<str>flat[i]) == 0 or (
+                i and not (<str>flat[i - 2]) < (<str>flat[i])):
+            return False
+    return True
 
 
 cdef tuple with_label(tuple key, str name, str value):

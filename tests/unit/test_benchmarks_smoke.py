@@ -49,8 +49,7 @@ def test_rows_are_declared_once_and_targets_name_real_rows():
     assert len(keys) == len(set(keys))
     assert len({s.key for s in workloads.STEPS}) == len(workloads.STEPS)
     for s in workloads.STEPS:
-        assert s.kind in ("pyperf", "scrape", "memory", *driver.DRIVER_STEPS)
-        assert (s.workload is None) == (s.kind in driver.DRIVER_STEPS)
+        assert callable(s.workload) or s.workload in driver.DRIVER_STEPS
         assert set(s.impls) <= set(workloads.IMPLS)
         for row in s.rows:
             for t in row.targets:
@@ -189,9 +188,9 @@ def test_gzip_scrape_gets_gzip_from_ours():
 
 
 def test_peer_envs_isolate_the_import_path(tmp_path):
-    ours = peers.ours(tmp_path)
-    assert str(tmp_path) not in ours.env().get("PYTHONPATH", "")
-    assert ours.require_core and ours.forbid == tmp_path
+    ours = peers.ours()
+    assert ours.env().get("PYTHONPATH") in (None, str(REPO_ROOT))
+    assert ours.info["ok"] and ours.expect is not None
     folder = tmp_path / "aioprometheus-23.12.0"
     peer = peers.Impl(
         key="aioprometheus", label="x", family="aioprometheus", path=folder
@@ -208,12 +207,11 @@ def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
         tmp_path / "aioprometheus",
         ignore=shutil.ignore_patterns("*.so", "__pycache__"),
     )
-    impl = peers.Impl(key="ours", label="ours", family="aioprometheus", path=tmp_path)
-    impl.expect, impl.require_core = tmp_path, True
+    impl = peers.Impl("ours", "ours", "aioprometheus", tmp_path, expect=tmp_path)
     # -S: no site-packages, so no editable install can lend its build
-    cmd = [sys.executable, "-S", str(peers.WORKER_SCRIPT), "serve"]
+    cmd = [sys.executable, "-S", str(peers.WORKER_SCRIPT)]
     proc = subprocess.run(
-        [*cmd, *impl.worker_args()],
+        [*cmd, "family=aioprometheus", f"expect={tmp_path}"],
         input="",
         env=impl.env(),
         capture_output=True,
@@ -227,7 +225,7 @@ def test_unbuilt_checkout_is_reported_with_the_build_hint(tmp_path):
 
 
 def test_driver_stops_early_when_ours_cannot_run(monkeypatch, capsys, tmp_path):
-    def unavailable(root):
+    def unavailable():
         raise peers.OursUnavailable("ImportError: build me")
 
     def no_install(*args, **kwargs):
@@ -348,3 +346,29 @@ def test_driver_runs_a_worker_and_a_fresh_memory_worker(tmp_path, capsys):
     assert rows["memory_counter"]["values"]["ours"]["status"] == "ok"
     assert (tmp_path / "pyperf-ours.json").exists()
     assert "memory, 2-label counter series" in capsys.readouterr().out
+
+
+def test_multiprocess_rows_measure_shared_stores_for_ours_and_prometheus_client():
+    import os
+
+    from aioprometheus import multiprocess
+
+    _, timer, _ = sample("counter_inc_multiprocess")
+    counter = timer.timed.names["m"]
+    assert counter.multiprocess_mode == "all"  # its series are in a store
+    for family in ("aioprometheus", "prometheus_client"):
+        read = workloads.MultiprocessRead(workloads.Api(family), workers=2, series=50)
+        try:
+            assert read.expected == 150
+            programs = read.programs(workloads.clock)  # waits for the workers
+            assert read.total() == 150
+            assert set(programs) == (
+                {"warm"} if family != "aioprometheus" else {"warm", "cold"}
+            )
+            assert all(run(2) > 0 for run in programs.values())
+            if family == "aioprometheus":
+                assert len(multiprocess.store_files(read.directory)) == 2
+        finally:
+            directory = read.directory
+            read.__del__()
+        assert not os.path.exists(directory)
