@@ -16,6 +16,11 @@ Reusable pieces (also through the fixtures in conftest.py):
 - ``ServiceThread``: run an aioprometheus Service on 127.0.0.1 in a
   background event loop, recording the Accept and Content-Type of each scrape.
 - ``http_get(url, headers)``: a loopback-only GET that ignores proxy settings.
+- ``start_server_group(name, argv_for_port, workdir, ready_path, env)`` ->
+  ProcessGroupServer: an application server (gunicorn, uvicorn) leading a
+  process group of its own; ``.stop()`` ends the leader, then the group.
+- ``proc_info(pid)``, ``child_processes(ppid)``: state, parent and command
+  line of processes, from /proc (to find and kill a server's workers).
 """
 
 import asyncio
@@ -191,9 +196,14 @@ def _launch(
     ready_path: str,
     timeout: float = STARTUP_TIMEOUT,
     attempts: int = 3,
+    env: Optional[Dict[str, str]] = None,
+    new_session: bool = False,
 ) -> Tuple[subprocess.Popen, int, Path]:
     """Start a server on a free port and wait until ``ready_path`` answers 200.
-    Retries on another port if the process dies (e.g. the port was taken)."""
+    Retries on another port if the process dies (e.g. the port was taken).
+    ``env``: the server's whole environment (default: this process');
+    ``new_session``: the server leads a process group of its own, which
+    ``_kill_group`` ends with everything it started."""
     log_path = workdir / f"{name}.log"
     last_error = ""
     for _ in range(attempts):
@@ -206,6 +216,8 @@ def _launch(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=str(workdir),
+                env=env,
+                start_new_session=new_session,
             )
         finally:
             log.close()
@@ -228,8 +240,84 @@ def _launch(
             last_error = f"not ready within {timeout:g}s"
         else:
             last_error = f"exited with status {proc.returncode}"
+        if new_session:
+            _kill_group(proc.pid)
     tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
     raise RuntimeError(f"{name} did not start: {last_error}\n{tail}")
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of the process group ``pgid`` (a server started
+    with ``new_session``: its pid is the group's id)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class ProcessGroupServer(ServerProcess):
+    """A server leading a process group of its own (a pre-fork server and its
+    workers): stopped by SIGTERM to its pid, then SIGKILL to its group."""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            _kill_group(self.proc.pid)
+
+
+def start_server_group(
+    name: str,
+    argv_for_port: Callable[[int], List[str]],
+    workdir: Path,
+    ready_path: str,
+    env: Optional[Dict[str, str]] = None,
+    timeout: float = STARTUP_TIMEOUT,
+) -> ProcessGroupServer:
+    """Start ``argv_for_port(port)`` (it must listen on 127.0.0.1:port) in a
+    new session, logging to ``workdir/name.log``, and wait until
+    ``ready_path`` answers 200."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for arg in argv_for_port(0):
+        if "0.0.0.0" in arg or "[::]" in arg:
+            raise AssertionError(f"servers must listen on loopback only: {arg!r}")
+    proc, port, log_path = _launch(
+        name, argv_for_port, workdir, ready_path, timeout, env=env, new_session=True
+    )
+    return ProcessGroupServer(name, proc, port, workdir, log_path)
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    state: str  # as in /proc/<pid>/stat: "R", "S", "Z" (zombie), ...
+    cmdline: str
+
+
+def proc_info(pid: int) -> Optional[ProcInfo]:
+    """What /proc says about ``pid`` (None once it is gone; Linux only)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return ProcInfo(pid, int(fields[1]), fields[0], cmdline)
+
+
+def child_processes(ppid: int) -> List[ProcInfo]:
+    """The children of ``ppid`` (zombies included: see ``.state``), by pid."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            info = proc_info(int(entry.name))
+            if info is not None and info.ppid == ppid:
+                out.append(info)
+    return sorted(out, key=lambda info: info.pid)
 
 
 class PrometheusServer(ServerProcess):
