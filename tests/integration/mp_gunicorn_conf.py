@@ -10,6 +10,7 @@ hook that multi-process mode asks for (README), as a user writes it.
 # worker, as without --preload.
 import fastapi  # noqa: F401
 import fastapi.responses  # noqa: F401
+
 from aioprometheus.multiprocess import mark_process_dead
 
 

@@ -185,6 +185,8 @@ class App:
         self.scrapes: List[Scrape] = []
         self.scraped_by: Set[int] = set()
         self.unanswered_scrapes: List[str] = []
+        # requests counted by the middleware whose handler a SIGKILL cut off
+        self.requests_not_hits = 0
 
     @property
     def address(self) -> str:
@@ -276,7 +278,8 @@ class App:
 
     def assert_exact(self, scrape: Scrape, when: str) -> None:
         expected = self.load.sent
-        assert (scrape.hits(), scrape.requests()) == (expected, expected), (
+        requests = expected + self.requests_not_hits
+        assert (scrape.hits(), scrape.requests()) == (expected, requests), (
             f"{when}: worker {scrape.pid}'s scrape reports {COUNTER}="
             f"{scrape.hits()} and {REQUESTS}{{path='/hit'}}={scrape.requests()}"
             f" after {expected} answered requests{self.load.note()}; "
@@ -663,7 +666,11 @@ def test_uvicorn_worker_killed_under_load_loses_no_answered_request(tmp_path):
             f"{COUNTER}={total} after {lowest} answered requests and "
             f"{sum(unanswered)} unanswered ones (worker {victim} SIGKILLed)"
         )
-        assert app.scrape().requests() == total
+        # a request the SIGKILL cut between the middleware's count and the
+        # handler's counts in requests_total_counter alone
+        requests = app.scrape().requests()
+        assert requests is not None and total <= requests <= highest, (requests, total)
+        app.requests_not_hits = int(requests - total)
         print(
             f"uvicorn, SIGKILL under load: {COUNTER}={total} for {lowest} answered "
             f"and {sum(unanswered)} unanswered requests; {len(seen)} scrapes"
