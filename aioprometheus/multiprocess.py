@@ -135,6 +135,18 @@ def _merged_classes() -> Dict[int, type]:
     return {1: Counter, 2: Gauge, 3: Histogram, 4: Summary}
 
 
+LISTING_TRIES = 10  # listings a scrape makes while folds overtake it
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    """(inode, device) of the file at `path`, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_dev)
+
+
 class _Aggregator:
     """The readers of one directory's stores and their merged metrics."""
 
@@ -142,58 +154,69 @@ class _Aggregator:
         self.path = path
         self.lock = threading.Lock()
         self.aggregation = _core.Aggregation(_merged_classes())
-        self.readers: Dict[str, Tuple[Tuple[int, int], _core.StoreReader]] = {}
+        self.readers: Dict[str, _core.StoreReader] = {}
         self.reported: Set[Tuple[str, str]] = set()
 
     def merged(self) -> List["Collector"]:
         with self.lock:
-            names = store_files(self.path)  # listed before the archive is read
-            for gone in set(self.readers) - set(names):  # its mapping and fd too
-                del self.readers[gone]
-            readers, lives, dead = [], [], []
-            archive = self._reader(ARCHIVE) if ARCHIVE in names else None
-            if archive is not None and not self._refresh(archive):
-                archive = None
-            absorbed = set(archive.absorbed) if archive is not None else set()
-            if archive is not None:
-                readers.append(archive)
-                lives.append(False)
-            for name in names:
-                if name == ARCHIVE or name in absorbed:
-                    continue
-                reader = self._reader(name)
-                if reader is None:
-                    continue
-                live = _alive(reader.pid, reader.token)
-                if not live:
-                    dead.append(name)
-                readers.append(reader)
-                lives.append(live)
-            kept = [
-                (r, live)
-                for r, live in zip(readers, lives)
-                if r is archive or self._refresh(r)
-            ]
-            merged = self.aggregation.merge([r for r, _ in kept], [v for _, v in kept])
+            # A fold replaces the archive, then removes the stores it absorbed:
+            # a listing that a fold overtook may hold the old archive and miss
+            # a store the new one absorbed, so it is made again until the
+            # archive read is the archive there.
+            for _ in range(LISTING_TRIES):
+                archive, readers, lives, dead = self._open_stores()
+                opened = archive.identity if archive is not None else None
+                if _identity(os.path.join(self.path, ARCHIVE)) == opened:
+                    break
+            merged = self.aggregation.merge(readers, lives)
             for path, name, why in self.aggregation.conflicts:
                 self._report(path, f"metric {name!r} left out: {why}")
         if dead:
             _fold(self.path, dead, wait=False)
         return merged
 
+    def _open_stores(
+        self,
+    ) -> Tuple[
+        Optional[_core.StoreReader], List[_core.StoreReader], List[bool], List[str]
+    ]:
+        """The archive, the readers to merge (refreshed) and whether each is
+        live, and the dead workers' stores, as the directory holds them now."""
+        names = store_files(self.path)  # listed before the archive is read
+        for gone in set(self.readers) - set(names):  # its mapping and fd too
+            del self.readers[gone]
+        readers, lives, dead = [], [], []
+        archive = self._reader(ARCHIVE) if ARCHIVE in names else None
+        if archive is not None and not self._refresh(archive):
+            archive = None
+        absorbed = set(archive.absorbed) if archive is not None else set()
+        if archive is not None:
+            readers.append(archive)
+            lives.append(False)
+        for name in names:
+            if name == ARCHIVE or name in absorbed:
+                continue
+            reader = self._reader(name)
+            if reader is None or not self._refresh(reader):
+                continue
+            live = _alive(reader.pid, reader.token)
+            if not live:
+                dead.append(name)
+            readers.append(reader)
+            lives.append(live)
+        return archive, readers, lives, dead
+
     def _reader(self, name: str) -> Optional[_core.StoreReader]:
         """The reader of store `name`: the cached one, unless the file was
         replaced (the archive is, at each fold) or is another version's."""
         path = os.path.join(self.path, name)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
+        identity = _identity(path)
+        cached = self.readers.get(name)
+        if identity is None:
             self.readers.pop(name, None)
             return None
-        identity = (st.st_ino, st.st_dev)
-        cached = self.readers.get(name)
-        if cached is not None and cached[0] == identity:
-            return cached[1]
+        if cached is not None and cached.identity == identity:
+            return cached
         try:
             reader = _core.StoreReader(path)
         except FileNotFoundError:
@@ -201,7 +224,7 @@ class _Aggregator:
         except (_core.StoreError, OSError) as exc:
             self._report(path, str(exc))
             return None
-        self.readers[name] = (identity, reader)
+        self.readers[name] = reader
         return reader
 
     def _refresh(self, reader: _core.StoreReader) -> bool:

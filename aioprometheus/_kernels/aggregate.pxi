@@ -47,6 +47,7 @@ cdef class StoreReader:
     cdef readonly uint64_t pid
     cdef readonly uint64_t token
     cdef readonly bint archived
+    cdef readonly tuple identity        # the file's (inode, device)
     cdef readonly tuple absorbed        # an archive's folded-in store names
     cdef dict metrics                   # metric id -> (kind, mode, bounds, texts, native)
     cdef uint64_t* offsets              # per series in record order: its record's offset,
@@ -72,6 +73,10 @@ cdef class StoreReader:
         self.fd = c_open(path.encode(), O_RDONLY | O_CLOEXEC)
         if self.fd < 0:
             raise OSError(errno, f"cannot open the store {path!r}")
+        cdef struct_stat st
+        if fstat(self.fd, &st) != 0:
+            raise OSError(errno, f"cannot stat the store {path!r}")
+        self.identity = (st.st_ino, st.st_dev)
         self.remap()
         if self.mapped < HEADER_BYTES or memcmp(self.base, STORE_MAGIC, 8) != 0:
             raise StoreError(f"{path}: not an aioprometheus multi-process store")

@@ -188,6 +188,28 @@ def test_a_fold_that_died_before_removing_the_store_counts_nothing_twice(
     assert aggregate() == {"a_total": {(): 6}}
 
 
+def test_a_fold_that_overtakes_a_scrape_loses_nothing(mpdir, monkeypatch):
+    """Another process folds a dead worker's store while a scrape lists the
+    stores: after the scrape opened the (old) archive, before it opened the
+    store the fold removes."""
+    with worker(mpdir, DEAD_PID) as registry:
+        Counter("a_total", "A", registry=registry).add({}, 5)
+    with worker(mpdir) as registry:
+        Counter("a_total", "A", registry=registry).add({}, 1)
+    aggregator = multiprocess._Aggregator(mpdir)
+    real_reader, folds = aggregator._reader, []
+
+    def reader(name):
+        if name.startswith(f"worker-{DEAD_PID}-") and not folds:
+            folds.append(name)
+            multiprocess.mark_process_dead(DEAD_PID)
+        return real_reader(name)
+
+    monkeypatch.setattr(aggregator, "_reader", reader)
+    (merged,) = aggregator.merged()
+    assert folds and merged._items() == [({}, 6)]
+
+
 MODE_CASES = {
     # live 5 and 7, dead 3 (and a live-only gauge's dead value never counts)
     "all": None,
