@@ -411,6 +411,10 @@ def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
         )
     except ImportError as exc:
         raise Unavailable(f"no multi-process mode: {exc}") from None
+    here = os.path.dirname(api.mod.__file__)
+    if api.family != PC and os.path.dirname(values.__file__) != here:
+        # another install's module, found through an editable install's finder
+        raise Unavailable(f"no multi-process mode in {here}")
     if directory is None:
         directory = tempfile.mkdtemp(prefix="bench-mp-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory

@@ -400,7 +400,8 @@ cdef class MergedMetric:
         if not names_in_order(labels):
             return -1
         cdef Py_hash_t h = flat_hash(labels)
-        cdef Py_ssize_t i = m.series.find_key(labels, h)
+        # other texts are another label set, unless a pid label replaced one
+        cdef Py_ssize_t i = -1 if pid is None else m.series.find_key(labels, h)
         if i < 0:
             if m.series.count >= m.capacity:
                 m.reserve(m.capacity * 2 + 8)
