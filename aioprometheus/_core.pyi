@@ -317,6 +317,10 @@ class StoreReader:
     ) -> Tuple[int, int, Tuple[float, ...], Tuple[str, ...]]: ...
 
 @final
+class LabelTexts:
+    """Stored label texts decoded once (internal to Aggregation)."""
+
+@final
 class MergedMetric:
     """One metric of a multi-process aggregate (internal to Aggregation)."""
 

@@ -365,6 +365,32 @@ cdef uint32_t stored_words(uint32_t kind, Py_ssize_t nbounds) noexcept:
     return SCALAR_WORDS
 
 
+@cython.final
+cdef class LabelTexts:
+    """Stored label texts (bytes) decoded into label sets, once: a new layout
+    (after a worker came or went) finds those of the last one again."""
+
+    cdef dict labels                # of the layout in use
+    cdef dict earlier               # of the one before, while a new one is made
+
+    cdef object labels_of(self, bytes blob):
+        """The label set `blob` spells, or None if it spells none."""
+        labels = self.labels.get(blob)
+        if labels is not None:
+            return labels
+        if self.earlier is not None:
+            labels = self.earlier.get(blob)
+        if labels is None:
+            try:
+                labels = decode_texts(PyBytes_AS_STRING(<PyObject*>blob))
+            except UnicodeDecodeError:
+                return None
+            if not names_in_order(labels):
+                return None
+        self.labels[blob] = labels
+        return labels
+
+
 cdef class MergedMetric:
     """One metric of the aggregate: the metric object the encoders get, and
     how the stores' values of its series combine."""
@@ -382,7 +408,7 @@ cdef class MergedMetric:
         free(self.stamps)
         free(self.native_seen)
 
-    cdef Py_ssize_t number_of(self, bytes blob, str pid) except -2:
+    cdef Py_ssize_t number_of(self, bytes blob, str pid, LabelTexts decoded) except -2:
         """The merged series of a stored one's label texts `blob` (with label
         pid=`pid` added, unless None), made on first sight; -1 if the texts
         are no label set."""
@@ -391,14 +417,11 @@ cdef class MergedMetric:
         if number is not None:
             return number
         cdef Metric m = self.metric
-        try:
-            labels = decode_texts(PyBytes_AS_STRING(<PyObject*>blob))
-            if pid is not None:
-                labels = with_label(labels, "pid", pid)
-        except UnicodeDecodeError:
+        labels = decoded.labels_of(blob)
+        if labels is None:
             return -1
-        if not names_in_order(labels):
-            return -1
+        if pid is not None:
+            labels = with_label(labels, "pid", pid)
         cdef Py_hash_t h = flat_hash(labels)
         # other texts are another label set, unless a pid label replaced one
         cdef Py_ssize_t i = -1 if pid is None else m.series.find_key(labels, h)
@@ -507,6 +530,7 @@ cdef class Aggregation:
     cdef dict target_of             # metric name -> index in targets
     cdef dict classes               # stored kind -> the class a merged metric is made of
     cdef readonly list conflicts    # (store path, metric name, why) left out
+    cdef LabelTexts decoded         # the stored label texts met, decoded
 
     def __cinit__(self, dict classes):
         self.readers = []
@@ -518,6 +542,11 @@ cdef class Aggregation:
         self.targets = []
         self.target_of = {}
         self.conflicts = []
+        if self.decoded is None:
+            self.decoded = LabelTexts.__new__(LabelTexts)
+            self.decoded.labels = {}
+        self.decoded.earlier = self.decoded.labels    # kept while the new layout is made
+        self.decoded.labels = {}
 
     def merge(self, list readers, list lives):
         """The merged metrics of `readers` (StoreReaders just refreshed, in
@@ -541,6 +570,7 @@ cdef class Aggregation:
                 if not reader.removed[k]:
                     self.place(reader, lives[r], k, resolved)
             reader.placed = reader.nseries
+        self.decoded.earlier = None
         self.fill()
         return [(<MergedMetric>target).metric for target in self.targets]
 
@@ -556,7 +586,7 @@ cdef class Aggregation:
         if index < 0:
             return 0
         cdef MergedMetric target = self.targets[index]
-        cdef Py_ssize_t number = target.number_of(reader.label_blobs[k], pid)
+        cdef Py_ssize_t number = target.number_of(reader.label_blobs[k], pid, self.decoded)
         if number < 0:
             self.conflicts.append((reader.path, target.metric.metric_name,
                                    "a series' label texts are not a label set"))
