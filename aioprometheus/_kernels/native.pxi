@@ -266,6 +266,20 @@ cdef inline void append_bucket(NativeSide* side, int32_t key,
     side.n += 1
 
 
+cdef int add_count(NativeSide* side, int32_t key, unsigned long long count) except -1:
+    """Add `count` to bucket `key`, made if `side` lacks it (room made
+    first: only that may fail, and it comes before any change)."""
+    cdef Py_ssize_t pos = find_bucket(side, key)
+    if pos < 0:
+        make_room(side, side.n + 1)
+        pos = find_bucket(side, key)    # the side may just have been indexed
+    if pos >= 0:
+        side.buckets[pos].count += count
+    else:
+        append_bucket(side, key, count)
+    return 0
+
+
 cdef void empty_side(NativeSide* side) noexcept:
     side.n = 0
     side.ordered = 0
@@ -506,9 +520,6 @@ cdef class NativeBuckets:
 
     cdef int observe_in(self, NativeState* st, double v) except -1:
         """observe(), every case."""
-        cdef NativeSide* side
-        cdef int32_t key
-        cdef Py_ssize_t pos
         cdef int was_reset = 0
         cdef double a = fabs(v)
         cdef double now
@@ -529,16 +540,8 @@ cdef class NativeBuckets:
         if a <= st.zero_threshold:
             st.zero_count += 1
         else:
-            side = &st.positive if v > 0 else &st.negative
-            key = observation_key(a, st.schema)
-            pos = find_bucket(side, key)
-            if pos < 0:
-                make_room(side, side.n + 1)
-                pos = find_bucket(side, key)    # the side may just have been indexed
-            if pos >= 0:
-                side.buckets[pos].count += 1
-            else:
-                append_bucket(side, key, 1)
+            add_count(&st.positive if v > 0 else &st.negative,
+                      observation_key(a, st.schema), 1)
         if self.max_buckets and st.positive.n + st.negative.n > self.max_buckets:
             was_reset |= self.limit(st, v)
         return was_reset

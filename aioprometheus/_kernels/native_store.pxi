@@ -128,18 +128,6 @@ cdef unsigned long long drop_into_zero(NativeSide* side, int schema, double thre
     return moved
 
 
-cdef int add_count(NativeSide* side, int32_t key, unsigned long long count) except -1:
-    cdef Py_ssize_t pos = find_bucket(side, key)
-    if pos < 0:
-        make_room(side, side.n + 1)
-        pos = find_bucket(side, key)
-    if pos >= 0:
-        side.buckets[pos].count += count
-    else:
-        append_bucket(side, key, count)
-    return 0
-
-
 cdef int merge_native(NativeState* into, bint first, char* record) except -1:
     """Add one store's NATIVE record into `into` (`first`: the first this
     time, whose schema and zero threshold it takes). Exact where schemas and
