@@ -345,6 +345,26 @@ class App:
                     return pid
         raise AssertionError("no live worker to kill answered in 50 requests")
 
+    def exact_first_phase(self) -> List[Scrape]:
+        """FIRST_PHASE requests over at least two workers: every scrape of a
+        row reports them all (the row, returned)."""
+        self.load.run(FIRST_PHASE)
+        assert len(self.load.by_pid) >= 2, (
+            f"one worker answered all {FIRST_PHASE} requests: {self.load.by_pid}"
+        )
+        row = self.scrapes_in_a_row(f"after {FIRST_PHASE} requests")
+        self.wait_for_live_gauge()
+        return row
+
+    def exact_after_a_sigkill(self) -> None:
+        """A worker SIGKILLed between phases: nothing lost while the server
+        replaces it, exact again after the next phase."""
+        victim = self.kill_a_worker()
+        self.assert_nothing_lost_while_replaced(victim)
+        self.load.run(NEXT_PHASE)
+        self.scrapes_in_a_row(f"after the phase following the SIGKILL of {victim}")
+        self.wait_for_live_gauge()
+
     def assert_nothing_lost_while_replaced(self, victim: int) -> List[int]:
         """Scrape until the server has replaced ``victim``; every scrape must
         report the requests sent, never less."""
@@ -462,20 +482,11 @@ def test_gunicorn_uvicorn_workers_aggregate_exactly(tmp_path, prometheus_factory
         scraped_since = time.monotonic()
 
         # 1. N requests: every scrape, whoever answers, reports N
-        app.load.run(FIRST_PHASE)
-        assert len(app.load.by_pid) >= 2, (
-            f"one worker answered all {FIRST_PHASE} requests: {app.load.by_pid}"
-        )
-        early = app.scrapes_in_a_row(f"after {FIRST_PHASE} requests")
+        early = app.exact_first_phase()
         early_s = _warm_median(app, early, f"after {FIRST_PHASE} requests")
-        app.wait_for_live_gauge()
 
         # 2. a worker SIGKILLed between phases: nothing lost, exact again after
-        victim = app.kill_a_worker()
-        app.assert_nothing_lost_while_replaced(victim)
-        app.load.run(NEXT_PHASE)
-        app.scrapes_in_a_row(f"after the phase following the SIGKILL of {victim}")
-        app.wait_for_live_gauge()
+        app.exact_after_a_sigkill()
 
         # 3. --max-requests recycles workers 50 times: exact all along, the
         # stores bounded, scrapes no slower
@@ -587,20 +598,10 @@ def test_uvicorn_workers_aggregate_exactly(tmp_path):
     app = _start_uvicorn(tmp_path)
     try:
         app.wait_until_all_answer()
-        app.load.run(FIRST_PHASE)
-        assert len(app.load.by_pid) >= 2, (
-            f"one worker answered all {FIRST_PHASE} requests: {app.load.by_pid}"
-        )
-        app.scrapes_in_a_row(f"after {FIRST_PHASE} requests")
-        app.wait_for_live_gauge()
-
+        app.exact_first_phase()
         # no child_exit hook here: the dead worker's store is found by its
         # pid at the next scrape
-        victim = app.kill_a_worker()
-        app.assert_nothing_lost_while_replaced(victim)
-        app.load.run(NEXT_PHASE)
-        app.scrapes_in_a_row(f"after the phase following the SIGKILL of {victim}")
-        app.wait_for_live_gauge()
+        app.exact_after_a_sigkill()
         stores = app.assert_stores_bounded()
         assert "archive.aiop" in stores, stores
         app.assert_exact(app.scrape("/render"), "render() in a worker")

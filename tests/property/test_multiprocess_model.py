@@ -11,6 +11,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from native_views import downscaled
 
 from aioprometheus import (
     Counter,
@@ -150,16 +151,6 @@ def native_histogram(values):
     for v in values:
         h.observe({}, v)
     return {**h.get({}), "native": h.get_native({})}
-
-
-def downscaled(native, schema):
-    shift = native["schema"] - schema
-    out = {**native, "schema": schema, "positive": {}, "negative": {}}
-    for sign in ("positive", "negative"):
-        for k, count in native[sign].items():
-            key = -((-k) >> shift)  # ceil(k / 2^shift)
-            out[sign][key] = out[sign].get(key, 0) + count
-    return out
 
 
 def aggregate():

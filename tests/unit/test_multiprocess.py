@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from native_views import downscaled
 
 from aioprometheus import (
     Counter,
@@ -483,17 +484,6 @@ def test_random_damage_to_a_store_is_an_error_never_a_crash(mpdir):
         except _core.StoreError:
             outcomes.add("refused")
     assert outcomes == {"read", "refused"}
-
-
-def downscaled(native, schema):
-    """A get_native() dict at a lower `schema` (buckets merged as Prometheus does)."""
-    shift = native["schema"] - schema
-    out = {**native, "schema": schema, "positive": {}, "negative": {}}
-    for sign in ("positive", "negative"):
-        for k, count in native[sign].items():
-            key = -((-k) >> shift)  # ceil(k / 2^shift)
-            out[sign][key] = out[sign].get(key, 0) + count
-    return out
 
 
 def test_native_histograms_merge_exactly_across_workers(mpdir):
