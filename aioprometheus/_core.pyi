@@ -4,7 +4,19 @@ Checked against the built module by ``python -m mypy.stubtest`` in the lint
 tests, so this file cannot drift from the extension.
 """
 
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Mapping,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
 
 from typing_extensions import TypeAlias, disjoint_base, final
 
@@ -23,8 +35,27 @@ def check_label_name(name: object, reserved: str | None = ...) -> None: ...
 def check_labels(
     labels: Dict[Any, Any], reserved: str | None = ...
 ) -> Dict[str, str]: ...
-def encode_text(metrics: Iterable[Metric], timestamp_ms: int = ...) -> bytes: ...
-def encode_openmetrics(metrics: Iterable[Metric], created: bool = ...) -> bytes: ...
+@overload
+def encode_text(
+    metrics: Iterable[Metric], timestamp_ms: int = ..., parts: Literal[False] = ...
+) -> bytes: ...
+@overload
+def encode_text(
+    metrics: Iterable[Metric], timestamp_ms: int, parts: Literal[True]
+) -> list[bytes]: ...
+@overload
+def encode_text(
+    metrics: Iterable[Metric], timestamp_ms: int = ..., *, parts: Literal[True]
+) -> list[bytes]: ...
+@overload
+def encode_openmetrics(
+    metrics: Iterable[Metric], created: bool = ..., parts: Literal[False] = ...
+) -> bytes: ...
+@overload
+def encode_openmetrics(
+    metrics: Iterable[Metric], created: bool, parts: Literal[True]
+) -> list[bytes]: ...
+def join_parts(parts: Iterable[bytes]) -> bytes: ...
 def openmetrics_header(metric: Metric) -> bytes: ...
 def openmetrics_family(m: Metric) -> Tuple[str, str]: ...
 def encode_protobuf(

@@ -159,7 +159,7 @@ def _encode_and_compress(
     parts = encode_parts()
     if compress and any(parts):
         return gzip_parts(parts)
-    return b"".join(parts)
+    return _core.join_parts(parts)
 
 
 def gzip_body(body: bytes) -> bytes:

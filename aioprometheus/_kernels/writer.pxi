@@ -74,7 +74,13 @@ for _k in range(16):
 
 @cython.final
 cdef class Writer:
-    """Append-only byte buffer with the primitives both exposition formats need."""
+    """Append-only byte buffer with the primitives both exposition formats need.
+
+    A chained Writer (an encoder's output) grows by starting a new block and
+    keeps what it wrote where it is: growing one block would copy all of it
+    with the GIL held (9 ms for a 12 MB scrape, which the event loop waits
+    out). The blocks come out as parts (`getparts`); a write never spans
+    two, so a line can be patched until the next `reserve`."""
 
     cdef PyObject* block      # the bytes object written into (we hold its only reference)
     cdef char* data           # its buffer
@@ -82,31 +88,49 @@ cdef class Writer:
     cdef Py_ssize_t capacity
     cdef Py_ssize_t shared_at   # length when the encoder last let other threads run
     cdef bint openmetrics       # spell non-finite numbers +Inf, -Inf, NaN (as OpenMetrics must)
+    cdef bint chained           # grow by a new block (parts), not by resizing this one
+    cdef list sealed            # a chained Writer's finished blocks, in order
 
-    def __cinit__(self, Py_ssize_t capacity=4096):
+    def __cinit__(self, Py_ssize_t capacity=4096, bint chained=False):
         self.block = new_bytes(NULL, capacity if capacity > 16 else 16)
         self.data = PyBytes_AS_STRING(self.block)
         self.capacity = capacity if capacity > 16 else 16
         self.length = 0
+        self.chained = chained
+        self.sealed = []
 
     def __dealloc__(self):
         Py_XDECREF(self.block)
 
     cdef int reserve(self, Py_ssize_t extra) except -1 nogil:
-        """Make room for `extra` more bytes."""
+        """Make room for `extra` more contiguous bytes."""
         cdef Py_ssize_t need = self.length + extra
         cdef Py_ssize_t cap = self.capacity if self.capacity > 16 else 16
         if need <= self.capacity:
             return 0
-        while cap < need:
-            cap *= 2
         with gil:
+            if self.chained and self.length:
+                self.seal()
+                need = extra
+            while cap < need:
+                cap *= 2
             if self.block == NULL:
                 self.block = new_bytes(NULL, cap)
             else:
                 _PyBytes_Resize(&self.block, cap)
             self.data = PyBytes_AS_STRING(self.block)
         self.capacity = cap
+        return 0
+
+    cdef int seal(self) except -1:
+        """Put the current block, trimmed to what was written, among the finished ones."""
+        _PyBytes_Resize(&self.block, self.length)
+        self.sealed.append(<object>self.block)
+        Py_XDECREF(self.block)
+        self.block = NULL
+        self.data = NULL
+        self.length = 0
+        self.shared_at = 0
         return 0
 
     cdef inline int write(self, const char* src, Py_ssize_t n) except -1 nogil:
@@ -269,17 +293,61 @@ cdef class Writer:
         self.length += 1
         return 0
 
-    cdef bytes getvalue(self):
-        """Hand over what was written; the Writer starts empty afterwards."""
-        cdef bytes result
-        if self.block == NULL:
-            return b""
-        _PyBytes_Resize(&self.block, self.length)
-        result = <bytes>self.block
+    cdef list getparts(self):
+        """Hand over what was written, in blocks; the Writer starts empty afterwards."""
+        cdef list parts
+        if self.block != NULL and self.length:
+            self.seal()
+        parts = self.sealed
+        self.sealed = []
         Py_XDECREF(self.block)
         self.block = NULL
         self.data = NULL
         self.length = 0
         self.capacity = 0
         self.shared_at = 0
+        return parts
+
+    cdef bytes getvalue(self):
+        """Hand over what was written; the Writer starts empty afterwards."""
+        return join_parts(self.getparts())
+
+
+def join_parts(parts):
+    """``b"".join(parts)`` for a list of bytes, copying without the GIL (a
+    12 MB scrape takes milliseconds to copy, which the event loop would wait
+    out). One part is returned as it is."""
+    cdef tuple held = tuple(parts)      # our references: the list may change meanwhile
+    cdef Py_ssize_t total = 0
+    cdef Py_ssize_t k, n = len(held)
+    cdef PyObject* block
+    cdef bytes result
+    cdef char* out
+    cdef const char** sources
+    cdef Py_ssize_t* sizes
+    for part in held:
+        if type(part) is not bytes:
+            raise TypeError(f"parts must be bytes, got {type(part).__name__}")
+        total += len(<bytes>part)
+    if n == 1:
+        return held[0]
+    sources = <const char**>malloc((n + 1) * sizeof(char*))
+    sizes = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+    try:
+        if sources == NULL or sizes == NULL:
+            raise MemoryError()
+        for k in range(n):
+            sources[k] = PyBytes_AS_STRING(<PyObject*>held[k])
+            sizes[k] = len(<bytes>held[k])
+        block = new_bytes(NULL, total)
+        result = <bytes>block       # takes a reference of its own
+        Py_XDECREF(block)
+        out = PyBytes_AS_STRING(block)
+        with nogil:
+            for k in range(n):
+                memcpy(out, sources[k], sizes[k])
+                out += sizes[k]
         return result
+    finally:
+        free(sources)
+        free(sizes)

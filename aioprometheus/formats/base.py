@@ -69,7 +69,7 @@ class RunFormatter(IFormatter):
         self, collectors: Iterable["Collector"], detach: bool
     ) -> Callable[[], bytes]:
         encode_parts = self._plan_parts(collectors, detach)
-        return lambda: b"".join(encode_parts())
+        return lambda: _core.join_parts(encode_parts())
 
     def _plan_parts(
         self, collectors: Iterable["Collector"], detach: bool
@@ -85,10 +85,13 @@ class RunFormatter(IFormatter):
             parts.append(self.trailer)
 
         def encode() -> List[bytes]:
-            return [
-                part if isinstance(part, bytes) else self._compiled(part, timestamp_ms)
-                for part in parts
-            ]
+            out: List[bytes] = []
+            for part in parts:
+                if isinstance(part, bytes):
+                    out.append(part)
+                else:
+                    out.extend(self._compiled(part, timestamp_ms))
+            return out
 
         return encode
 
@@ -97,8 +100,8 @@ class RunFormatter(IFormatter):
         """The timestamp every sample gets (the format's "none" when off)."""
 
     @abc.abstractmethod
-    def _compiled(self, metrics: List[Any], timestamp_ms: Any) -> bytes:
-        """The compiled encoder's bytes for a run of compiled metrics."""
+    def _compiled(self, metrics: List[Any], timestamp_ms: Any) -> List[bytes]:
+        """The compiled encoder's bytes for a run of compiled metrics, in parts."""
 
     @abc.abstractmethod
     def _python_block(self, collector: "Collector", timestamp_ms: Any) -> bytes:

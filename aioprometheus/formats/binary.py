@@ -62,8 +62,8 @@ class BinaryFormatter(RunFormatter):
     def _timestamp_ms(self) -> Optional[int]:
         return int(time.time() * 1000) if self.timestamp else None
 
-    def _compiled(self, metrics: List[Any], timestamp_ms: Optional[int]) -> bytes:
-        return _core.encode_protobuf(metrics, timestamp_ms)
+    def _compiled(self, metrics: List[Any], timestamp_ms: Optional[int]) -> List[bytes]:
+        return [_core.encode_protobuf(metrics, timestamp_ms)]
 
     def _python_block(
         self, collector: "Collector", timestamp_ms: Optional[int]

@@ -36,8 +36,8 @@ class OpenMetricsFormatter(RunFormatter):
     def _timestamp_ms(self) -> None:
         return None  # OpenMetrics samples carry no timestamp here
 
-    def _compiled(self, metrics: List[Any], timestamp_ms: None) -> bytes:
-        return _core.encode_openmetrics(metrics, self._created)
+    def _compiled(self, metrics: List[Any], timestamp_ms: None) -> List[bytes]:
+        return _core.encode_openmetrics(metrics, self._created, parts=True)
 
     def _python_block(self, collector: "Collector", timestamp_ms: None) -> bytes:
         return python_block(

@@ -45,8 +45,8 @@ class TextFormatter(RunFormatter):
     def _timestamp_ms(self) -> int:
         return int(time.time() * 1000) if self.timestamp else -1
 
-    def _compiled(self, metrics: List[Any], timestamp_ms: int) -> bytes:
-        return _core.encode_text(metrics, timestamp_ms)
+    def _compiled(self, metrics: List[Any], timestamp_ms: int) -> List[bytes]:
+        return _core.encode_text(metrics, timestamp_ms, parts=True)
 
     def _python_block(self, collector: "Collector", timestamp_ms: int) -> bytes:
         return _python_block(collector, timestamp_ms)

@@ -8,6 +8,7 @@ chunk boundaries are checked here, for live metrics and snapshots alike.
 
 from typing import Dict, List
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,10 @@ def assert_text_matches_model(series, const):
     ).encode()
     assert _core.encode_text([c, h]) == expected
     assert _core.encode_text(_core.snapshot([c, h])) == expected
+    parts = _core.encode_text(_core.snapshot([c, h]), -1, parts=True)
+    assert b"".join(parts) == expected
+    assert all(part.endswith(b"\n") for part in parts)  # no line split between two
+    return parts
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,3 +104,30 @@ def test_many_series_across_chunks_match_the_model():
         for i in range(1500)
     ]
     assert_text_matches_model(series, {"app": "x", "kind": "shadowed"})
+
+
+def test_output_larger_than_its_estimate_comes_in_whole_line_parts():
+    """Long label texts overrun the encoder's size estimate many times over:
+    the output grows by new blocks (never by copying what was written, with
+    the GIL held), and the blocks join into exactly the model's text."""
+    series = [
+        {"path": f"/{i}" + "ü" * 500 * (i % 7), "kind": 'q"\\\n' * 300 * (i % 3)}
+        for i in range(120)
+    ]
+    parts = assert_text_matches_model(series, {"app": "x" * 2000})
+    assert len(parts) > 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_join_parts_is_bytes_join(parts):
+    joined = _core.join_parts(parts)
+    assert joined == b"".join(parts)
+    if len(parts) == 1:
+        assert joined is parts[0]
+
+
+def test_join_parts_refuses_what_is_not_bytes():
+    for bad in ([b"a", bytearray(b"b")], [b"a", "b"], [memoryview(b"a"), b"b"]):
+        with pytest.raises(TypeError, match="parts must be bytes"):
+            _core.join_parts(bad)
