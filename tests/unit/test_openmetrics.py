@@ -293,7 +293,8 @@ def test_output_over_many_blocks_with_exemplars_parses_whole():
         counter.add(labels, i, exemplar={"trace_id": f"t{i}"})
         histogram.observe(labels, i % 15, exemplar={"trace_id": f"h{i}"})
         expected[labels["path"]] = i
-    parts = _core.encode_openmetrics(_core.snapshot([counter, histogram]), parts=True)
+    parts = []
+    _core.encode_openmetrics(_core.snapshot([counter, histogram]), False, parts.append)
     assert len(parts) > 3
     text = b"".join(parts).decode() + "# EOF\n"
     assert text == openmetrics_of(registry)

@@ -82,9 +82,11 @@ def assert_text_matches_model(series, const):
     ).encode()
     assert _core.encode_text([c, h]) == expected
     assert _core.encode_text(_core.snapshot([c, h])) == expected
-    parts = _core.encode_text(_core.snapshot([c, h]), -1, parts=True)
-    assert b"".join(parts) == expected
-    assert all(part.endswith(b"\n") for part in parts)  # no line split between two
+    for metrics in ([c, h], _core.snapshot([c, h])):  # at the end, or streamed
+        parts: List[bytes] = []
+        assert _core.encode_text(metrics, -1, parts.append) is None
+        assert b"".join(parts) == expected
+        assert all(part.endswith(b"\n") for part in parts)  # no line split
     return parts
 
 
@@ -116,6 +118,21 @@ def test_output_larger_than_its_estimate_comes_in_whole_line_parts():
     ]
     parts = assert_text_matches_model(series, {"app": "x" * 2000})
     assert len(parts) > 3
+
+
+def test_a_snapshot_streams_in_blocks_a_compressor_can_take_as_they_come():
+    """Encoding a private snapshot hands its output over in blocks of at
+    most 256 KiB as it goes; live metrics are handed over once encoded."""
+    c = Counter("c_total", "doc", registry=Registry())
+    for i in range(30_000):
+        c.add({"path": f"/api/v1/items/{i}", "method": "GET"}, i)
+    expected = _core.encode_text([c])
+    assert len(expected) > 1_000_000
+    streamed: List[bytes] = []
+    _core.encode_text(_core.snapshot([c]), -1, streamed.append)
+    assert b"".join(streamed) == expected
+    assert len(streamed) >= 4
+    assert max(len(part) for part in streamed) <= 256 * 1024
 
 
 @settings(max_examples=100, deadline=None)
