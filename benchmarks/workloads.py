@@ -1,12 +1,10 @@
 """The benchmark rows, their workloads, and the worker process that times them.
 
 A step (:class:`Step`) runs one workload and feeds one or more table rows
-(:class:`Row`); steps are declared as data right after their workload
-(``micro(...)``, ``RENDERS``, ``SCRAPES``, ``MEMORY``, ``step(...)``).  A
-workload builds, for one implementation, an object whose ``programs(clock)``
-are functions of pyperf's loops returning seconds (or which ``sample``s
-itself).  The driver also starts this module as a *script*: one worker per
-implementation, whose ``PYTHONPATH`` holds that implementation alone.  Two
+(:class:`Row`), declared as data right after the workload.  Built for one
+implementation, a workload offers ``programs(clock)`` (functions of pyperf's
+loops returning seconds) or takes its own ``sample``.  Run as a script, this
+module is a worker whose ``PYTHONPATH`` holds one implementation alone.  Two
 API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 ``c.inc(labels)``) and ``prometheus_client`` (``c.labels(**labels).inc()``).
 """
@@ -38,7 +36,6 @@ LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
 NATIVE = {"native_histogram_bucket_factor": 1.1}
-REGISTRY = ("Registry", "CollectorRegistry")  # the registry class by family
 
 # The clock of every timed loop (``clock=cpu``: process CPU time, steadier on
 # a busy machine).  Scrape latency is always wall time.
@@ -119,6 +116,11 @@ def step(key: str, workload: Any, *rows: Row, **options: Any) -> None:
     STEPS.append(Step(key, workload, rows, **options))
 
 
+def medians(scale: float = 1.0, **figures: str) -> Callable[..., Dict[str, float]]:
+    """Figures that are a pyperf benchmark's median (by name), times ``scale``."""
+    return lambda b: {f: b[n].median() * scale for f, n in figures.items() if n in b}
+
+
 class Unavailable(Exception):
     """The implementation does not offer this workload."""
 
@@ -128,11 +130,12 @@ class Api:
 
     def __init__(self, family: str) -> None:
         self.family, self.mod = family, importlib.import_module(family)
-        self.registry = getattr(self.mod, REGISTRY[family == PC])
+        self.registry = getattr(
+            self.mod, "CollectorRegistry" if family == PC else "Registry"
+        )
 
     def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
-        """A metric; options it rejects (a peer without the feature) make
-        the workload unavailable."""
+        """A metric; options it rejects make the workload unavailable."""
         cls, doc = getattr(self.mod, kind), "Bench."
         try:
             if self.family == PC:
@@ -151,6 +154,18 @@ class Api:
             getattr(metric.labels(**labels), method)(value)
         else:
             getattr(metric, method)(labels, value)
+
+
+def looped(fn: Callable[[], Any], clock: Callable[[], float]) -> Callable[[int], float]:
+    """A pyperf program: ``n`` calls of ``fn()``, in seconds."""
+
+    def program(n: int) -> float:
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        return clock() - t0
+
+    return program
 
 
 # ---------------------------------------------------------------- micro rows
@@ -176,7 +191,11 @@ class Micro:
     same_loops = True
 
     def __init__(self, api: Api, kind: str, stmts, against, labelnames, opts) -> None:
-        self.stmt, self.against, m = stmts[api.family == PC], None, None
+        self.stmt, self.against, m = (
+            stmts[api.family == PC],
+            against if kind else None,
+            None,
+        )
         opts = dict(opts)
         shared = multiprocess_mode(api) if opts.pop("multiprocess", False) else None
         if kind:
@@ -185,7 +204,6 @@ class Micro:
                 m = api.metric(kind, name, api.registry(), labelnames, **opts)
                 if shared:  # the series' shared value made while the mode is on
                     api.record(m, LABELS, "add", 1)
-            self.against = against
         aio_summary = kind == "Summary" and api.family == AIO
         self.note = summary_accuracy(api, opts) if aio_summary else ""
         pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
@@ -353,25 +371,16 @@ def formatter(api: Api, fmt: str) -> Callable[[Any], bytes]:
     return found if api.family == PC else found().marshall
 
 
-class Call:
-    """A zero-argument callable timed as a whole (one render)."""
+class render:
+    """One render of the fixture in ``fmt``, timed as a whole."""
 
-    def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
-        self.fn, self.note = fn, note
+    def __init__(self, api: Api, fmt: str, series: int, native: bool = False) -> None:
+        marshall, reg = formatter(api, fmt), fixture(api, series, native)
+        self.fn = functools.partial(marshall, reg)
+        self.note = f"{len(self.fn())} bytes"
 
     def programs(self, clock: Callable[[], float]) -> Programs:
-        def call(n: int) -> float:
-            fn, t0 = self.fn, clock()
-            for _ in range(n):
-                fn()
-            return clock() - t0
-
-        return {"call": call}
-
-
-def render(api: Api, fmt: str, series: int, native: bool = False) -> Call:
-    marshall, reg = formatter(api, fmt), fixture(api, series, native)
-    return Call(lambda: marshall(reg), f"{len(marshall(reg))} bytes")
+        return {"call": looped(self.fn, clock)}
 
 
 RENDERS = (  # format, series, native histograms, targets
@@ -389,7 +398,7 @@ for fmt, n, native, targets in RENDERS:
     key = f"{fmt}_render_{'native_' * native}{size}"
     step(key, render, Row(key, f"{fmt} render, {size} {what}series", "ms", "value",
                           targets),
-         figures=lambda b: {"value": b["call"].median() * 1e3}, full_only=n == 100_000,
+         figures=medians(1e3, value="call"), full_only=n == 100_000,
          params={"fmt": fmt, "series": n, "native": native},
          rounds=(3, 5 if n == 100_000 else 11))  # fmt: skip
 
@@ -403,28 +412,26 @@ def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
     inside keep their values in shared files in ``directory`` (a fresh one
     by default): ours through ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client
     through its mmap'd values (chosen at its import, so swapped in here)."""
+    pc = api.family == PC
     try:
         values = importlib.import_module(
-            "prometheus_client.values"
-            if api.family == PC
-            else "aioprometheus.multiprocess"
+            "prometheus_client.values" if pc else "aioprometheus.multiprocess"
         )
     except ImportError as exc:
         raise Unavailable(f"no multi-process mode: {exc}") from None
     here = os.path.dirname(api.mod.__file__)
-    if api.family != PC and os.path.dirname(values.__file__) != here:
+    if not pc and os.path.dirname(values.__file__) != here:
         # another install's module, found through an editable install's finder
         raise Unavailable(f"no multi-process mode in {here}")
-    if directory is None:
-        directory = tempfile.mkdtemp(prefix="bench-mp-")
+    directory = directory or tempfile.mkdtemp(prefix="bench-mp-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     saved = getattr(values, "ValueClass", None)
-    if api.family == PC:
+    if pc:
         values.ValueClass = values.MultiProcessValue()
     try:
         yield directory
     finally:
-        if api.family == PC:
+        if pc:
             values.ValueClass = saved
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
@@ -436,11 +443,14 @@ class MultiprocessRead:
     exporter's first scrape (``cold``); prometheus_client's
     MultiProcessCollector (which reads every file at every scrape)."""
 
+    note = ""
+
     def __init__(self, api: Api, workers: int, series: int) -> None:
         with multiprocess_mode(api) as directory:
             metric = api.metric("Counter", "mp_requests_total", api.registry(),
                                 ("method", "route"))  # fmt: skip
-        self.directory, self.children = directory, []
+        self.api, self.directory, self.children = api, directory, []
+        self.expected = series * workers * (workers + 1) // 2
         for w in range(workers):
             pid = os.fork()
             if pid == 0:  # a worker: its series, then wait to be killed
@@ -450,24 +460,6 @@ class MultiprocessRead:
                         api.record(metric, labels, "add", w + 1)
                 signal.pause()
             self.children.append(pid)
-        self.api, self.expected = api, series * workers * (workers + 1) // 2
-        self.note = ""
-
-    def wait(self) -> None:
-        """Until every worker's series are all there (the sum counts them)."""
-        deadline = time.monotonic() + 60
-        while self.total_so_far() != self.expected:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the multi-process workers never finished")
-            time.sleep(0.05)
-
-    def total_so_far(self) -> float:
-        """total(), or -1 while prometheus_client finds a file still being
-        made (its reader fails on one)."""
-        try:
-            return self.total()
-        except Exception:  # noqa: BLE001 - prometheus_client's struct.error and kin
-            return -1
 
     def read(self, cold: bool) -> List[Any]:
         with multiprocess_mode(self.api, self.directory):
@@ -487,20 +479,20 @@ class MultiprocessRead:
         return sum(v for m in metrics for _, v in m._items())
 
     def programs(self, clock: Callable[[], float]) -> Programs:
-        self.wait()
-
-        def timed(cold: bool) -> Callable[[int], float]:
-            def run(n: int) -> float:
-                t0 = clock()
-                for _ in range(n):
-                    self.read(cold)
-                return clock() - t0
-
-            return run
-
-        if self.api.family == PC:
-            return {"warm": timed(False)}
-        return {"warm": timed(False), "cold": timed(True)}
+        deadline = time.monotonic() + 60
+        while True:  # until every worker's series are there (the sum counts them)
+            with contextlib.suppress(
+                Exception
+            ):  # prometheus_client: a file in the making
+                if self.total() == self.expected:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the multi-process workers never finished")
+            time.sleep(0.05)
+        reads = {"warm": False, **({} if self.api.family == PC else {"cold": True})}
+        return {
+            k: looped(functools.partial(self.read, c), clock) for k, c in reads.items()
+        }
 
     def __del__(self) -> None:
         for pid in self.children:
@@ -510,42 +502,38 @@ class MultiprocessRead:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-step(
-    "multiprocess_read",
-    MultiprocessRead,
-    Row(
-        "multiprocess_read",
-        "multi-process scrape read, 4 workers x 10k series",
-        "ms",
-        "value",
-        (at_most(10), faster(PC, 10)),
-    ),
-    Row(
-        "multiprocess_read_cold",
-        "multi-process first read (new exporter), same",
-        "ms",
-        "cold",
-        (at_most(10),),
-    ),
-    figures=lambda b: {
-        "value": b["warm"].median() * 1e3,
-        **({"cold": b["cold"].median() * 1e3} if "cold" in b else {}),
-    },
-    params={"workers": 4, "series": 10_000},
-    impls=("ours", PC),
-    rounds=(3, 7),
-)  # fmt: skip  (issue 12)
+step("multiprocess_read", MultiprocessRead,  # issue 12
+     Row("multiprocess_read", "multi-process scrape read, 4 workers x 10k series",
+         "ms", "value", (at_most(10), faster(PC, 10))),
+     Row("multiprocess_read_cold", "multi-process first read (new exporter), same",
+         "ms", "cold", (at_most(10),)),
+     figures=medians(1e3, value="warm", cold="cold"), impls=("ours", PC),
+     params={"workers": 4, "series": 10_000}, rounds=(3, 7))  # fmt: skip
 
 
 # ---------------------------------------------------------------- scrapes
 
 
-def one_run(name: str, unit: str, values: List[float]) -> Any:
+def one_run(name: str, values: List[float], unit: str = "second") -> Any:
     """``values`` measured once, as a pyperf benchmark of one run."""
     import pyperf
 
     meta = {"name": name, "unit": unit, "loops": 1}
     return pyperf.Benchmark([pyperf.Run(values, metadata=meta)])
+
+
+class Once:
+    """A workload measured as a whole, once a sample (not timed by pyperf):
+    ``measure()`` gives {name: [values]}."""
+
+    note = ""
+
+    def __init__(self, measure: Callable[[], Any], unit: str = "integer") -> None:
+        self.measure, self.unit = measure, unit
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        got = self.measure().items()
+        return {name: one_run(name, v, self.unit) for name, v in got}
 
 
 class Scrape:
@@ -571,7 +559,7 @@ class Scrape:
         if not self.note:
             asyncio.run(self.round(1, 0))
         lat = without_gc(asyncio.run)(self.round(self.requests, self.budget_s))
-        return {"latency": one_run("latency", "second", lat)}
+        return {"latency": one_run("latency", lat)}
 
     async def start(self) -> Tuple[str, Callable[[], Any]]:
         """The exporter: (its URL, its cleanup)."""
@@ -755,10 +743,16 @@ step("asyncio_loop", AsyncLoop,
 # ---------------------------------------------------------------- middleware
 
 
-def middleware_overhead(api: Api) -> Any:
+def asgi_middleware(api: Api, seconds: float = 0) -> Any:
+    """The middleware rows' workload: both apps timed here, or (``seconds``)
+    served under uvicorn and loaded by ``wrk`` for that long."""
     import middleware  # benchmarks/middleware.py, beside this script
 
-    return middleware.Overhead(api.family)
+    if not seconds:
+        return middleware.Overhead(api.family)
+    if shutil.which("wrk") is None:
+        raise Unavailable("no `wrk` on PATH")
+    return Once(middleware.UnderUvicorn(api.family, seconds).measure)
 
 
 def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -768,18 +762,19 @@ def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"value": added("asgi"), "httpx": added("httpx")}
 
 
-step("middleware_fastapi", middleware_overhead,
+step("middleware_fastapi", asgi_middleware,
      Row("middleware_asgi", "ASGI middleware on FastAPI, added", "us/req", "value",
          (at_most(2),)),  # issue 14
      Row("middleware_httpx", "ASGI middleware on FastAPI via httpx, added", "us/req",
          "httpx"),
      figures=middleware_figures)  # fmt: skip
-step("middleware_uvicorn", "uvicorn",  # middleware.uvicorn_run
+step("middleware_uvicorn", asgi_middleware,
      Row("middleware_uvicorn", "middleware under uvicorn, server CPU added", "us/req",
          "value", (at_most(2),)),  # issue 14
      Row("middleware_uvicorn_kept", "middleware under uvicorn, throughput kept", "%",
          "kept", higher_is_better=True),
-     params={"rounds": 5, "seconds": 5.0}, full_only=True)  # fmt: skip
+     figures=medians(value="cpu", kept="kept"), params={"seconds": 5.0},
+     rounds=(5, 5), full_only=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------- memory
@@ -820,17 +815,9 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     return (rss_bytes() - before) / n
 
 
-class Memory:
+def memory(api: Api, **params: Any) -> "Once":
     """A memory row's sample (the driver asks a fresh worker for each)."""
-
-    note = ""
-
-    def __init__(self, api: Api, **params: Any) -> None:
-        self.api, self.params = api, params
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        per_series = memory_per_series(self.api, **self.params)
-        return {"memory": one_run("memory", "byte", [per_series])}
+    return Once(lambda: {"memory": [memory_per_series(api, **params)]}, "byte")
 
 
 MEMORY = (  # key, title, metric kind, native buckets, B/series at most
@@ -842,9 +829,9 @@ MEMORY = (  # key, title, metric kind, native buckets, B/series at most
 )  # fmt: skip
 for key, title, kind, buckets, bound in MEMORY:
     n = (20_000, 100_000) if not buckets else (5_000, 20_000)
-    step(key, Memory,
+    step(key, memory,
          Row(key, title, "B/series", "value", (at_most(bound),) if bound else ()),
-         figures=lambda b: {"value": b["memory"].median()}, rounds=(1, 3), fresh=True,
+         figures=medians(value="memory"), rounds=(1, 3), fresh=True,
          params={"kind": kind, "n": n, "buckets": buckets})  # fmt: skip
 
 
