@@ -149,25 +149,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     samples, messages = run(plan, impls, args.quick, args.clock, args.rounds)
     wall = time.perf_counter() - t1
     command = "python -m benchmarks" + " --quick" * args.quick
-    meta = {
-        "command": command + " --clock cpu" * (args.clock == "cpu"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "quick": args.quick,
-        "clock": args.clock,
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_s": round(wall, 1),
-        "install_s": round(t_install, 1),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "git_rev": git_rev(),
-        "cache_dir": str(peers.cache_root()),
-        "loadavg_start": load_start,
-        "loadavg_end": os.getloadavg()[0],
-        "messages": messages,
-        "plan": [s.key for s in plan],
-    }
+    meta = {"command": command + " --clock cpu" * (args.clock == "cpu"),
+            "argv": sys.argv[1:] if argv is None else argv, "quick": args.quick,
+            "clock": args.clock, "started_utc": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "wall_s": round(wall, 1), "install_s": round(t_install, 1),
+            "python": sys.version.split()[0], "platform": platform.platform(),
+            "cpu": cpu_model(), "cpus": os.cpu_count(), "git_rev": git_rev(),
+            "cache_dir": str(peers.cache_root()), "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg()[0], "messages": messages,
+            "plan": [s.key for s in plan]}  # fmt: skip
     shown = [s for s in STEPS if s in plan]  # in the order declared
     results = report.build(meta, impls, shown, samples)
     print(report.table(results, shown))

@@ -127,7 +127,6 @@ class Overhead:
 
 
 # ------------------------------------------------------------------ uvicorn
-
 # cycles through PATHS; prints what was served, as JSON, at the end
 WRK_SCRIPT = """
 local paths = {%s}

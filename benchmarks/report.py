@@ -147,8 +147,6 @@ def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------- table
-
-
 def _num(x: float) -> str:
     ax = abs(x)
     digits = 0 if ax >= 100 else 1 if ax >= 10 else 2 if ax >= 1 else 3
@@ -232,8 +230,6 @@ def table(results: Dict[str, Any], steps: List[Step]) -> str:
 
 
 # ---------------------------------------------------------------- files
-
-
 def write_json(results: Dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -44,8 +44,6 @@ Programs = Dict[str, Callable[[int], float]]
 
 
 # ---------------------------------------------------------------- declarations
-
-
 @dataclass(frozen=True)
 class Target:
     """A goal for our figure: ``floor`` (x floor <= bound), ``faster`` (peer /
@@ -131,7 +129,7 @@ class Api:
     def __init__(self, family: str) -> None:
         self.family, self.mod = family, importlib.import_module(family)
         self.registry = getattr(
-            self.mod, "CollectorRegistry" if family == PC else "Registry"
+            self.mod, ("Registry", "CollectorRegistry")[family == PC]
         )
 
     def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
@@ -169,8 +167,6 @@ def looped(fn: Callable[[], Any], clock: Callable[[], float]) -> Callable[[int],
 
 
 # ---------------------------------------------------------------- micro rows
-
-
 _MICRO_TEMPLATE = """
 def _timed(_values, _clock, m, d, k, labels, pool, routes, exemplar):
     _t0 = _clock()
@@ -191,11 +187,8 @@ class Micro:
     same_loops = True
 
     def __init__(self, api: Api, kind: str, stmts, against, labelnames, opts) -> None:
-        self.stmt, self.against, m = (
-            stmts[api.family == PC],
-            against if kind else None,
-            None,
-        )
+        self.stmt, m = stmts[api.family == PC], None
+        self.against = against if kind else None
         opts = dict(opts)
         shared = multiprocess_mode(api) if opts.pop("multiprocess", False) else None
         if kind:
@@ -306,7 +299,6 @@ def summary_accuracy(api: Api, opts: Dict[str, Any], n: int = 20_000) -> str:
 
 
 # ---------------------------------------------------------------- renders
-
 SERIES_PER_METRIC = 500
 _FIXTURE: Dict[Tuple[str, int, bool], Any] = {}
 
@@ -404,8 +396,6 @@ for fmt, n, native, targets in RENDERS:
 
 
 # ---------------------------------------------------------------- multi-process mode
-
-
 @contextlib.contextmanager
 def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
     """Metrics made (and, for prometheus_client, series first touched)
@@ -472,27 +462,26 @@ class MultiprocessRead:
                 return mp._Aggregator(self.directory).merged()
             return mp.merged_collectors([])
 
-    def total(self) -> float:
-        metrics = self.read(cold=True)
+    def total(self, default: float = -1) -> float:
+        """The sum of every series (``default`` while prometheus_client finds
+        a file still being made: its reader fails on one)."""
+        try:
+            metrics = self.read(cold=True)
+        except Exception:  # noqa: BLE001 - prometheus_client's struct.error and kin
+            return default
         if self.api.family == PC:
             return sum(s.value for m in metrics for s in m.samples)
         return sum(v for m in metrics for _, v in m._items())
 
     def programs(self, clock: Callable[[], float]) -> Programs:
         deadline = time.monotonic() + 60
-        while True:  # until every worker's series are there (the sum counts them)
-            with contextlib.suppress(
-                Exception
-            ):  # prometheus_client: a file in the making
-                if self.total() == self.expected:
-                    break
+        while self.total() != self.expected:  # every worker's series
             if time.monotonic() > deadline:
                 raise RuntimeError("the multi-process workers never finished")
             time.sleep(0.05)
-        reads = {"warm": False, **({} if self.api.family == PC else {"cold": True})}
-        return {
-            k: looped(functools.partial(self.read, c), clock) for k, c in reads.items()
-        }
+        cold = {} if self.api.family == PC else {"cold": True}
+        reads = {"warm": False, **cold}.items()
+        return {k: looped(functools.partial(self.read, c), clock) for k, c in reads}
 
     def __del__(self) -> None:
         for pid in self.children:
@@ -512,8 +501,6 @@ step("multiprocess_read", MultiprocessRead,  # issue 12
 
 
 # ---------------------------------------------------------------- scrapes
-
-
 def one_run(name: str, values: List[float], unit: str = "second") -> Any:
     """``values`` measured once, as a pyperf benchmark of one run."""
     import pyperf
@@ -681,7 +668,6 @@ for key, title, options, impls in SCRAPES:
 
 
 # ---------------------------------------------------------------- asyncio loop
-
 LOOP_TASKS, LOOP_PER_ITER = 8, 100
 _LOOP_TEMPLATE = """
 async def _task(iters, c, pool):
@@ -741,8 +727,6 @@ step("asyncio_loop", AsyncLoop,
 
 
 # ---------------------------------------------------------------- middleware
-
-
 def asgi_middleware(api: Api, seconds: float = 0) -> Any:
     """The middleware rows' workload: both apps timed here, or (``seconds``)
     served under uvicorn and loaded by ``wrk`` for that long."""
@@ -778,8 +762,6 @@ step("middleware_uvicorn", asgi_middleware,
 
 
 # ---------------------------------------------------------------- memory
-
-
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -836,8 +818,6 @@ for key, title, kind, buckets, bound in MEMORY:
 
 
 # ---------------------------------------------------------------- real Prometheus
-
-
 def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Row]:
     """Issue 14's goals: within 1.2x of the floor, handler and worst loop
     lateness during a scrape within the given bounds (ours)."""
@@ -861,7 +841,6 @@ step("prometheus", "prometheus",  # prometheus.run
 
 
 # ---------------------------------------------------------------- timing
-
 _RNG = random.Random(20231200)
 _BASE_VALUES = [_RNG.lognormvariate(-2.0, 1.5) for _ in range(65536)]
 
@@ -942,8 +921,6 @@ class Timer:
 
 
 # ---------------------------------------------------------------- worker
-
-
 def identify(opts: Dict[str, str]) -> Dict[str, Any]:
     """Import the implementation; refuse one from the wrong folder."""
     family, expect = opts["family"], opts.get("expect")
