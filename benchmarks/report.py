@@ -142,8 +142,9 @@ def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
     met = None
     if actual is not None:
         met = actual >= t.bound if t.kind == "faster" else actual <= t.bound
-    text = t.text or f"<={t.bound:g} {row.unit}"
-    return dict(vars(t), target=text, actual=actual, met=met)
+    shown = {"max": f"<={t.bound:g} {row.unit}", "floor": f"<={t.bound:g}x floor"}
+    text = t.text or shown.get(t.kind) or f">={t.bound:g}x {SHORT[t.ref]}"
+    return dict(t._asdict(), target=text, actual=actual, met=met)
 
 
 # ---------------------------------------------------------------- table

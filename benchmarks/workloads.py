@@ -12,7 +12,6 @@ API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 import asyncio
 import bisect
 import contextlib
-import functools
 import gc
 import importlib
 import io
@@ -27,7 +26,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from functools import lru_cache, partial
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 AIO, PC = "aioprometheus", "prometheus_client"
 IMPLS = ("ours", AIO, PC)
@@ -44,32 +44,19 @@ Programs = Dict[str, Callable[[int], float]]
 
 
 # ---------------------------------------------------------------- declarations
-@dataclass(frozen=True)
-class Target:
-    """A goal for our figure: ``floor`` (x floor <= bound), ``faster`` (peer /
-    ours >= bound), ``max`` (ours <= bound) or ``growth`` (ours / our figure
-    in row ``ref`` <= bound)."""
+class Target(NamedTuple):
+    """A goal for our figure: ``floor`` (x floor <= bound), ``faster`` (peer
+    ``ref`` / ours >= bound), ``max`` (ours <= bound) or ``growth`` (ours /
+    our figure in row ``ref`` <= bound, shown as ``text``)."""
 
     kind: str
+    ref: Optional[str]
     bound: float
-    ref: Optional[str] = None
     text: str = ""
 
 
-def at_most(bound: float) -> Target:
-    return Target("max", bound)
-
-
-def faster(peer: str, bound: float) -> Target:
-    return Target("faster", bound, peer, f">={bound:g}x {SHORT[peer]}")
-
-
-def floor_x(bound: float) -> Target:
-    return Target("floor", bound, None, f"<={bound:g}x floor")
-
-
-def growth(ref: str, bound: float, text: str) -> Target:
-    return Target("growth", bound, ref, text)
+at_most, floor_x = partial(Target, "max", None), partial(Target, "floor", None)
+faster, growth = partial(Target, "faster"), partial(Target, "growth")
 
 
 @dataclass(frozen=True)
@@ -241,8 +228,8 @@ def micro(key: str, title: str, kind: str, ours: str, pc: str, *targets,
     metric ``kind`` is a floor (no ratios)."""
     row = Row(key, title, "ns/op", "value", targets, not kind, False,
               "x_floor" if kind else "")
-    step(key, functools.partial(Micro, kind=kind, stmts=(ours, pc), against=against,
-                                labelnames=labelnames, opts=opts),
+    step(key, partial(Micro, kind=kind, stmts=(ours, pc), against=against,
+                      labelnames=labelnames, opts=opts),
          row, figures=micro_figures)
 
 
@@ -368,7 +355,7 @@ class render:
 
     def __init__(self, api: Api, fmt: str, series: int, native: bool = False) -> None:
         marshall, reg = formatter(api, fmt), fixture(api, series, native)
-        self.fn = functools.partial(marshall, reg)
+        self.fn = partial(marshall, reg)
         self.note = f"{len(self.fn())} bytes"
 
     def programs(self, clock: Callable[[], float]) -> Programs:
@@ -481,7 +468,7 @@ class MultiprocessRead:
             time.sleep(0.05)
         cold = {} if self.api.family == PC else {"cold": True}
         reads = {"warm": False, **cold}.items()
-        return {k: looped(functools.partial(self.read, c), clock) for k, c in reads}
+        return {k: looped(partial(self.read, c), clock) for k, c in reads}
 
     def __del__(self) -> None:
         for pid in self.children:
@@ -845,7 +832,7 @@ _RNG = random.Random(20231200)
 _BASE_VALUES = [_RNG.lognormvariate(-2.0, 1.5) for _ in range(65536)]
 
 
-@functools.lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def values(n: int) -> List[float]:
     """``n`` deterministic observations spread across the default buckets
     (lognormal, median 0.135), repeating with a period of 65536."""
