@@ -870,6 +870,11 @@ class Timer:
     def __init__(self, timed: Any) -> None:
         self.timed, self.note = timed, getattr(timed, "note", "")
         self.rounds, self.loops = 0, {}
+        if Timer.runner is None:
+            import pyperf
+
+            Timer.runner = pyperf.Runner()
+            Timer.runner.parse_args(["--worker", "--quiet", "--loops=1", "--values=1"])
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
         import pyperf
@@ -877,34 +882,24 @@ class Timer:
         programs = list(self.timed.programs(clock).items())
         self.rounds += 1
         runs: Dict[str, List[Any]] = {}
+        Timer.runner.args.min_time = settings["min_time"]
         for value in range(settings["values"]):
+            Timer.runner.args.warmups = settings["warmups"] if value == 0 else 0
             for name, program in programs if self.rounds % 2 else programs[::-1]:
                 slot = "" if getattr(self.timed, "same_loops", False) else name
-                warmups = settings["warmups"] if value == 0 else 0
-                bench = self.run(name, without_gc(program), settings["min_time"],
-                                 warmups, self.loops.get(slot, 0))  # fmt: skip
-                self.loops[slot] = loops_of(bench)
+                if slot not in self.loops:  # pyperf calibrates them (to min_time)
+                    self.loops[slot] = loops_of(self.run(name, program, 0))
+                bench = self.run(name, program, self.loops[slot])
                 runs.setdefault(name, []).extend(bench.get_runs())
         return {name: pyperf.Benchmark(r) for name, r in runs.items()}
 
-    def run(self, name: str, program, min_time: float, warmups: int, loops: int):
+    def run(self, name: str, program: Callable[[int], float], loops: int) -> Any:
         """One pyperf run (the warm-ups, then one value) of ``program(loops)``
-        -> seconds; ``loops=0``: pyperf calibrates them first (to ``min_time``)."""
-        import pyperf
-
-        if Timer.runner is None:
-            Timer.runner = pyperf.Runner()
-            Timer.runner.parse_args(["--worker", "--quiet", "--loops=1"])
+        -> seconds; ``loops=0``: a calibration run."""
         runner, inner = Timer.runner, getattr(self.timed, "inner_loops", None)
-        runner.args.min_time, runner.args.values = min_time, 1
-        runner.args.warmups = warmups
-
-        def bench(calibrate: bool, loops: int) -> Any:
-            runner.args.calibrate_loops, runner.args.loops = calibrate, loops
-            runner._bench_names.clear()  # a worker runs a benchmark once per round
-            return runner.bench_time_func(name, program, inner_loops=inner)
-
-        return bench(False, loops or loops_of(bench(True, 1)))
+        runner.args.calibrate_loops, runner.args.loops = not loops, loops or 1
+        runner._bench_names.clear()  # a worker runs a benchmark once per round
+        return runner.bench_time_func(name, without_gc(program), inner_loops=inner)
 
 
 # ---------------------------------------------------------------- worker
