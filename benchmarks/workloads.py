@@ -153,6 +153,23 @@ def looped(fn: Callable[[], Any], clock: Callable[[], float]) -> Callable[[int],
     return program
 
 
+class Once:
+    """A workload measured as a whole, once a sample (not timed by pyperf):
+    ``measure()`` gives {name: [values]}, in ``unit``, kept as a pyperf run."""
+
+    note, unit = "", "integer"
+
+    def __init__(self, measure: Callable[[], Any], unit: str = "integer") -> None:
+        self.measure, self.unit = measure, unit
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        import pyperf
+
+        got, meta = self.measure().items(), {"unit": self.unit, "loops": 1}
+        runs = {name: pyperf.Run(v, metadata=dict(meta, name=name)) for name, v in got}
+        return {name: pyperf.Benchmark([run]) for name, run in runs.items()}
+
+
 # ---------------------------------------------------------------- micro rows
 _MICRO_TEMPLATE = """
 def _timed(_values, _clock, m, d, k, labels, pool, routes, exemplar):
@@ -488,29 +505,7 @@ step("multiprocess_read", MultiprocessRead,  # issue 12
 
 
 # ---------------------------------------------------------------- scrapes
-def one_run(name: str, values: List[float], unit: str = "second") -> Any:
-    """``values`` measured once, as a pyperf benchmark of one run."""
-    import pyperf
-
-    meta = {"name": name, "unit": unit, "loops": 1}
-    return pyperf.Benchmark([pyperf.Run(values, metadata=meta)])
-
-
-class Once:
-    """A workload measured as a whole, once a sample (not timed by pyperf):
-    ``measure()`` gives {name: [values]}."""
-
-    note = ""
-
-    def __init__(self, measure: Callable[[], Any], unit: str = "integer") -> None:
-        self.measure, self.unit = measure, unit
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        got = self.measure().items()
-        return {name: one_run(name, v, self.unit) for name, v in got}
-
-
-class Scrape:
+class Scrape(Once):
     """Sequential GETs of an aiohttp exporter on 127.0.0.1 from a separate
     scraper process (``workloads.py client``, one keep-alive connection):
     aioprometheus' Service, prometheus_client's aiohttp handler on the same
@@ -523,17 +518,17 @@ class Scrape:
             import aiohttp  # noqa: F401
         except ImportError as exc:
             raise Unavailable(f"ImportError: {exc}") from None
-        self.api, self.gzip, self.static = api, gzip, static
+        self.api, self.gzip, self.static, self.unit = api, gzip, static, "second"
         self.requests, self.budget_s = requests, budget_s
         self.reg, self.note = fixture(api, series), ""
 
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        """One round of requests as a pyperf run (the first after an
+    def measure(self) -> Dict[str, List[float]]:
+        """One round of requests' latencies (the first round after an
         unmeasured request that warms up the exporter)."""
         if not self.note:
             asyncio.run(self.round(1, 0))
         lat = without_gc(asyncio.run)(self.round(self.requests, self.budget_s))
-        return {"latency": one_run("latency", lat)}
+        return {"latency": lat}
 
     async def start(self) -> Tuple[str, Callable[[], Any]]:
         """The exporter: (its URL, its cleanup)."""
