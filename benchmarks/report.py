@@ -71,10 +71,8 @@ def _cells(step: Step, impl: Any, answers: List[Cell]) -> Dict[str, Cell]:
         pooled, rounds = step.figures(merge(ok)), [step.figures(merge([a])) for a in ok]
     else:
         pooled, rounds = None, [a["figures"] for a in ok]
-    first, note = (
-        pooled or rounds[0],
-        {"note": ok[0]["note"]} if ok[0].get("note") else {},
-    )
+    first = pooled or rounds[0]  # the ratios' inputs come from here
+    note = {"note": ok[0]["note"]} if ok[0].get("note") else {}
     cells: Dict[str, Cell] = {}
     for row in step.rows:
         vals = [r[row.figure] for r in rounds if row.figure in r]

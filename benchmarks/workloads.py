@@ -36,6 +36,7 @@ LABELS = {"method": "GET", "route": "/api/v1/items"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ROUTES = tuple(f"/api/v1/route{i}" for i in range(100))
 NATIVE = {"native_histogram_bucket_factor": 1.1}
+REGISTRY = ("Registry", "CollectorRegistry")  # the registry class by family
 
 # The clock of every timed loop (``clock=cpu``: process CPU time, steadier on
 # a busy machine).  Scrape latency is always wall time.
@@ -115,9 +116,7 @@ class Api:
 
     def __init__(self, family: str) -> None:
         self.family, self.mod = family, importlib.import_module(family)
-        self.registry = getattr(
-            self.mod, ("Registry", "CollectorRegistry")[family == PC]
-        )
+        self.registry = getattr(self.mod, REGISTRY[family == PC])
 
     def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
         """A metric; options it rejects make the workload unavailable."""
@@ -367,7 +366,7 @@ def formatter(api: Api, fmt: str) -> Callable[[Any], bytes]:
     return found if api.family == PC else found().marshall
 
 
-class render:
+class Render:
     """One render of the fixture in ``fmt``, timed as a whole."""
 
     def __init__(self, api: Api, fmt: str, series: int, native: bool = False) -> None:
@@ -392,7 +391,7 @@ RENDERS = (  # format, series, native histograms, targets
 for fmt, n, native, targets in RENDERS:
     size, what = f"{n // 1000}k", "native histogram " if native else ""
     key = f"{fmt}_render_{'native_' * native}{size}"
-    step(key, render, Row(key, f"{fmt} render, {size} {what}series", "ms", "value",
+    step(key, Render, Row(key, f"{fmt} render, {size} {what}series", "ms", "value",
                           targets),
          figures=medians(1e3, value="call"), full_only=n == 100_000,
          params={"fmt": fmt, "series": n, "native": native},
@@ -466,13 +465,13 @@ class MultiprocessRead:
                 return mp._Aggregator(self.directory).merged()
             return mp.merged_collectors([])
 
-    def total(self, default: float = -1) -> float:
-        """The sum of every series (``default`` while prometheus_client finds
-        a file still being made: its reader fails on one)."""
+    def total(self) -> float:
+        """The sum of every series (-1 while prometheus_client finds a file
+        still being made: its reader fails on one)."""
         try:
             metrics = self.read(cold=True)
         except Exception:  # noqa: BLE001 - prometheus_client's struct.error and kin
-            return default
+            return -1
         if self.api.family == PC:
             return sum(s.value for m in metrics for s in m.samples)
         return sum(v for m in metrics for _, v in m._items())
@@ -779,7 +778,7 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     return (rss_bytes() - before) / n
 
 
-def memory(api: Api, **params: Any) -> "Once":
+def memory(api: Api, **params: Any) -> Once:
     """A memory row's sample (the driver asks a fresh worker for each)."""
     return Once(lambda: {"memory": [memory_per_series(api, **params)]}, "byte")
 
