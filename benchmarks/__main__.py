@@ -149,10 +149,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     samples, messages = run(plan, impls, args.quick, args.clock, args.rounds)
     wall = time.perf_counter() - t1
     command = "python -m benchmarks" + " --quick" * args.quick
-    meta = {"command": command + " --clock cpu" * (args.clock == "cpu"),
-            "argv": sys.argv[1:] if argv is None else argv, "quick": args.quick,
-            "clock": args.clock, "started_utc": time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    command += " --clock cpu" * (args.clock == "cpu")
+    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    meta = {"command": command, "argv": sys.argv[1:] if argv is None else argv,
+            "quick": args.quick, "clock": args.clock, "started_utc": started_utc,
             "wall_s": round(wall, 1), "install_s": round(t_install, 1),
             "python": sys.version.split()[0], "platform": platform.platform(),
             "cpu": cpu_model(), "cpus": os.cpu_count(), "git_rev": git_rev(),
