@@ -32,9 +32,10 @@ NOTES = (
     "Memory: RSS growth per series, N series with unique routes, a fresh process.",
     "ASGI middleware: FastAPI app (8 routes; 4 matched paths and a 404), bare and "
     "instrumented, direct and via httpx; pc: prometheus-fastapi-instrumentator.",
-    "Prometheus: Debian's prometheus scrapes ours, 23.12 and the floor (ours' "
-    "bytes, static) side by side: its scrape_duration_seconds averaged; handler "
-    "time and the worst lateness of a 1 ms asyncio tick are the exporter's.",
+    "Prometheus: Debian's prometheus scrapes one implementation (ours, then "
+    "23.12) beside the floor (ours' bytes, static): its scrape_duration_seconds "
+    "averaged; handler time and the worst lateness of a 1 ms asyncio tick are "
+    "the exporter's.",
 )
 Cell = Dict[str, Any]
 
