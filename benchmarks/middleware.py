@@ -18,7 +18,10 @@ import sys
 import tempfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import peers  # beside this module, which only a worker imports (as a script)
+try:  # a worker imports this module beside its script, the tests from the package
+    from . import peers
+except ImportError:
+    import peers  # type: ignore[no-redef]
 
 # installed with --no-deps next to the peers
 INSTRUMENTATOR = "prometheus-fastapi-instrumentator==8.1.0"
@@ -103,8 +106,8 @@ class Overhead:
         name, sys.path[:0] = instrumentation(family)
         self.loop = asyncio.new_event_loop()
         self.drivers: Dict[str, Callable[[int], Any]] = {}
-        for suffix, instrument in (("_bare", None), ("", name)):
-            app = make_app(instrument)
+        self.apps = make_app(None), make_app(name)  # bare, instrumented
+        for suffix, app in zip(("_bare", ""), self.apps):
             transport = httpx.ASGITransport(app=app)
             client = httpx.AsyncClient(transport=transport, base_url="http://bench")
             self.drivers["asgi" + suffix] = asgi_request(app)
