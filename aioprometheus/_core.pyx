@@ -19,6 +19,7 @@ from posix.unistd cimport usleep
 
 include "_kernels/writer.pxi"
 include "_kernels/shm_store.pxi"
+include "_kernels/blocks.pxi"
 include "_kernels/series.pxi"
 include "_kernels/metric.pxi"
 include "_kernels/exemplar.pxi"

@@ -17,8 +17,8 @@ cdef class HistogramCore(Metric):
 
     def __dealloc__(self):
         free(self.bounds)
-        free(self.counts)
-        free(self.sums)
+        self.free_array(self.counts, self.capacity * self.nbounds * sizeof(unsigned long long))
+        self.free_array(self.sums, self.capacity * sizeof(double))
 
     def __cinit__(self, *args, **kwargs):
         self.series.reserved = "le"
@@ -120,12 +120,12 @@ cdef class HistogramCore(Metric):
         return list(self.bound_values)
 
     cdef int reserve(self, Py_ssize_t n) except -1:
-        cdef unsigned long long* c = <unsigned long long*>realloc(
+        cdef unsigned long long* c = <unsigned long long*>self.resize_array(
             self.counts, n * self.nbounds * sizeof(unsigned long long))
         if c == NULL:
             raise MemoryError()
         self.counts = c
-        cdef double* s = <double*>realloc(self.sums, n * sizeof(double))
+        cdef double* s = <double*>self.resize_array(self.sums, n * sizeof(double))
         if s == NULL:
             raise MemoryError()
         self.sums = s

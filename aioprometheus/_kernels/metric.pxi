@@ -71,7 +71,7 @@ cdef class Metric:
     cdef Py_ssize_t shared_capacity
 
     def __dealloc__(self):
-        free(self.created)
+        self.free_array(self.created, self.created_capacity * sizeof(double))
         free(self.shared)
 
     def __cinit__(self, *args, **kwargs):
@@ -206,6 +206,7 @@ cdef class Metric:
         change while shared: SeriesTable.own_label_sets), so taking it costs
         a copy of the values only."""
         cdef Metric copy = self.blank()
+        copy.is_snapshot = True       # first: its arrays come from blocks.pxi
         copy.metric_name = self.metric_name
         copy.doc_given = self.doc_given
         copy.doc_text = self.doc_text
@@ -221,7 +222,6 @@ cdef class Metric:
         copy.series.label_sets = self.series.label_sets
         copy.series.count = self.series.count
         copy.series.reserved = self.series.reserved
-        copy.is_snapshot = True
         return copy
 
     # -- a plain Collector: one Python object per series ---------------------
@@ -357,8 +357,23 @@ cdef class Metric:
         self.shared_capacity = n
         return 0
 
+    cdef void* resize_array(self, void* data, size_t size) noexcept:
+        """`data` resized to `size` bytes (NULL: a new array), or NULL if
+        memory is short; a snapshot's new arrays are those an earlier
+        snapshot left (blocks.pxi)."""
+        if data == NULL and self.is_snapshot:
+            return take_block(size)
+        return realloc(data, size)
+
+    cdef void free_array(self, void* data, size_t size) noexcept:
+        """Free an array of `size` bytes (a snapshot's: for the next one)."""
+        if self.is_snapshot:
+            give_block(data, size)
+        else:
+            free(data)
+
     cdef int reserve_created(self, Py_ssize_t n) except -1:
-        cdef double* grown = <double*>realloc(self.created, n * sizeof(double))
+        cdef double* grown = <double*>self.resize_array(self.created, n * sizeof(double))
         if grown == NULL:
             raise MemoryError()
         self.created = grown

@@ -22,8 +22,8 @@ cdef class SummaryCore(Metric):
         self.states = []
 
     def __dealloc__(self):
-        free(self.counts)
-        free(self.sums)
+        self.free_array(self.counts, self.capacity * sizeof(unsigned long long))
+        self.free_array(self.sums, self.capacity * sizeof(double))
 
     def _set_invariants(self, invariants):
         """Fix the (quantile, error) targets; validated by building one estimator."""
@@ -97,12 +97,12 @@ cdef class SummaryCore(Metric):
         return new_window(self.invariant_pairs, self.window[1])
 
     cdef int reserve(self, Py_ssize_t n) except -1:
-        cdef unsigned long long* c = <unsigned long long*>realloc(
+        cdef unsigned long long* c = <unsigned long long*>self.resize_array(
             self.counts, n * sizeof(unsigned long long))
         if c == NULL:
             raise MemoryError()
         self.counts = c
-        cdef double* s = <double*>realloc(self.sums, n * sizeof(double))
+        cdef double* s = <double*>self.resize_array(self.sums, n * sizeof(double))
         if s == NULL:
             raise MemoryError()
         self.sums = s

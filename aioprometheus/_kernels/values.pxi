@@ -10,15 +10,15 @@ cdef class ScalarMetric(Metric):
     cdef unsigned char* is_float
 
     def __dealloc__(self):
-        free(self.values)
-        free(self.is_float)
+        self.free_array(self.values, self.capacity * sizeof(double))
+        self.free_array(self.is_float, self.capacity)
 
     cdef int reserve(self, Py_ssize_t n) except -1:
-        cdef double* v = <double*>realloc(self.values, n * sizeof(double))
+        cdef double* v = <double*>self.resize_array(self.values, n * sizeof(double))
         if v == NULL:
             raise MemoryError()
         self.values = v
-        cdef unsigned char* f = <unsigned char*>realloc(self.is_float, n)
+        cdef unsigned char* f = <unsigned char*>self.resize_array(self.is_float, n)
         if f == NULL:
             raise MemoryError()
         self.is_float = f

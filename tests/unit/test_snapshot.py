@@ -109,3 +109,60 @@ def test_prepared_scrape_encodes_the_registry_as_it_was_when_prepared():
         c.inc({"other": "series"})
         assert job() == expected
         assert len(calls) == reads  # encoding reads nothing through Python
+
+
+def big_metrics(series=20_000):
+    """Value arrays past the size whose blocks snapshots keep (64 KiB)."""
+    registry = Registry()
+    c = Counter("big_total", "doc", registry=registry)
+    h = Histogram("big_seconds", "doc", buckets=[0.1, 1], registry=registry)
+    s = Summary("big_bytes", "doc", registry=registry)
+    for i in range(series):
+        labels = {"path": f"/p{i}"}
+        c.add(labels, i)
+        h.observe(labels, i % 3)
+        s.observe(labels, i)
+    return [c, h, s]
+
+
+def test_a_new_snapshot_reuses_the_arrays_of_one_done_with():
+    """A snapshot's arrays go to a cache when it is dropped, and the next
+    snapshot takes them (already faulted in): with the values of its own
+    moment, never those left in them."""
+    metrics = big_metrics()
+    first = _core.snapshot(metrics)
+    before = _core.encode_text(first)
+    del first
+    kept = _core.cached_snapshot_bytes()
+    assert kept >= 20_000 * 8 * 3  # at least the counter's values and two sums
+    for i in range(0, 20_000, 7):
+        metrics[0].inc({"path": f"/p{i}"})
+        metrics[1].observe({"path": f"/p{i}"}, 0.05)
+    second = _core.snapshot(metrics)
+    assert _core.cached_snapshot_bytes() < kept
+    assert _core.encode_text(second) == _core.encode_text(metrics) != before
+
+
+def test_a_snapshot_alive_keeps_its_arrays_while_another_is_taken():
+    metrics = big_metrics()
+    old = _core.snapshot(metrics)
+    before = _core.encode_text(old)
+    for _ in range(3):  # others come and go meanwhile, reusing each other's
+        for i in range(0, 20_000, 11):
+            metrics[0].inc({"path": f"/p{i}"})
+        assert _core.encode_text(_core.snapshot(metrics)) == _core.encode_text(metrics)
+    assert _core.encode_text(old) == before
+
+
+def test_the_kept_arrays_are_bounded():
+    """However many big snapshots are dropped, the cache keeps the last 64
+    blocks at most (the oldest go back to the system first)."""
+    histograms = []
+    for _ in range(80):
+        h = Histogram("h", "doc", buckets=[0.1, 1], registry=Registry())
+        for i in range(2_800):  # 2,800 x 3 counts x 8 bytes: 67 KB, kept
+            h.observe({"path": f"/p{i}"}, 0.5)
+        histograms.append(h)
+    alive = [_core.snapshot([h]) for h in histograms]  # 80 arrays at once
+    del alive
+    assert _core.cached_snapshot_bytes() == 64 * 2_800 * 3 * 8
