@@ -345,7 +345,7 @@ def encode_text(metrics, long long timestamp_ms=-1, emit=None):
     `timestamp_ms` >= 0 is appended to every sample.
     """
     cdef list metrics_list = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics_list, 48), True)
+    cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
     if emit is not None and all_snapshots(metrics_list):
         w.stream_to(emit)
     cdef Writer lb = Writer(256)     # one series' labels, as text

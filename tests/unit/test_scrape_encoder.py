@@ -110,8 +110,8 @@ def test_many_series_across_chunks_match_the_model():
 
 def test_output_larger_than_its_estimate_comes_in_whole_line_parts():
     """Long label texts overrun the encoder's size estimate many times over:
-    the output grows by new blocks (never by copying what was written, with
-    the GIL held), and the blocks join into exactly the model's text."""
+    a streamed snapshot's output comes in many blocks (never grown by
+    copying what was written), and they join into exactly the model's text."""
     series = [
         {"path": f"/{i}" + "ü" * 500 * (i % 7), "kind": 'q"\\\n' * 300 * (i % 3)}
         for i in range(120)
