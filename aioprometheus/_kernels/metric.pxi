@@ -197,14 +197,15 @@ cdef class Metric:
         """Store all of `series`' values into its store `words`."""
         pass
 
-    cdef Metric detached(self):
+    cdef Metric detached(self, bint with_created):
         """A private copy of this metric's series for the encoders (see
         snapshot.pxi). Must run with no Python code in between: the caller
         pauses the garbage collector. The copy's table has no index; it is
         only ever walked, never looked up. It shares the list of label sets
         (the live table appends to it, and copies it before any other
         change while shared: SeriesTable.own_label_sets), so taking it costs
-        a copy of the values only."""
+        a copy of the values only (and of the creation times `with_created`:
+        its `created` stays NULL otherwise)."""
         cdef Metric copy = self.blank()
         copy.is_snapshot = True       # first: its arrays come from blocks.pxi
         copy.metric_name = self.metric_name
@@ -214,8 +215,9 @@ cdef class Metric:
         copy.unit_text = self.unit_text
         copy.openmetrics_kind = self.openmetrics_kind
         self.copy_values_into(copy)
-        copy.reserve_created(self.series.count or 1)
-        memcpy(copy.created, self.created, self.series.count * sizeof(double))
+        if with_created:
+            copy.reserve_created(self.series.count or 1)
+            memcpy(copy.created, self.created, self.series.count * sizeof(double))
         if self.exemplars is not None:
             copy.exemplars = [entry if type(entry) is not list else list(entry)
                               for entry in self.exemplars]

@@ -139,6 +139,11 @@ def encode_openmetrics(metrics, bint created=False, emit=None):
     cdef str family, family_type
     cdef TextFamily created_family
     w.openmetrics = True
+    if created:
+        for metric in metrics_list:
+            if (isinstance(metric, Metric) and (<Metric>metric).series.count
+                    and (<Metric>metric).created == NULL):
+                raise ValueError("_created lines need a snapshot taken with created=True")
     for metric in metrics_list:
         chunk.first = chunk.end = 0
         family, family_type = write_openmetrics_header(w, metric)

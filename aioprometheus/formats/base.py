@@ -55,6 +55,8 @@ class RunFormatter(IFormatter):
 
     # bytes ending every exposition (OpenMetrics' "# EOF")
     trailer = b""
+    # whether the encoding reads when each series was created
+    _created = False
 
     def marshall(self, registry: "Registry") -> bytes:
         self._configure(registry)
@@ -81,7 +83,7 @@ class RunFormatter(IFormatter):
             if through_python:
                 parts.extend(self._python_block(c, timestamp_ms) for c in run)
             else:
-                parts.append(_core.snapshot(run) if detach else run)
+                parts.append(_core.snapshot(run, self._created) if detach else run)
         if self.trailer:
             parts.append(self.trailer)
 

@@ -2,6 +2,7 @@
 reads back, the same samples as text 0.0.4, and the family rules (names,
 types, UNIT, info/stateset, EOF)."""
 
+import asyncio
 import math
 
 import pytest
@@ -306,3 +307,22 @@ def test_output_over_many_blocks_with_exemplars_parses_whole():
     }
     counts = [s for s in parsed["big_hist"].samples if s.name == "big_hist_count"]
     assert len(counts) == 80 and all(s.value == 1 for s in counts)
+
+
+def test_a_snapshot_without_creation_times_cannot_give_created_lines():
+    """Scrapes copy creation times only when the format writes them; a
+    snapshot taken without them is refused for _created lines, never read."""
+    registry = Registry(created_samples=True)
+    Counter("made_total", "doc", registry=registry).inc({"k": "v"})
+    metrics = registry.sorted_collectors()
+    lean = _core.snapshot(metrics, created=False)
+    assert _core.encode_openmetrics(lean) == _core.encode_openmetrics(metrics)
+    with pytest.raises(ValueError, match="created=True"):
+        _core.encode_openmetrics(lean, True)
+    full = _core.snapshot(metrics)
+    assert _core.encode_openmetrics(full, True) == _core.encode_openmetrics(
+        metrics, True
+    )
+    assert "made_created" in openmetrics_of(registry)
+    body, _ = asyncio.run(scrape(registry, ["application/openmetrics-text"], []))
+    assert b"made_created" in body  # a scrape's snapshot copies them then
