@@ -108,7 +108,9 @@ def _signature(fn: ast.FunctionDef, defaults: Dict[str, str]) -> str:
         if annotation:
             text += f": {annotation}"
         if i >= first_default:
-            text += " = " + defaults.get(a.arg, ast.unparse(args.defaults[i - first_default]))
+            text += " = " + defaults.get(
+                a.arg, ast.unparse(args.defaults[i - first_default])
+            )
         parts.append(text)
     if args.vararg:
         parts.append("*" + args.vararg.arg)
@@ -166,4 +168,3 @@ def setup(app):
     app.connect("autodoc-process-signature", process_signature)
     app.connect("autodoc-process-docstring", process_docstring)
     return {"parallel_read_safe": True, "version": "1"}
-
