@@ -159,7 +159,8 @@ def series(samples: List[Tuple[float, Sample]]) -> Dict[str, Any]:
     }
 
 
-def plot(lines: Dict[str, Any], output: str) -> None:
+def plot(lines: Dict[str, Any], output: str, marker: Optional[float] = None) -> None:
+    """Draw the dashboard; `marker`: when the blocking handler came in."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,6 +220,15 @@ def plot(lines: Dict[str, Any], output: str) -> None:
             spine.set_color(grid)
         ax.legend(fontsize=7, facecolor=panel, edgecolor=grid, labelcolor=text)
         ax.set_ylim(bottom=0)
+        if marker is not None:
+            ax.axvline(marker, color="#8e8e8e", lw=0.8, ls="--")
+    if marker is not None:
+        axes[0][0].annotate(
+            " a handler starts blocking the loop",
+            (marker, axes[0][0].get_ylim()[1] * 0.92),
+            color=text,
+            fontsize=7,
+        )
     fig.tight_layout()
     fig.savefig(output, dpi=100, facecolor=fig.get_facecolor())
     plt.close(fig)
@@ -231,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--output", default="docs/_static/runtime-collectors.png")
     args = parser.parse_args(argv)
     lines = series(collect(args.seconds, args.step))
-    plot(lines, args.output)
+    plot(lines, args.output, marker=args.seconds / 3)
     print(f"wrote {args.output}")
 
 
