@@ -72,4 +72,6 @@ def test_python_is_shown_only_as_doctests_or_tested_files(page):
     for included in INCLUDE.findall(text):
         path = (DOCS / included).resolve()
         assert path.exists(), included
-        assert path.name in tests, f"{page.name} includes {included}, which no test runs"
+        assert path.name in tests, (
+            f"{page.name} includes {included}, which no test runs"
+        )
