@@ -29,6 +29,9 @@ html_static_path = ["_static"]
 html_theme_options = {"description": "Prometheus metrics for asyncio, compiled"}
 html_show_sourcelink = False
 
+# the framework handlers' modules import their framework, which the docs
+# extra does not install
+autodoc_mock_imports = ["starlette", "quart"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "show-inheritance": False}
