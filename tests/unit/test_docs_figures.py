@@ -42,7 +42,14 @@ def test_short_collection_sees_every_panel(tmp_path):
         assert len(lines["cpu"]) == len(lines["t"])
     pytest.importorskip("matplotlib")
     output = tmp_path / "figure.png"
-    script.plot(lines, str(output))
+    script.plot(lines, str(output), marker=1.0)
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_documented_command_writes_the_picture(tmp_path):
+    pytest.importorskip("matplotlib")
+    output = tmp_path / "runtime-collectors.png"
+    _script().main(["--seconds", "1.5", "--step", "0.25", "--output", str(output)])
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
