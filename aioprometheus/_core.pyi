@@ -4,7 +4,18 @@ Checked against the built module by ``python -m mypy.stubtest`` in the lint
 tests, so this file cannot drift from the extension.
 """
 
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
 
 from typing_extensions import TypeAlias, disjoint_base, final
 
@@ -23,8 +34,19 @@ def check_label_name(name: object, reserved: str | None = ...) -> None: ...
 def check_labels(
     labels: Dict[Any, Any], reserved: str | None = ...
 ) -> Dict[str, str]: ...
+@overload
 def encode_text(metrics: Iterable[Metric], timestamp_ms: int = ...) -> bytes: ...
+@overload
+def encode_text(
+    metrics: Iterable[Metric], timestamp_ms: int, emit: Callable[[bytes], object]
+) -> None: ...
+@overload
 def encode_openmetrics(metrics: Iterable[Metric], created: bool = ...) -> bytes: ...
+@overload
+def encode_openmetrics(
+    metrics: Iterable[Metric], created: bool, emit: Callable[[bytes], object]
+) -> None: ...
+def join_parts(parts: Iterable[bytes]) -> bytes: ...
 def openmetrics_header(metric: Metric) -> bytes: ...
 def openmetrics_family(m: Metric) -> Tuple[str, str]: ...
 def encode_protobuf(

@@ -9,7 +9,10 @@ client_golang's promhttp does), so a burst of scrapers costs one render.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import queue
+import sys
 import threading
 import weakref
 from typing import (
@@ -26,6 +29,7 @@ from typing import (
 )
 
 from . import _core
+from .formats.base import Emit
 from .negotiator import accepts_gzip, negotiate
 
 try:  # ISA-L's deflate: about 20x zlib level 6's speed at a similar size
@@ -46,34 +50,66 @@ __all__ = ["accepts_gzip", "render", "scrape"]
 _IN_FLIGHT: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Any, Any]]"
 _IN_FLIGHT = weakref.WeakKeyDictionary()
 
-# The threads that encode and compress scrapes: their own, so a scrape never
-# queues behind the application's blocking jobs in a loop's default
-# executor, and reachable from any thread (Service's reader starts the
-# encoding on the application's loop, with no hop through the server's).
+# The threads that encode scrapes, and those that compress them meanwhile:
+# their own, so a scrape never queues behind the application's blocking jobs
+# in a loop's default executor, and reachable from any thread (Service's
+# reader starts the encoding on the application's loop, with no hop through
+# the server's). Two pools: an encoding waits for its compression, which
+# never waits for anything but its encoding's parts, so neither can starve.
 _RENDER_THREADS = 2
-_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-_pool_lock = threading.Lock()
+# How much nicer (Linux) these threads are than the thread that imported
+# this module: on a busy machine the application's threads, its event loop
+# first, get the CPU before a scrape does.
+RENDER_NICENESS = 5
+_pools: Dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
-def _render_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(
-                _RENDER_THREADS, thread_name_prefix="aioprometheus-render"
+def _pool(name: str) -> concurrent.futures.ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = concurrent.futures.ThreadPoolExecutor(
+                _RENDER_THREADS,
+                thread_name_prefix=f"aioprometheus-{name}",
+                initializer=_lower_priority,
             )
-        return _pool
+        return pool
 
 
-def _forget_pool_after_fork() -> None:
+def _niceness() -> Optional[int]:
+    """The calling thread's niceness, where a thread has its own (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except OSError:  # pragma: no cover - a sandbox refusing it
+        return None
+
+
+_APPLICATION_NICENESS = _niceness()
+
+
+def _lower_priority() -> None:
+    """Make this pool thread RENDER_NICENESS nicer than the application."""
+    if _APPLICATION_NICENESS is not None:
+        with contextlib.suppress(OSError):  # a sandbox refusing it: run as is
+            os.setpriority(
+                os.PRIO_PROCESS,
+                threading.get_native_id(),
+                min(19, _APPLICATION_NICENESS + RENDER_NICENESS),
+            )
+
+
+def _forget_pools_after_fork() -> None:
     """A forked child has none of the parent's threads: it starts its own."""
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def render(
@@ -127,7 +163,7 @@ async def scrape(
     task = in_flight.get(key)
     if task is None:
         task = loop.create_task(
-            _render(formatter_class().prepare_parts, registry, compress, read)
+            _render(formatter_class().prepare_stream, registry, compress, read)
         )
         in_flight[key] = task
         task.add_done_callback(lambda _: in_flight.pop(key, None))
@@ -140,26 +176,33 @@ async def scrape(
 
 
 async def _render(
-    prepare: Callable[["Registry"], Callable[[], List[bytes]]],
+    prepare: Callable[["Registry"], Callable[[Emit], None]],
     registry: "Registry",
     compress: bool,
     read: Optional[Reader],
 ) -> bytes:
     def start(registry: "Registry") -> Rendering:
         encode = prepare(registry)
-        return _render_pool().submit(_encode_and_compress, encode, compress)
+        return _pool("render").submit(_encode_and_compress, encode, compress)
 
     rendering = start(registry) if read is None else await read(start, registry)
     return await asyncio.wrap_future(rendering)
 
 
-def _encode_and_compress(
-    encode_parts: Callable[[], List[bytes]], compress: bool
-) -> bytes:
-    parts = encode_parts()
-    if compress and any(parts):
-        return gzip_parts(parts)
-    return b"".join(parts)
+def _encode_and_compress(encode: Callable[[Emit], None], compress: bool) -> bytes:
+    """The encoding's bytes; compressed, each part by a compressing thread as
+    soon as the encoder hands it over (the two overlap)."""
+    if not compress:
+        parts: List[bytes] = []
+        encode(parts.append)
+        return _core.join_parts(parts)
+    stream: queue.SimpleQueue[Optional[bytes]] = queue.SimpleQueue()
+    compressed = _pool("gzip").submit(lambda: gzip_parts(iter(stream.get, None)))
+    try:
+        encode(stream.put)
+    finally:
+        stream.put(None)  # the end, also of an encoding that failed
+    return compressed.result()
 
 
 def gzip_body(body: bytes) -> bytes:
@@ -172,7 +215,9 @@ def gzip_parts(parts: Iterable[bytes]) -> bytes:
     """The concatenation of `parts` as one gzip stream, compressed part by
     part (no copy of the whole body, and the GIL released while compressing)."""
     stream = _gzip_stream(_GZIP_LEVEL, DEFLATED, _GZIP_WBITS)
-    out = [stream.compress(part) for part in parts]
-    out.append(stream.flush())
-    _core.clear_vector_state()  # ISA-L leaves AVX state that slows later code
+    try:
+        out = [stream.compress(part) for part in parts]
+        out.append(stream.flush())
+    finally:
+        _core.clear_vector_state()  # ISA-L leaves AVX state that slows later code
     return b"".join(out)

@@ -3,12 +3,13 @@
 Starts one worker process per implementation (``peers.py``: ours, and the
 peers from isolated pip ``--target`` folders) and asks them, step after step
 (``workloads.STEPS``), for one sample each in interleaved rounds (A B C A B C
-...); memory samples in a fresh worker each, the uvicorn and real-Prometheus
-steps here (``middleware.py``, ``prometheus.py``).  Then ``report.py``
-prints the table and writes the JSON, pyperf files and chart.
+...); memory samples in a fresh worker each, the real-Prometheus step here
+(``prometheus.py``).  Then ``report.py`` prints the table and writes the
+JSON, pyperf files and chart.
 """
 
 import argparse
+import functools
 import os
 import platform
 import subprocess
@@ -18,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import middleware, peers, prometheus, report
+from . import peers, prometheus, report
 from .workloads import IMPLS, STEPS, Step, micro_figures
 
 # the steps the driver runs itself (servers of their own), not the workers
-DRIVER_STEPS = {"prometheus": prometheus.run, "uvicorn": middleware.uvicorn_run}
+DRIVER_STEPS = {"prometheus": prometheus.run}
 
 
 def pick(value: Any, quick: bool) -> Any:
@@ -55,35 +56,31 @@ def run(plan: List[Step], impls: List[peers.Impl], quick: bool, clock: str = "wa
     """({step key: {impl key: [answers]}}, rounds interleaved; the notes)."""
     samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
     messages: List[str] = []
+    for impl in (i for i in impls if i.problem):
+        log(f"{impl.label}: not run ({impl.problem})")
+    runs = [i for i in impls if i.problem is None]
     with tempfile.TemporaryDirectory(prefix="aioprom-bench-") as workdir:
-        workers = {
-            i.key: peers.worker(i, workdir, clock) for i in impls if not i.problem
-        }
-        for impl in (i for i in impls if i.problem):
-            log(f"{impl.label}: not run ({impl.problem})")
+        start = functools.partial(peers.worker, cwd=workdir, clock=clock)
+        workers = {i.key: start(i) for i in runs}
         try:
             for s in plan:
                 t0 = time.perf_counter()
                 params = {k: pick(v, quick) for k, v in s.params.items()}
-                runs = [i for i in impls if i.key in s.impls and i.problem is None]
+                chosen = [i for i in runs if i.key in s.impls]
                 if isinstance(s.workload, str):  # run here
-                    params["rounds"] = rounds or params.get("rounds", 1)
-                    got, note = DRIVER_STEPS[s.workload](runs, params, quick)
+                    got, note = DRIVER_STEPS[s.workload](chosen, params, quick)
                     samples.update(got)
-                    if note:
-                        messages.append(note)
+                    messages += [note] if note else []
                     log(note or f"{s.key}: {time.perf_counter() - t0:.1f}s")
                     continue
                 cmd = {"step": s.key, "params": params, "settings": settings(s, quick)}
-                answers = samples[s.key] = {i.key: [] for i in runs}
+                answers = samples[s.key] = {i.key: [] for i in chosen}
                 for _ in range(rounds or pick(s.rounds, quick)):
-                    for impl in runs:  # interleaved: A B C A B C ...
+                    for impl in chosen:  # interleaved: A B C A B C ...
+                        worker = start(impl) if s.fresh else workers[impl.key]
+                        answers[impl.key].append(worker.request(cmd))
                         if s.fresh:  # a fresh process per sample
-                            fresh = peers.worker(impl, workdir, clock)
-                            answers[impl.key].append(fresh.request(cmd))
-                            fresh.close()
-                        else:
-                            answers[impl.key].append(workers[impl.key].request(cmd))
+                            worker.close()
                 log(f"{s.key}: {time.perf_counter() - t0:.1f}s")
         finally:
             for w in workers.values():
@@ -152,25 +149,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     samples, messages = run(plan, impls, args.quick, args.clock, args.rounds)
     wall = time.perf_counter() - t1
     command = "python -m benchmarks" + " --quick" * args.quick
-    meta = {
-        "command": command + " --clock cpu" * (args.clock == "cpu"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "quick": args.quick,
-        "clock": args.clock,
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_s": round(wall, 1),
-        "install_s": round(t_install, 1),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "git_rev": git_rev(),
-        "cache_dir": str(peers.cache_root()),
-        "loadavg_start": load_start,
-        "loadavg_end": os.getloadavg()[0],
-        "messages": messages,
-        "plan": [s.key for s in plan],
-    }
+    command += " --clock cpu" * (args.clock == "cpu")
+    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    meta = {"command": command, "argv": sys.argv[1:] if argv is None else argv,
+            "quick": args.quick, "clock": args.clock, "started_utc": started_utc,
+            "wall_s": round(wall, 1), "install_s": round(t_install, 1),
+            "python": sys.version.split()[0], "platform": platform.platform(),
+            "cpu": cpu_model(), "cpus": os.cpu_count(), "git_rev": git_rev(),
+            "cache_dir": str(peers.cache_root()), "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg()[0], "messages": messages,
+            "plan": [s.key for s in plan]}  # fmt: skip
     shown = [s for s in STEPS if s in plan]  # in the order declared
     results = report.build(meta, impls, shown, samples)
     print(report.table(results, shown))

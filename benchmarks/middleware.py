@@ -1,34 +1,24 @@
 """ASGI middleware overhead: an uninstrumented FastAPI app against the same
-app behind each library's middleware (the ``middleware_*`` rows).
+app behind each library's middleware (the ``middleware_*`` rows; ours or
+23.12: ``MetricsMiddleware``; prometheus_client: prometheus-fastapi-
+instrumentator's default ``Instrumentator``, installed without dependencies
+so that FastAPI, Starlette and prometheus_client are the environment's).
 
-:class:`Overhead`, in a benchmark worker, times both apps (ours or 23.12:
-``MetricsMiddleware``; prometheus_client: prometheus-fastapi-instrumentator's
-default ``Instrumentator``, installed without dependencies so that FastAPI,
-Starlette and prometheus_client are the environment's), called directly with
-a fresh scope per request and through ``httpx.ASGITransport``.
-
-:func:`uvicorn_run` (full runs) serves each app under uvicorn on 127.0.0.1
-beside a bare one, both loaded at once by Debian's ``wrk`` (skipped without
-it): the server CPU added per request (from ``/proc``) and the share of the
-bare server's throughput kept.
+:class:`Overhead` times both apps in a benchmark worker, called directly and
+through ``httpx.ASGITransport``; :class:`UnderUvicorn` (full runs) serves
+each under uvicorn beside a bare one, both loaded at once by ``wrk``.
 """
 
 import asyncio
+import json
 import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-try:  # the driver imports this module from the package, a worker as a script
-    from . import peers
-except ImportError:
-    import peers  # type: ignore[no-redef]
+import peers  # beside this module, which only a worker imports (as a script)
 
 # installed with --no-deps next to the peers
 INSTRUMENTATOR = "prometheus-fastapi-instrumentator==8.1.0"
@@ -95,6 +85,14 @@ def asgi_request(app: Any) -> Callable[[int], Any]:
     return lambda i: app(dict(scopes[i % len(scopes)]), receive, send)
 
 
+def instrumentation(family: str) -> Tuple[str, List[str]]:
+    """The middleware that ``family``'s worker measures, and its tool's folder."""
+    if family != "prometheus_client":  # ours or 23.12: whichever the worker has
+        return "ours", []
+    tool = peers.ensure_installed(INSTRUMENTATOR, no_deps=True)
+    return "instrumentator", [str(tool)]
+
+
 class Overhead:
     """Both apps of one implementation family and both drivers (ASGI, and
     httpx over ASGITransport); each program times ``n`` requests."""
@@ -102,15 +100,11 @@ class Overhead:
     def __init__(self, family: str) -> None:
         import httpx
 
-        instrument = "ours"  # ours or 23.12: whichever aioprometheus the worker has
-        if family == "prometheus_client":
-            tool = peers.ensure_installed(INSTRUMENTATOR, no_deps=True)
-            sys.path.insert(0, str(tool))
-            instrument = "instrumentator"
+        name, sys.path[:0] = instrumentation(family)
         self.loop = asyncio.new_event_loop()
-        self.apps = make_app(None), make_app(instrument)
         self.drivers: Dict[str, Callable[[int], Any]] = {}
-        for suffix, app in zip(("_bare", ""), self.apps):
+        for suffix, instrument in (("_bare", None), ("", name)):
+            app = make_app(instrument)
             transport = httpx.ASGITransport(app=app)
             client = httpx.AsyncClient(transport=transport, base_url="http://bench")
             self.drivers["asgi" + suffix] = asgi_request(app)
@@ -132,8 +126,7 @@ class Overhead:
 
 
 # ------------------------------------------------------------------ uvicorn
-
-
+# cycles through PATHS; prints what was served, as JSON, at the end
 WRK_SCRIPT = """
 local paths = {%s}
 local i = 0
@@ -141,35 +134,33 @@ request = function()
   i = i + 1
   return wrk.format("GET", paths[(i %% #paths) + 1])
 end
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %%d, "us": %%d}\\n', summary.requests,
+                         summary.duration))
+end
 """
 
 
 class UvicornServer:
-    """A server process for ``impl`` ("bare", "ours" or "instrumentator") on
-    an ephemeral loopback port; ``cpu_s()`` reads its CPU time from /proc."""
+    """A server process (this module as a script) for ``instrument`` on an
+    ephemeral loopback port; ``cpu_s()`` reads its CPU time from /proc."""
 
-    def __init__(self, impl: str, folders: List[Path]) -> None:
+    def __init__(self, instrument: str, folders: List[str]) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         listener.listen(512)
         self.port, fd = listener.getsockname()[1], listener.fileno()
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
-        env["PYTHONPATH"] = os.pathsep.join(str(f) for f in folders)
+        env["PYTHONPATH"] = os.pathsep.join(folders)
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, impl, str(fd)], env=env, pass_fds=(fd,)
+            [sys.executable, __file__, instrument, str(fd)], env=env, pass_fds=(fd,)
         )
         listener.close()
-        deadline = time.monotonic() + 60
-        try:  # serving once /health answers
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), 1) as s:
-                        s.sendall(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")
-                        if s.recv(64).startswith(b"HTTP/1.1 200"):
-                            return
-                except OSError:
-                    time.sleep(0.1)
-            raise RuntimeError(f"uvicorn did not serve (exit code {self.proc.poll()})")
+        try:  # serving once /health answers (the listening socket holds it till then)
+            with socket.create_connection(("127.0.0.1", self.port), 60) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")
+                if not s.recv(64).startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"uvicorn did not serve ({self.proc.poll()})")
         except BaseException:
             peers.stop(self.proc)
             raise
@@ -180,8 +171,8 @@ class UvicornServer:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load(servers: List[UvicornServer], seconds: float) -> List[Tuple[int, float]]:
-    """(requests, seconds) of the request mix on each server, from Debian's
+def load(servers: List[UvicornServer], seconds: float) -> List[Dict[str, int]]:
+    """The requests served and the microseconds taken, on each server, by
     ``wrk`` (one thread, 8 keep-alive connections), all loaded at once."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT % ", ".join(f'"{p}"' for p in PATHS))
@@ -195,60 +186,40 @@ def load(servers: List[UvicornServer], seconds: float) -> List[Tuple[int, float]
         finally:
             for p in procs:
                 peers.stop(p, 5)
-    loads = []
-    for out in outs:
-        found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
-        if not found:
-            raise RuntimeError(f"unexpected wrk output: {out[-500:]}")
-        scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[found.group(3)]
-        loads.append((int(found.group(1)), float(found.group(2)) * scale))
-    return loads
+    return [json.loads(out.strip().splitlines()[-1]) for out in outs]
 
 
-def uvicorn_pair(folders: List[List[Path]], impl: str, seconds: float):
-    """The bare server and ``impl``'s side by side, loaded at the same time by
-    identical clients, so that both meet the same competition for the cores:
-    the server CPU ``impl`` adds per request, and the throughput it keeps."""
-    servers: List[UvicornServer] = []
-    try:
-        for name, path in zip(("bare", impl), folders):
-            servers.append(UvicornServer(name, path))
-        load(servers, 1.0)  # warm-up
-        before = [s.cpu_s() for s in servers]
-        loads = load(servers, seconds)
-        cpu = [(s.cpu_s() - b) / n for s, b, (n, _) in zip(servers, before, loads)]
-        rate = [n / elapsed for n, elapsed in loads]
-        return {"value": (cpu[1] - cpu[0]) * 1e6, "kept": 100 * rate[1] / rate[0]}
-    finally:
-        for server in servers:
-            peers.stop(server.proc)
+class UnderUvicorn:
+    """The bare server and this worker's instrumented one side by side, loaded
+    at the same time by identical clients, so that both meet the same
+    competition for the cores: the server CPU added per request (us) and the
+    share of the bare server's throughput kept (%)."""
+
+    def __init__(self, family: str, seconds: float) -> None:
+        self.seconds, (self.instrument, tool) = seconds, instrumentation(family)
+        uvicorn = str(peers.ensure_installed(UVICORN, no_deps=True))
+        own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self.folders = [[uvicorn], [*own, uvicorn, *tool]]
+
+    def measure(self) -> Dict[str, List[float]]:
+        servers: List[UvicornServer] = []
+        try:
+            for name, folders in zip(("bare", self.instrument), self.folders):
+                servers.append(UvicornServer(name, folders))
+            load(servers, 1.0)  # warm-up
+            before = [s.cpu_s() for s in servers]
+            loads = load(servers, self.seconds)
+            cpu = [s.cpu_s() - b for s, b in zip(servers, before)]
+        finally:
+            for server in servers:
+                peers.stop(server.proc)
+        per_request = [c / n["requests"] for c, n in zip(cpu, loads)]
+        rate = [n["requests"] / n["us"] for n in loads]
+        added = (per_request[1] - per_request[0]) * 1e6
+        return {"cpu": [added], "kept": [100 * rate[1] / rate[0]]}
 
 
-def uvicorn_run(impls: List[Any], params: Dict[str, Any], quick: bool):
-    """The uvicorn rows' samples ({step: {impl: [answers]}}, one answer per
-    round, rounds interleaved), and a note when they cannot run."""
-    if shutil.which("wrk") is None:
-        return {}, "middleware under uvicorn: skipped (no `wrk` on PATH)"
-    try:
-        uvicorn = peers.ensure_installed(UVICORN, no_deps=True)
-        tool = peers.ensure_installed(INSTRUMENTATOR, no_deps=True)
-    except Exception as exc:
-        return {}, f"middleware under uvicorn: not run ({exc})"
-    samples: Dict[str, List[Dict[str, Any]]] = {i.key: [] for i in impls}
-    for _ in range(params["rounds"]):
-        for impl in impls:
-            pc = impl.key == "prometheus_client"
-            folders = [*([impl.path] if impl.path else []), uvicorn, *[tool] * pc]
-            name = "instrumentator" if pc else "ours"
-            try:
-                figures = uvicorn_pair([[uvicorn], folders], name, params["seconds"])
-                samples[impl.key].append({"status": "ok", "figures": figures})
-            except Exception as exc:
-                samples[impl.key].append({"status": "error", "reason": str(exc)})
-    return {"middleware_uvicorn": samples}, ""
-
-
-if __name__ == "__main__":  # a uvicorn server process: impl, listening fd
+if __name__ == "__main__":  # a uvicorn server process: instrument, listening fd
     import uvicorn
 
     app = make_app(None if sys.argv[1] == "bare" else sys.argv[1])

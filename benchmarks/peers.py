@@ -8,6 +8,7 @@ exactly one of: the checkout (ours, built in place) or one peer folder;
 without an in-place build, ours is an installed build of ours.
 """
 
+import contextlib
 import json
 import os
 import select
@@ -61,13 +62,14 @@ class Child:
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
             env=env, cwd=cwd, text=True,
         )  # fmt: skip
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.first = self.read(timeout)
 
     def read(self, timeout: float = 600) -> Dict[str, Any]:
         """The next line; if the child ends or is silent for ``timeout``
         seconds, an error (and the child killed)."""
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready and self.proc.stdout else ""
+        ready, _, _ = select.select([self.stdout], [], [], timeout)
+        line = self.stdout.readline() if ready else ""
         if line:
             return json.loads(line)
         stop(self.proc, 0)
@@ -78,18 +80,14 @@ class Child:
     def request(self, cmd: Any, timeout: float = 600) -> Dict[str, Any]:
         if self.proc.poll() is not None:
             return {"status": "error", "reason": "process not running"}
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
+        self.stdin.write(json.dumps(cmd) + "\n")
+        self.stdin.flush()
         return self.read(timeout)
 
     def close(self) -> None:
         """End of input: the child stops."""
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        except OSError:  # it has already stopped
-            pass
+        with contextlib.suppress(OSError):  # it has already stopped
+            self.stdin.close()
         stop(self.proc, terminate=False)
         self.stderr.close()
 

@@ -32,9 +32,10 @@ NOTES = (
     "Memory: RSS growth per series, N series with unique routes, a fresh process.",
     "ASGI middleware: FastAPI app (8 routes; 4 matched paths and a 404), bare and "
     "instrumented, direct and via httpx; pc: prometheus-fastapi-instrumentator.",
-    "Prometheus: Debian's prometheus scrapes ours, 23.12 and the floor (ours' "
-    "bytes, static) side by side: its scrape_duration_seconds averaged; handler "
-    "time and the worst lateness of a 1 ms asyncio tick are the exporter's.",
+    "Prometheus: Debian's prometheus scrapes one implementation (ours, then "
+    "23.12) beside the floor (ours' bytes, static): its scrape_duration_seconds "
+    "averaged; handler time and the worst lateness of a 1 ms asyncio tick are "
+    "the exporter's.",
 )
 Cell = Dict[str, Any]
 
@@ -66,27 +67,25 @@ def _cells(step: Step, impl: Any, answers: List[Cell]) -> Dict[str, Cell]:
     per-round range, and the ratios' inputs."""
     ok = [a for a in answers if a.get("status") == "ok"]
     if not ok:
-        failed = _failed(impl.key, answers, impl.problem)
-        return {row.key: failed for row in step.rows}
+        return {r.key: _failed(impl.key, answers, impl.problem) for r in step.rows}
     if callable(step.workload):
         pooled, rounds = step.figures(merge(ok)), [step.figures(merge([a])) for a in ok]
     else:
         pooled, rounds = None, [a["figures"] for a in ok]
-    cells = {}
+    first = pooled or rounds[0]  # the ratios' inputs come from here
+    note = {"note": ok[0]["note"]} if ok[0].get("note") else {}
+    cells: Dict[str, Cell] = {}
     for row in step.rows:
         vals = [r[row.figure] for r in rounds if row.figure in r]
         if not vals:
             cells[row.key] = {"status": "not offered", "reason": "no such figure"}
             continue
         median = pooled[row.figure] if pooled else statistics.median(vals)
-        cell = cells[row.key] = {"status": "ok", "rounds": len(vals), "median": median}
-        cell.update(min=min(vals), max=max(vals), samples=vals)
-        first = pooled or rounds[0]
-        for extra in (row.x_floor, f"{row.x_floor}_raw", "raw", "floor", "requests"):
-            if extra and first.get(extra) is not None:
-                cell[extra] = first[extra]
-        if ok[0].get("note"):
-            cell["note"] = ok[0]["note"]
+        extras = (row.x_floor, f"{row.x_floor}_raw", "raw", "floor", "requests")
+        cells[row.key] = {"status": "ok", "rounds": len(vals), "median": median,
+                          "min": min(vals), "max": max(vals), "samples": vals,
+                          **{k: first[k] for k in extras if first.get(k) is not None},
+                          **note}  # fmt: skip
     return cells
 
 
@@ -94,29 +93,21 @@ def build(meta, impls, steps: List[Step], samples) -> Dict[str, Any]:
     """The results document from {step key: {impl key: [answers]}}."""
     rows: Dict[str, Any] = {}
     for step in (s for s in steps if s.key in samples):
-        cells: Dict[str, Dict[str, Cell]] = {r.key: {} for r in step.rows}
-        for impl in impls:
-            answers = samples[step.key].get(impl.key, [])
-            for key, cell in _cells(step, impl, answers).items():
-                cells[key][impl.key] = cell
+        got = {i.key: _cells(step, i, samples[step.key].get(i.key, [])) for i in impls}
         for r in step.rows:
-            found = cells[r.key].values()
-            if not any(c["status"] == "ok" for c in found) and any(
-                c.get("reason") == "no such figure" for c in found
+            cells = {impl: by_row[r.key] for impl, by_row in got.items()}
+            if not any(c["status"] == "ok" for c in cells.values()) and any(
+                c.get("reason") == "no such figure" for c in cells.values()
             ):
                 continue  # e.g. the 100k Prometheus rows of a --quick run
-            rows[r.key] = {
-                "title": r.title,
-                "unit": r.unit,
-                "lower_is_better": not r.higher_is_better,
-                "values": cells[r.key],
-                "compare": _compare(r, cells[r.key]),
-            }
+            rows[r.key] = {"title": r.title, "unit": r.unit,
+                           "lower_is_better": not r.higher_is_better,
+                           "values": cells, "compare": _compare(r, cells)}  # fmt: skip
     for r in (r for s in steps for r in s.rows if r.key in rows):
         rows[r.key]["targets"] = [_target(r, t, rows) for t in r.targets]
     implementations = {i.key: dict(vars(i), ok=i.problem is None) for i in impls}
-    doc = {"meta": meta, "implementations": implementations, "rows": rows}
-    return dict(doc, notes=list(NOTES))
+    return {"meta": meta, "implementations": implementations, "rows": rows,
+            "notes": list(NOTES)}  # fmt: skip
 
 
 def _median(values: Dict[str, Any], impl: str) -> Optional[float]:
@@ -131,10 +122,9 @@ def _compare(row: Row, values: Dict[str, Any]) -> Dict[str, Optional[float]]:
         ok = not row.control and ours and other and ours > 0 and other > 0
         ratio = (ours / other if row.higher_is_better else other / ours) if ok else None
         out[f"vs_{peer}"] = ratio
-    if row.x_floor:
-        for impl, cell in values.items():
-            out[f"x_floor_{impl}"] = cell.get(row.x_floor)
-            out[f"x_floor_raw_{impl}"] = cell.get(f"{row.x_floor}_raw")
+    for impl, cell in values.items() if row.x_floor else ():
+        out[f"x_floor_{impl}"] = cell.get(row.x_floor)
+        out[f"x_floor_raw_{impl}"] = cell.get(f"{row.x_floor}_raw")
     return out
 
 
@@ -151,13 +141,12 @@ def _target(row: Row, t: Any, rows: Dict[str, Any]) -> Dict[str, Any]:
     met = None
     if actual is not None:
         met = actual >= t.bound if t.kind == "faster" else actual <= t.bound
-    text = t.text or f"<={t.bound:g} {row.unit}"
-    return dict(vars(t), target=text, actual=actual, met=met)
+    shown = {"max": f"<={t.bound:g} {row.unit}", "floor": f"<={t.bound:g}x floor"}
+    text = t.text or shown.get(t.kind) or f">={t.bound:g}x {SHORT[t.ref]}"
+    return dict(t._asdict(), target=text, actual=actual, met=met)
 
 
 # ---------------------------------------------------------------- table
-
-
 def _num(x: float) -> str:
     ax = abs(x)
     digits = 0 if ax >= 100 else 1 if ax >= 10 else 2 if ax >= 1 else 3
@@ -181,31 +170,33 @@ def _met(targets: List[Dict[str, Any]]) -> str:
     return "pending" if any(t["met"] is None for t in targets) else "met"
 
 
+def _line(row: Dict[str, Any], order: List[str], peers: List[str]) -> List[str]:
+    """A row's table cells: title, unit, values, ratios, x floor, targets."""
+    cmp_, targets = row["compare"], row["targets"]
+    fl, raw = cmp_.get("x_floor_ours"), cmp_.get("x_floor_raw_ours")
+    return (
+        [row["title"], row["unit"], *(_value(row["values"].get(k, {})) for k in order)]
+        + [f"{_num(x)}x" if (x := cmp_.get(f"vs_{p}")) else "-" for p in peers]
+        + ["" if fl is None else f"{fl:.1f}" + (f" ({raw:.1f})" if raw else "")]
+        + [", ".join(t["target"] for t in targets), _met(targets)]
+    )
+
+
 def table(results: Dict[str, Any], steps: List[Step]) -> str:
-    impls, meta = results["implementations"], results["meta"]
+    impls, meta, rows = results["implementations"], results["meta"], results["rows"]
     order = [k for k in ("ours", *PEERS) if k in impls]
     peers = [p for p in PEERS if p in impls]
     head = ["workload", "unit", *(impls[k]["label"] for k in order)]
     head += [f"vs {SHORT[p]}" for p in peers] + ["x floor", "target", "met"]
-    lines: List[List[str]] = []
-    for row in (r for s in steps for r in s.rows if r.key in results["rows"]):
-        doc = results["rows"][row.key]
-        cmp_, targets = doc["compare"], doc["targets"]
-        fl, raw = cmp_.get("x_floor_ours"), cmp_.get("x_floor_raw_ours")
-        lines.append(
-            [row.title, row.unit, *(_value(doc["values"].get(k, {})) for k in order)]
-            + [f"{_num(x)}x" if (x := cmp_.get(f"vs_{p}")) else "-" for p in peers]
-            + ["" if fl is None else f"{fl:.1f}" + (f" ({raw:.1f})" if raw else "")]
-            + [", ".join(t["target"] for t in targets), _met(targets)]
-        )
+    keys = [r.key for s in steps for r in s.rows if r.key in rows]
+    lines = [_line(rows[key], order, peers) for key in keys]
     widths = [max([len(h)] + [len(r[i]) for r in lines]) for i, h in enumerate(head)]
 
     def fmt(cells: List[str]) -> str:
-        right = range(2, len(cells) - 2)
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
+        right = range(2, len(cells) - 2)  # the figures, right-aligned
+        aligned = (c.rjust(w) if i in right else c.ljust(w)
+                   for i, (c, w) in enumerate(zip(cells, widths)))  # fmt: skip
+        return "  ".join(aligned).rstrip()
 
     text = [fmt(head), "  ".join("-" * w for w in widths), *map(fmt, lines), ""]
     text.append(
@@ -224,22 +215,21 @@ def table(results: Dict[str, Any], steps: List[Step]) -> str:
             "competed for the cores, expect wider ranges (--clock cpu is steadier)"
         )
     seen: Dict[str, List[str]] = {}  # reasons, once each, with their rows
-    notes = []
-    for key, doc in results["rows"].items():
+    notes, first_rows = [], {s.rows[0].key for s in steps}
+    for key, doc in rows.items():
         for impl, cell in doc["values"].items():
-            if cell.get("note") and any(s.rows[0].key == key for s in steps):
-                notes.append(f"{doc['title']}, {impls[impl]['label']}: {cell['note']}")
+            label = impls[impl]["label"]
+            if cell.get("note") and key in first_rows:
+                notes.append(f"{doc['title']}, {label}: {cell['note']}")
             missing = cell["status"] in ("pending", "not offered", "error")
             if missing and not impls[impl].get("problem"):  # said once above
-                why = f"{impls[impl]['label']} {cell['status']}: {cell.get('reason')}"
+                why = f"{label} {cell['status']}: {cell.get('reason')}"
                 seen.setdefault(why, []).append(key)
     text += [f"{why} ({', '.join(keys)})" for why, keys in seen.items()] + notes
     return "\n".join(text + [""] + [f"* {n}" for n in results["notes"]])
 
 
 # ---------------------------------------------------------------- files
-
-
 def write_json(results: Dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")

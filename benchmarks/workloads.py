@@ -1,12 +1,10 @@
 """The benchmark rows, their workloads, and the worker process that times them.
 
 A step (:class:`Step`) runs one workload and feeds one or more table rows
-(:class:`Row`); steps are declared as data right after their workload
-(``micro(...)``, ``RENDERS``, ``SCRAPES``, ``MEMORY``, ``step(...)``).  A
-workload builds, for one implementation, an object whose ``programs(clock)``
-are functions of pyperf's loops returning seconds (or which ``sample``s
-itself).  The driver also starts this module as a *script*: one worker per
-implementation, whose ``PYTHONPATH`` holds that implementation alone.  Two
+(:class:`Row`), declared as data right after the workload.  Built for one
+implementation, a workload offers ``programs(clock)`` (functions of pyperf's
+loops returning seconds) or takes its own ``sample``.  Run as a script, this
+module is a worker whose ``PYTHONPATH`` holds one implementation alone.  Two
 API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 ``c.inc(labels)``) and ``prometheus_client`` (``c.labels(**labels).inc()``).
 """
@@ -14,7 +12,6 @@ API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 import asyncio
 import bisect
 import contextlib
-import functools
 import gc
 import importlib
 import io
@@ -29,7 +26,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from functools import lru_cache, partial
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 AIO, PC = "aioprometheus", "prometheus_client"
 IMPLS = ("ours", AIO, PC)
@@ -47,34 +45,19 @@ Programs = Dict[str, Callable[[int], float]]
 
 
 # ---------------------------------------------------------------- declarations
-
-
-@dataclass(frozen=True)
-class Target:
-    """A goal for our figure: ``floor`` (x floor <= bound), ``faster`` (peer /
-    ours >= bound), ``max`` (ours <= bound) or ``growth`` (ours / our figure
-    in row ``ref`` <= bound)."""
+class Target(NamedTuple):
+    """A goal for our figure: ``floor`` (x floor <= bound), ``faster`` (peer
+    ``ref`` / ours >= bound), ``max`` (ours <= bound) or ``growth`` (ours /
+    our figure in row ``ref`` <= bound, shown as ``text``)."""
 
     kind: str
+    ref: Optional[str]
     bound: float
-    ref: Optional[str] = None
     text: str = ""
 
 
-def at_most(bound: float) -> Target:
-    return Target("max", bound)
-
-
-def faster(peer: str, bound: float) -> Target:
-    return Target("faster", bound, peer, f">={bound:g}x {SHORT[peer]}")
-
-
-def floor_x(bound: float) -> Target:
-    return Target("floor", bound, None, f"<={bound:g}x floor")
-
-
-def growth(ref: str, bound: float, text: str) -> Target:
-    return Target("growth", bound, ref, text)
+at_most, floor_x = partial(Target, "max", None), partial(Target, "floor", None)
+faster, growth = partial(Target, "faster"), partial(Target, "growth")
 
 
 @dataclass(frozen=True)
@@ -119,6 +102,11 @@ def step(key: str, workload: Any, *rows: Row, **options: Any) -> None:
     STEPS.append(Step(key, workload, rows, **options))
 
 
+def medians(scale: float = 1.0, **figures: str) -> Callable[..., Dict[str, float]]:
+    """Figures that are a pyperf benchmark's median (by name), times ``scale``."""
+    return lambda b: {f: b[n].median() * scale for f, n in figures.items() if n in b}
+
+
 class Unavailable(Exception):
     """The implementation does not offer this workload."""
 
@@ -131,8 +119,7 @@ class Api:
         self.registry = getattr(self.mod, REGISTRY[family == PC])
 
     def metric(self, kind: str, name: str, reg: Any, labelnames=(), **opts) -> Any:
-        """A metric; options it rejects (a peer without the feature) make
-        the workload unavailable."""
+        """A metric; options it rejects make the workload unavailable."""
         cls, doc = getattr(self.mod, kind), "Bench."
         try:
             if self.family == PC:
@@ -153,9 +140,36 @@ class Api:
             getattr(metric, method)(labels, value)
 
 
+def looped(fn: Callable[[], Any], clock: Callable[[], float]) -> Callable[[int], float]:
+    """A pyperf program: ``n`` calls of ``fn()``, in seconds."""
+
+    def program(n: int) -> float:
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        return clock() - t0
+
+    return program
+
+
+class Once:
+    """A workload measured as a whole, once a sample (not timed by pyperf):
+    ``measure()`` gives {name: [values]}, in ``unit``, kept as a pyperf run."""
+
+    note, unit = "", "integer"
+
+    def __init__(self, measure: Callable[[], Any], unit: str = "integer") -> None:
+        self.measure, self.unit = measure, unit
+
+    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        import pyperf
+
+        got, meta = self.measure().items(), {"unit": self.unit, "loops": 1}
+        runs = {name: pyperf.Run(v, metadata=dict(meta, name=name)) for name, v in got}
+        return {name: pyperf.Benchmark([run]) for name, run in runs.items()}
+
+
 # ---------------------------------------------------------------- micro rows
-
-
 _MICRO_TEMPLATE = """
 def _timed(_values, _clock, m, d, k, labels, pool, routes, exemplar):
     _t0 = _clock()
@@ -176,7 +190,8 @@ class Micro:
     same_loops = True
 
     def __init__(self, api: Api, kind: str, stmts, against, labelnames, opts) -> None:
-        self.stmt, self.against, m = stmts[api.family == PC], None, None
+        self.stmt, m = stmts[api.family == PC], None
+        self.against = against if kind else None
         opts = dict(opts)
         shared = multiprocess_mode(api) if opts.pop("multiprocess", False) else None
         if kind:
@@ -185,7 +200,6 @@ class Micro:
                 m = api.metric(kind, name, api.registry(), labelnames, **opts)
                 if shared:  # the series' shared value made while the mode is on
                     api.record(m, LABELS, "add", 1)
-            self.against = against
         aio_summary = kind == "Summary" and api.family == AIO
         self.note = summary_accuracy(api, opts) if aio_summary else ""
         pool = [{"method": METHODS[i % 4], "route": f"/api/v1/r{i}"} for i in range(64)]
@@ -230,8 +244,8 @@ def micro(key: str, title: str, kind: str, ours: str, pc: str, *targets,
     metric ``kind`` is a floor (no ratios)."""
     row = Row(key, title, "ns/op", "value", targets, not kind, False,
               "x_floor" if kind else "")
-    step(key, functools.partial(Micro, kind=kind, stmts=(ours, pc), against=against,
-                                labelnames=labelnames, opts=opts),
+    step(key, partial(Micro, kind=kind, stmts=(ours, pc), against=against,
+                      labelnames=labelnames, opts=opts),
          row, figures=micro_figures)
 
 
@@ -288,7 +302,6 @@ def summary_accuracy(api: Api, opts: Dict[str, Any], n: int = 20_000) -> str:
 
 
 # ---------------------------------------------------------------- renders
-
 SERIES_PER_METRIC = 500
 _FIXTURE: Dict[Tuple[str, int, bool], Any] = {}
 
@@ -353,25 +366,16 @@ def formatter(api: Api, fmt: str) -> Callable[[Any], bytes]:
     return found if api.family == PC else found().marshall
 
 
-class Call:
-    """A zero-argument callable timed as a whole (one render)."""
+class Render:
+    """One render of the fixture in ``fmt``, timed as a whole."""
 
-    def __init__(self, fn: Callable[[], Any], note: str = "") -> None:
-        self.fn, self.note = fn, note
+    def __init__(self, api: Api, fmt: str, series: int, native: bool = False) -> None:
+        marshall, reg = formatter(api, fmt), fixture(api, series, native)
+        self.fn = partial(marshall, reg)
+        self.note = f"{len(self.fn())} bytes"
 
     def programs(self, clock: Callable[[], float]) -> Programs:
-        def call(n: int) -> float:
-            fn, t0 = self.fn, clock()
-            for _ in range(n):
-                fn()
-            return clock() - t0
-
-        return {"call": call}
-
-
-def render(api: Api, fmt: str, series: int, native: bool = False) -> Call:
-    marshall, reg = formatter(api, fmt), fixture(api, series, native)
-    return Call(lambda: marshall(reg), f"{len(marshall(reg))} bytes")
+        return {"call": looped(self.fn, clock)}
 
 
 RENDERS = (  # format, series, native histograms, targets
@@ -387,44 +391,40 @@ RENDERS = (  # format, series, native histograms, targets
 for fmt, n, native, targets in RENDERS:
     size, what = f"{n // 1000}k", "native histogram " if native else ""
     key = f"{fmt}_render_{'native_' * native}{size}"
-    step(key, render, Row(key, f"{fmt} render, {size} {what}series", "ms", "value",
+    step(key, Render, Row(key, f"{fmt} render, {size} {what}series", "ms", "value",
                           targets),
-         figures=lambda b: {"value": b["call"].median() * 1e3}, full_only=n == 100_000,
+         figures=medians(1e3, value="call"), full_only=n == 100_000,
          params={"fmt": fmt, "series": n, "native": native},
          rounds=(3, 5 if n == 100_000 else 11))  # fmt: skip
 
 
 # ---------------------------------------------------------------- multi-process mode
-
-
 @contextlib.contextmanager
 def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
     """Metrics made (and, for prometheus_client, series first touched)
     inside keep their values in shared files in ``directory`` (a fresh one
     by default): ours through ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client
     through its mmap'd values (chosen at its import, so swapped in here)."""
+    pc = api.family == PC
     try:
         values = importlib.import_module(
-            "prometheus_client.values"
-            if api.family == PC
-            else "aioprometheus.multiprocess"
+            "prometheus_client.values" if pc else "aioprometheus.multiprocess"
         )
     except ImportError as exc:
         raise Unavailable(f"no multi-process mode: {exc}") from None
     here = os.path.dirname(api.mod.__file__)
-    if api.family != PC and os.path.dirname(values.__file__) != here:
+    if not pc and os.path.dirname(values.__file__) != here:
         # another install's module, found through an editable install's finder
         raise Unavailable(f"no multi-process mode in {here}")
-    if directory is None:
-        directory = tempfile.mkdtemp(prefix="bench-mp-")
+    directory = directory or tempfile.mkdtemp(prefix="bench-mp-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     saved = getattr(values, "ValueClass", None)
-    if api.family == PC:
+    if pc:
         values.ValueClass = values.MultiProcessValue()
     try:
         yield directory
     finally:
-        if api.family == PC:
+        if pc:
             values.ValueClass = saved
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
@@ -436,11 +436,14 @@ class MultiprocessRead:
     exporter's first scrape (``cold``); prometheus_client's
     MultiProcessCollector (which reads every file at every scrape)."""
 
+    note = ""
+
     def __init__(self, api: Api, workers: int, series: int) -> None:
         with multiprocess_mode(api) as directory:
             metric = api.metric("Counter", "mp_requests_total", api.registry(),
                                 ("method", "route"))  # fmt: skip
-        self.directory, self.children = directory, []
+        self.api, self.directory, self.children = api, directory, []
+        self.expected = series * workers * (workers + 1) // 2
         for w in range(workers):
             pid = os.fork()
             if pid == 0:  # a worker: its series, then wait to be killed
@@ -450,24 +453,6 @@ class MultiprocessRead:
                         api.record(metric, labels, "add", w + 1)
                 signal.pause()
             self.children.append(pid)
-        self.api, self.expected = api, series * workers * (workers + 1) // 2
-        self.note = ""
-
-    def wait(self) -> None:
-        """Until every worker's series are all there (the sum counts them)."""
-        deadline = time.monotonic() + 60
-        while self.total_so_far() != self.expected:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the multi-process workers never finished")
-            time.sleep(0.05)
-
-    def total_so_far(self) -> float:
-        """total(), or -1 while prometheus_client finds a file still being
-        made (its reader fails on one)."""
-        try:
-            return self.total()
-        except Exception:  # noqa: BLE001 - prometheus_client's struct.error and kin
-            return -1
 
     def read(self, cold: bool) -> List[Any]:
         with multiprocess_mode(self.api, self.directory):
@@ -481,26 +466,25 @@ class MultiprocessRead:
             return mp.merged_collectors([])
 
     def total(self) -> float:
-        metrics = self.read(cold=True)
+        """The sum of every series (-1 while prometheus_client finds a file
+        still being made: its reader fails on one)."""
+        try:
+            metrics = self.read(cold=True)
+        except Exception:  # noqa: BLE001 - prometheus_client's struct.error and kin
+            return -1
         if self.api.family == PC:
             return sum(s.value for m in metrics for s in m.samples)
         return sum(v for m in metrics for _, v in m._items())
 
     def programs(self, clock: Callable[[], float]) -> Programs:
-        self.wait()
-
-        def timed(cold: bool) -> Callable[[int], float]:
-            def run(n: int) -> float:
-                t0 = clock()
-                for _ in range(n):
-                    self.read(cold)
-                return clock() - t0
-
-            return run
-
-        if self.api.family == PC:
-            return {"warm": timed(False)}
-        return {"warm": timed(False), "cold": timed(True)}
+        deadline = time.monotonic() + 60
+        while self.total() != self.expected:  # every worker's series
+            if time.monotonic() > deadline:
+                raise RuntimeError("the multi-process workers never finished")
+            time.sleep(0.05)
+        cold = {} if self.api.family == PC else {"cold": True}
+        reads = {"warm": False, **cold}.items()
+        return {k: looped(partial(self.read, c), clock) for k, c in reads}
 
     def __del__(self) -> None:
         for pid in self.children:
@@ -510,45 +494,17 @@ class MultiprocessRead:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-step(
-    "multiprocess_read",
-    MultiprocessRead,
-    Row(
-        "multiprocess_read",
-        "multi-process scrape read, 4 workers x 10k series",
-        "ms",
-        "value",
-        (at_most(10), faster(PC, 10)),
-    ),
-    Row(
-        "multiprocess_read_cold",
-        "multi-process first read (new exporter), same",
-        "ms",
-        "cold",
-        (at_most(10),),
-    ),
-    figures=lambda b: {
-        "value": b["warm"].median() * 1e3,
-        **({"cold": b["cold"].median() * 1e3} if "cold" in b else {}),
-    },
-    params={"workers": 4, "series": 10_000},
-    impls=("ours", PC),
-    rounds=(3, 7),
-)  # fmt: skip  (issue 12)
+step("multiprocess_read", MultiprocessRead,  # issue 12
+     Row("multiprocess_read", "multi-process scrape read, 4 workers x 10k series",
+         "ms", "value", (at_most(10), faster(PC, 10))),
+     Row("multiprocess_read_cold", "multi-process first read (new exporter), same",
+         "ms", "cold", (at_most(10),)),
+     figures=medians(1e3, value="warm", cold="cold"), impls=("ours", PC),
+     params={"workers": 4, "series": 10_000}, rounds=(3, 7))  # fmt: skip
 
 
 # ---------------------------------------------------------------- scrapes
-
-
-def one_run(name: str, unit: str, values: List[float]) -> Any:
-    """``values`` measured once, as a pyperf benchmark of one run."""
-    import pyperf
-
-    meta = {"name": name, "unit": unit, "loops": 1}
-    return pyperf.Benchmark([pyperf.Run(values, metadata=meta)])
-
-
-class Scrape:
+class Scrape(Once):
     """Sequential GETs of an aiohttp exporter on 127.0.0.1 from a separate
     scraper process (``workloads.py client``, one keep-alive connection):
     aioprometheus' Service, prometheus_client's aiohttp handler on the same
@@ -561,17 +517,17 @@ class Scrape:
             import aiohttp  # noqa: F401
         except ImportError as exc:
             raise Unavailable(f"ImportError: {exc}") from None
-        self.api, self.gzip, self.static = api, gzip, static
+        self.api, self.gzip, self.static, self.unit = api, gzip, static, "second"
         self.requests, self.budget_s = requests, budget_s
         self.reg, self.note = fixture(api, series), ""
 
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        """One round of requests as a pyperf run (the first after an
+    def measure(self) -> Dict[str, List[float]]:
+        """One round of requests' latencies (the first round after an
         unmeasured request that warms up the exporter)."""
         if not self.note:
             asyncio.run(self.round(1, 0))
         lat = without_gc(asyncio.run)(self.round(self.requests, self.budget_s))
-        return {"latency": one_run("latency", "second", lat)}
+        return {"latency": lat}
 
     async def start(self) -> Tuple[str, Callable[[], Any]]:
         """The exporter: (its URL, its cleanup)."""
@@ -693,7 +649,6 @@ for key, title, options, impls in SCRAPES:
 
 
 # ---------------------------------------------------------------- asyncio loop
-
 LOOP_TASKS, LOOP_PER_ITER = 8, 100
 _LOOP_TEMPLATE = """
 async def _task(iters, c, pool):
@@ -753,12 +708,16 @@ step("asyncio_loop", AsyncLoop,
 
 
 # ---------------------------------------------------------------- middleware
-
-
-def middleware_overhead(api: Api) -> Any:
+def asgi_middleware(api: Api, seconds: float = 0) -> Any:
+    """The middleware rows' workload: both apps timed here, or (``seconds``)
+    served under uvicorn and loaded by ``wrk`` for that long."""
     import middleware  # benchmarks/middleware.py, beside this script
 
-    return middleware.Overhead(api.family)
+    if not seconds:
+        return middleware.Overhead(api.family)
+    if shutil.which("wrk") is None:
+        raise Unavailable("no `wrk` on PATH")
+    return Once(middleware.UnderUvicorn(api.family, seconds).measure)
 
 
 def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -768,23 +727,22 @@ def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
     return {"value": added("asgi"), "httpx": added("httpx")}
 
 
-step("middleware_fastapi", middleware_overhead,
+step("middleware_fastapi", asgi_middleware,
      Row("middleware_asgi", "ASGI middleware on FastAPI, added", "us/req", "value",
          (at_most(2),)),  # issue 14
      Row("middleware_httpx", "ASGI middleware on FastAPI via httpx, added", "us/req",
          "httpx"),
      figures=middleware_figures)  # fmt: skip
-step("middleware_uvicorn", "uvicorn",  # middleware.uvicorn_run
+step("middleware_uvicorn", asgi_middleware,
      Row("middleware_uvicorn", "middleware under uvicorn, server CPU added", "us/req",
          "value", (at_most(2),)),  # issue 14
      Row("middleware_uvicorn_kept", "middleware under uvicorn, throughput kept", "%",
          "kept", higher_is_better=True),
-     params={"rounds": 5, "seconds": 5.0}, full_only=True)  # fmt: skip
+     figures=medians(value="cpu", kept="kept"), params={"seconds": 5.0},
+     rounds=(5, 5), full_only=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------- memory
-
-
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -820,17 +778,9 @@ def memory_per_series(api: Api, kind: str, n: int, buckets: int = 0) -> float:
     return (rss_bytes() - before) / n
 
 
-class Memory:
+def memory(api: Api, **params: Any) -> Once:
     """A memory row's sample (the driver asks a fresh worker for each)."""
-
-    note = ""
-
-    def __init__(self, api: Api, **params: Any) -> None:
-        self.api, self.params = api, params
-
-    def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        per_series = memory_per_series(self.api, **self.params)
-        return {"memory": one_run("memory", "byte", [per_series])}
+    return Once(lambda: {"memory": [memory_per_series(api, **params)]}, "byte")
 
 
 MEMORY = (  # key, title, metric kind, native buckets, B/series at most
@@ -842,15 +792,13 @@ MEMORY = (  # key, title, metric kind, native buckets, B/series at most
 )  # fmt: skip
 for key, title, kind, buckets, bound in MEMORY:
     n = (20_000, 100_000) if not buckets else (5_000, 20_000)
-    step(key, Memory,
+    step(key, memory,
          Row(key, title, "B/series", "value", (at_most(bound),) if bound else ()),
-         figures=lambda b: {"value": b["memory"].median()}, rounds=(1, 3), fresh=True,
+         figures=medians(value="memory"), rounds=(1, 3), fresh=True,
          params={"kind": kind, "n": n, "buckets": buckets})  # fmt: skip
 
 
 # ---------------------------------------------------------------- real Prometheus
-
-
 def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Row]:
     """Issue 14's goals: within 1.2x of the floor, handler and worst loop
     lateness during a scrape within the given bounds (ours)."""
@@ -874,12 +822,11 @@ step("prometheus", "prometheus",  # prometheus.run
 
 
 # ---------------------------------------------------------------- timing
-
 _RNG = random.Random(20231200)
 _BASE_VALUES = [_RNG.lognormvariate(-2.0, 1.5) for _ in range(65536)]
 
 
-@functools.lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def values(n: int) -> List[float]:
     """``n`` deterministic observations spread across the default buckets
     (lognormal, median 0.135), repeating with a period of 65536."""
@@ -917,6 +864,11 @@ class Timer:
     def __init__(self, timed: Any) -> None:
         self.timed, self.note = timed, getattr(timed, "note", "")
         self.rounds, self.loops = 0, {}
+        if Timer.runner is None:
+            import pyperf
+
+            Timer.runner = pyperf.Runner()
+            Timer.runner.parse_args(["--worker", "--quiet", "--loops=1", "--values=1"])
 
     def sample(self, settings: Dict[str, Any]) -> Dict[str, Any]:
         import pyperf
@@ -924,39 +876,27 @@ class Timer:
         programs = list(self.timed.programs(clock).items())
         self.rounds += 1
         runs: Dict[str, List[Any]] = {}
+        Timer.runner.args.min_time = settings["min_time"]
         for value in range(settings["values"]):
+            Timer.runner.args.warmups = settings["warmups"] if value == 0 else 0
             for name, program in programs if self.rounds % 2 else programs[::-1]:
                 slot = "" if getattr(self.timed, "same_loops", False) else name
-                warmups = settings["warmups"] if value == 0 else 0
-                bench = self.run(name, without_gc(program), settings["min_time"],
-                                 warmups, self.loops.get(slot, 0))  # fmt: skip
-                self.loops[slot] = loops_of(bench)
+                if slot not in self.loops:  # pyperf calibrates them (to min_time)
+                    self.loops[slot] = loops_of(self.run(name, program, 0))
+                bench = self.run(name, program, self.loops[slot])
                 runs.setdefault(name, []).extend(bench.get_runs())
         return {name: pyperf.Benchmark(r) for name, r in runs.items()}
 
-    def run(self, name: str, program, min_time: float, warmups: int, loops: int):
+    def run(self, name: str, program: Callable[[int], float], loops: int) -> Any:
         """One pyperf run (the warm-ups, then one value) of ``program(loops)``
-        -> seconds; ``loops=0``: pyperf calibrates them first (to ``min_time``)."""
-        import pyperf
-
-        if Timer.runner is None:
-            Timer.runner = pyperf.Runner()
-            Timer.runner.parse_args(["--worker", "--quiet", "--loops=1"])
+        -> seconds; ``loops=0``: a calibration run."""
         runner, inner = Timer.runner, getattr(self.timed, "inner_loops", None)
-        runner.args.min_time, runner.args.values = min_time, 1
-        runner.args.warmups = warmups
-
-        def bench(calibrate: bool, loops: int) -> Any:
-            runner.args.calibrate_loops, runner.args.loops = calibrate, loops
-            runner._bench_names.clear()  # a worker runs a benchmark once per round
-            return runner.bench_time_func(name, program, inner_loops=inner)
-
-        return bench(False, loops or loops_of(bench(True, 1)))
+        runner.args.calibrate_loops, runner.args.loops = not loops, loops or 1
+        runner._bench_names.clear()  # a worker runs a benchmark once per round
+        return runner.bench_time_func(name, without_gc(program), inner_loops=inner)
 
 
 # ---------------------------------------------------------------- worker
-
-
 def identify(opts: Dict[str, str]) -> Dict[str, Any]:
     """Import the implementation; refuse one from the wrong folder."""
     family, expect = opts["family"], opts.get("expect")

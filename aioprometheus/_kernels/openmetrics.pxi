@@ -125,13 +125,15 @@ cdef int write_histogram_openmetrics(Writer w, Writer lb, SeriesChunk chunk, His
     return 0
 
 
-def encode_openmetrics(metrics, bint created=False):
+def encode_openmetrics(metrics, bint created=False, emit=None):
     """OpenMetrics text of `metrics` (in the order given), without the final
     ``# EOF`` line (the formatter ends the whole exposition with it); with
     `created`, the `_created` line of every counter, histogram and summary
-    series."""
+    series; with `emit`, handed to it in blocks as encode_text does."""
     cdef list metrics_list = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
+    cdef Writer w = Writer(buffer_estimate(metrics_list, 48), True)
+    if emit is not None and all_snapshots(metrics_list):
+        w.stream_to(emit)
     cdef Writer lb = Writer(256)     # one series' labels, as text
     cdef SeriesChunk chunk = SeriesChunk()
     cdef str family, family_type
@@ -155,7 +157,7 @@ def encode_openmetrics(metrics, bint created=False):
             write_histogram_text(w, lb, chunk, metric, -1)
         else:
             write_summary_text(w, lb, chunk, metric, -1, created_family)
-    return w.getvalue()
+    return hand_over(w, emit)
 
 
 def openmetrics_header(Metric metric):

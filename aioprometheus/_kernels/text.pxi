@@ -337,13 +337,17 @@ cdef int write_summary_text(Writer w, Writer lb, SeriesChunk chunk, SummaryCore 
     return 0
 
 
-def encode_text(metrics, long long timestamp_ms=-1):
-    """Text exposition of `metrics` (in the order given) as bytes.
+def encode_text(metrics, long long timestamp_ms=-1, emit=None):
+    """Text exposition of `metrics` (in the order given) as bytes; with
+    `emit`, handed to it in consecutive blocks instead (each as soon as it
+    is written when every metric is a snapshot), and None returned.
 
     `timestamp_ms` >= 0 is appended to every sample.
     """
     cdef list metrics_list = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
+    cdef Writer w = Writer(buffer_estimate(metrics_list, 48), True)
+    if emit is not None and all_snapshots(metrics_list):
+        w.stream_to(emit)
     cdef Writer lb = Writer(256)     # one series' labels, as text
     cdef SeriesChunk chunk = SeriesChunk()
     for metric in metrics_list:
@@ -362,4 +366,4 @@ def encode_text(metrics, long long timestamp_ms=-1):
             write_summary_text(w, lb, chunk, metric, timestamp_ms)
         else:
             raise TypeError(f"Not a metric the text format can encode: {metric!r}")
-    return w.getvalue()
+    return hand_over(w, emit)

@@ -9,6 +9,8 @@ from ._python_path import runs
 if TYPE_CHECKING:
     from ..collectors import Collector, Registry
 
+Emit = Callable[[bytes], object]  # takes the next part of an encoding
+
 
 class IFormatter(abc.ABC):
     """Turns a registry into one exposition format's bytes."""
@@ -28,11 +30,16 @@ class IFormatter(abc.ABC):
         body = self.marshall(registry)
         return lambda: body
 
-    def prepare_parts(self, registry: "Registry") -> Callable[[], List[bytes]]:
-        """:meth:`prepare`, giving the encoding in consecutive parts (which a
-        compressor can take one by one, with no copy of the whole body)."""
+    def prepare_stream(self, registry: "Registry") -> Callable[[Emit], None]:
+        """:meth:`prepare`, whose function hands the encoding to ``emit``
+        in consecutive parts (which a compressor in another thread can take
+        as they come, with no copy of the whole body)."""
         encode = self.prepare(registry)
-        return lambda: [encode()]
+
+        def stream(emit: Emit) -> None:
+            emit(encode())
+
+        return stream
 
 
 class RunFormatter(IFormatter):
@@ -51,29 +58,23 @@ class RunFormatter(IFormatter):
 
     def marshall(self, registry: "Registry") -> bytes:
         self._configure(registry)
-        return self._plan(registry.sorted_collectors(), detach=False)()
+        return whole(self._plan(registry.sorted_collectors(), detach=False))
 
     def prepare(self, registry: "Registry") -> Callable[[], bytes]:
         """Read `registry` now; the returned function encodes what was read."""
+        encode = self.prepare_stream(registry)
+        return lambda: whole(encode)
+
+    def prepare_stream(self, registry: "Registry") -> Callable[[Emit], None]:
         self._configure(registry)
         return self._plan(registry.sorted_collectors(), detach=True)
-
-    def prepare_parts(self, registry: "Registry") -> Callable[[], List[bytes]]:
-        self._configure(registry)
-        return self._plan_parts(registry.sorted_collectors(), detach=True)
 
     def _configure(self, registry: "Registry") -> None:
         """Take what this format needs from `registry`'s settings."""
 
     def _plan(
         self, collectors: Iterable["Collector"], detach: bool
-    ) -> Callable[[], bytes]:
-        encode_parts = self._plan_parts(collectors, detach)
-        return lambda: b"".join(encode_parts())
-
-    def _plan_parts(
-        self, collectors: Iterable["Collector"], detach: bool
-    ) -> Callable[[], List[bytes]]:
+    ) -> Callable[[Emit], None]:
         timestamp_ms = self._timestamp_ms()
         parts: List[Union[bytes, List[Any]]] = []
         for through_python, run in runs(collectors):
@@ -84,11 +85,12 @@ class RunFormatter(IFormatter):
         if self.trailer:
             parts.append(self.trailer)
 
-        def encode() -> List[bytes]:
-            return [
-                part if isinstance(part, bytes) else self._compiled(part, timestamp_ms)
-                for part in parts
-            ]
+        def encode(emit: Emit) -> None:
+            for part in parts:
+                if isinstance(part, bytes):
+                    emit(part)
+                else:
+                    self._compiled(part, timestamp_ms, emit)
 
         return encode
 
@@ -97,9 +99,16 @@ class RunFormatter(IFormatter):
         """The timestamp every sample gets (the format's "none" when off)."""
 
     @abc.abstractmethod
-    def _compiled(self, metrics: List[Any], timestamp_ms: Any) -> bytes:
-        """The compiled encoder's bytes for a run of compiled metrics."""
+    def _compiled(self, metrics: List[Any], timestamp_ms: Any, emit: Emit) -> None:
+        """The compiled encoder's bytes for a run of compiled metrics, to `emit`."""
 
     @abc.abstractmethod
     def _python_block(self, collector: "Collector", timestamp_ms: Any) -> bytes:
         """One collector's bytes, from what its Python methods return."""
+
+
+def whole(encode: Callable[[Emit], None]) -> bytes:
+    """What `encode` hands over, in one piece."""
+    parts: List[bytes] = []
+    encode(parts.append)
+    return _core.join_parts(parts)

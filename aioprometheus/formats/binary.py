@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Un
 
 from .. import _core
 from ._python_path import exposing, observation_parts
-from .base import RunFormatter
+from .base import Emit, RunFormatter, whole
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..collectors import Collector
@@ -57,13 +57,15 @@ class BinaryFormatter(RunFormatter):
     def marshall_collector(self, collector: "Collector") -> Any:
         """One collector as the ``MetricFamily`` message :meth:`marshall`
         writes for it (aioprometheus' binary formatter returned this too)."""
-        return decode(self._plan([collector], detach=False)())[0]
+        return decode(whole(self._plan([collector], detach=False)))[0]
 
     def _timestamp_ms(self) -> Optional[int]:
         return int(time.time() * 1000) if self.timestamp else None
 
-    def _compiled(self, metrics: List[Any], timestamp_ms: Optional[int]) -> bytes:
-        return _core.encode_protobuf(metrics, timestamp_ms)
+    def _compiled(
+        self, metrics: List[Any], timestamp_ms: Optional[int], emit: Emit
+    ) -> None:
+        emit(_core.encode_protobuf(metrics, timestamp_ms))
 
     def _python_block(
         self, collector: "Collector", timestamp_ms: Optional[int]

@@ -9,7 +9,7 @@ types, ``# EOF``). See ``aioprometheus/_kernels/openmetrics.pxi``.
 from typing import TYPE_CHECKING, Any, Dict, List
 
 from .. import _core
-from .base import RunFormatter
+from .base import Emit, RunFormatter
 from .text import python_block
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ class OpenMetricsFormatter(RunFormatter):
     def _timestamp_ms(self) -> None:
         return None  # OpenMetrics samples carry no timestamp here
 
-    def _compiled(self, metrics: List[Any], timestamp_ms: None) -> bytes:
-        return _core.encode_openmetrics(metrics, self._created)
+    def _compiled(self, metrics: List[Any], timestamp_ms: None, emit: Emit) -> None:
+        _core.encode_openmetrics(metrics, self._created, emit)
 
     def _python_block(self, collector: "Collector", timestamp_ms: None) -> bytes:
         return python_block(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from .. import _core
 from ._python_path import bound_text, exposing, observation_parts
-from .base import RunFormatter
+from .base import Emit, RunFormatter, whole
 
 if TYPE_CHECKING:
     from ..collectors import Collector
@@ -36,7 +36,7 @@ class TextFormatter(RunFormatter):
     def marshall_collector(self, collector: "Collector") -> str:
         """One collector's text (HELP, TYPE and sample lines, no final
         newline): the block :meth:`marshall` writes for it."""
-        return self._plan([collector], detach=False)().decode()[:-1]
+        return whole(self._plan([collector], detach=False)).decode()[:-1]
 
     def marshall_lines(self, collector: "Collector") -> List[str]:
         """One collector's text as a list of lines (see :meth:`marshall_collector`)."""
@@ -45,8 +45,8 @@ class TextFormatter(RunFormatter):
     def _timestamp_ms(self) -> int:
         return int(time.time() * 1000) if self.timestamp else -1
 
-    def _compiled(self, metrics: List[Any], timestamp_ms: int) -> bytes:
-        return _core.encode_text(metrics, timestamp_ms)
+    def _compiled(self, metrics: List[Any], timestamp_ms: int, emit: Emit) -> None:
+        _core.encode_text(metrics, timestamp_ms, emit)
 
     def _python_block(self, collector: "Collector", timestamp_ms: int) -> bytes:
         return _python_block(collector, timestamp_ms)

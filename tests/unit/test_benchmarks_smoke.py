@@ -307,7 +307,7 @@ def test_capability_rows_measure_the_feature_and_peers_say_not_offered():
         with pytest.raises(workloads.Unavailable):
             s.workload(pc)
     with pytest.raises(workloads.Unavailable):
-        workloads.render(pc, "protobuf", 10)
+        workloads.Render(pc, "protobuf", 10)
 
 
 def test_native_memory_series_get_the_requested_buckets():
@@ -331,7 +331,7 @@ def test_native_memory_series_get_the_requested_buckets():
 
 def test_openmetrics_renders_of_ours_and_prometheus_client():
     for family in ("aioprometheus", "prometheus_client"):
-        call = workloads.render(workloads.Api(family), "openmetrics", 100)
+        call = workloads.Render(workloads.Api(family), "openmetrics", 100)
         assert call.fn().endswith(b"# EOF\n")
 
 

@@ -277,3 +277,32 @@ def test_created_samples_say_when_each_series_was_created():
 def encoded_equal_live_and_snapshot(registry):
     formatter = OpenMetricsFormatter()
     return formatter.prepare(registry)() == formatter.marshall(registry)
+
+
+def test_output_over_many_blocks_with_exemplars_parses_whole():
+    """Long label texts overrun the encoder's size estimate, so the output
+    grows by new blocks, some starting in the middle of a line that an
+    exemplar extends: the parts join into one exposition the strict parser
+    reads back exactly."""
+    registry = Registry()
+    counter = Counter("big_events_total", "doc", registry=registry)
+    histogram = Histogram("big_hist", "doc", buckets=[1, 10], registry=registry)
+    expected = {}
+    for i in range(80):
+        labels = {"path": f"/{i}" + 'ü"\\\n' * 300 * (i % 4)}
+        counter.add(labels, i, exemplar={"trace_id": f"t{i}"})
+        histogram.observe(labels, i % 15, exemplar={"trace_id": f"h{i}"})
+        expected[labels["path"]] = i
+    parts = []
+    _core.encode_openmetrics(_core.snapshot([counter, histogram]), False, parts.append)
+    assert len(parts) > 3
+    text = b"".join(parts).decode() + "# EOF\n"
+    assert text == openmetrics_of(registry)
+    parsed = {f.name: f for f in parse_openmetrics(text)}
+    totals = [s for s in parsed["big_events"].samples if s.name == "big_events_total"]
+    assert {s.labels["path"]: s.value for s in totals} == expected
+    assert {s.labels["path"]: s.exemplar.labels["trace_id"] for s in totals} == {
+        path: f"t{i}" for path, i in expected.items()
+    }
+    counts = [s for s in parsed["big_hist"].samples if s.name == "big_hist_count"]
+    assert len(counts) == 80 and all(s.value == 1 for s in counts)

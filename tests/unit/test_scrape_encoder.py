@@ -8,6 +8,7 @@ chunk boundaries are checked here, for live metrics and snapshots alike.
 
 from typing import Dict, List
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,12 @@ def assert_text_matches_model(series, const):
     ).encode()
     assert _core.encode_text([c, h]) == expected
     assert _core.encode_text(_core.snapshot([c, h])) == expected
+    for metrics in ([c, h], _core.snapshot([c, h])):  # at the end, or streamed
+        parts: List[bytes] = []
+        assert _core.encode_text(metrics, -1, parts.append) is None
+        assert b"".join(parts) == expected
+        assert all(part.endswith(b"\n") for part in parts)  # no line split
+    return parts
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,3 +106,45 @@ def test_many_series_across_chunks_match_the_model():
         for i in range(1500)
     ]
     assert_text_matches_model(series, {"app": "x", "kind": "shadowed"})
+
+
+def test_output_larger_than_its_estimate_comes_in_whole_line_parts():
+    """Long label texts overrun the encoder's size estimate many times over:
+    the output grows by new blocks (never by copying what was written, with
+    the GIL held), and the blocks join into exactly the model's text."""
+    series = [
+        {"path": f"/{i}" + "ü" * 500 * (i % 7), "kind": 'q"\\\n' * 300 * (i % 3)}
+        for i in range(120)
+    ]
+    parts = assert_text_matches_model(series, {"app": "x" * 2000})
+    assert len(parts) > 3
+
+
+def test_a_snapshot_streams_in_blocks_a_compressor_can_take_as_they_come():
+    """Encoding a private snapshot hands its output over in blocks of at
+    most 256 KiB as it goes; live metrics are handed over once encoded."""
+    c = Counter("c_total", "doc", registry=Registry())
+    for i in range(30_000):
+        c.add({"path": f"/api/v1/items/{i}", "method": "GET"}, i)
+    expected = _core.encode_text([c])
+    assert len(expected) > 1_000_000
+    streamed: List[bytes] = []
+    _core.encode_text(_core.snapshot([c]), -1, streamed.append)
+    assert b"".join(streamed) == expected
+    assert len(streamed) >= 4
+    assert max(len(part) for part in streamed) <= 256 * 1024
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_join_parts_is_bytes_join(parts):
+    joined = _core.join_parts(parts)
+    assert joined == b"".join(parts)
+    if len(parts) == 1:
+        assert joined is parts[0]
+
+
+def test_join_parts_refuses_what_is_not_bytes():
+    for bad in ([b"a", bytearray(b"b")], [b"a", "b"], [memoryview(b"a"), b"b"]):
+        with pytest.raises(TypeError, match="parts must be bytes"):
+            _core.join_parts(bad)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from aioprometheus import Counter, Registry
+from aioprometheus import Counter, Registry, renderer
 from aioprometheus.formats.text import TextFormatter
 from aioprometheus.renderer import scrape
 
@@ -58,3 +58,62 @@ def test_a_forked_child_scrapes_with_threads_of_its_own():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_a_gzip_scrape_is_compressed_while_it_is_encoded():
+    """The encoder hands a big snapshot's blocks to a compressing thread as
+    they are written: the compressor has taken several before the encoder
+    is done, and the answer is one gzip stream of the whole body."""
+    registry = Registry()
+    c = Counter("c_total", "doc", registry=registry)
+    for i in range(30_000):
+        c.add({"path": f"/api/v1/items/{i}", "method": "GET"}, i)
+    taken_while_encoding = []
+    encode = TextFormatter().prepare_stream(registry)
+
+    def watched(emit):
+        def counting(part):
+            emit(part)
+            taken_while_encoding.append(len(part))
+
+        encode(counting)
+
+    body = renderer._encode_and_compress(watched, True)
+    assert gzip.decompress(body) == TextFormatter().marshall(registry)
+    assert len(taken_while_encoding) >= 4
+
+
+def test_an_encoding_that_fails_frees_its_compressing_thread():
+    """An encoder raising after handing over a part: the error reaches the
+    scrape, and the compressing threads serve later scrapes (none is left
+    waiting for parts that never come)."""
+
+    def failing(emit):
+        emit(b"x" * 1000)
+        raise RuntimeError("encoder failed")
+
+    for _ in range(renderer._RENDER_THREADS + 1):
+        with pytest.raises(RuntimeError, match="encoder failed"):
+            renderer._pool("render").submit(
+                renderer._encode_and_compress, failing, True
+            ).result(timeout=10)
+    body, headers = asyncio.run(scrape(small_registry(), [], ["gzip"]))
+    assert headers["Content-Encoding"] == "gzip"
+    assert b'c_total{k="v"} 1' in gzip.decompress(body)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux niceness")
+def test_render_and_gzip_threads_yield_the_cpu_to_the_application():
+    """The threads that encode and compress scrapes are nicer than the
+    application's, so a busy machine runs the event loop first (the gzip
+    threads are started by render threads, and are no nicer for it)."""
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert renderer._APPLICATION_NICENESS == here
+    for name in ("render", "gzip"):
+        theirs = (
+            renderer._pool(name)
+            .submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            .result(timeout=10)
+        )
+        assert theirs == min(19, here + renderer.RENDER_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here
