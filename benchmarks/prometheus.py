@@ -14,7 +14,9 @@ event loop during a scrape.
 """
 
 import asyncio
+import gc
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -25,7 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 try:  # the driver imports this module from the package, an exporter as a script
     from . import peers, workloads
@@ -195,23 +197,63 @@ async def export(mode: str, series: int) -> Dict[str, Any]:
     print(json.dumps({"target": urllib.parse.urlsplit(url).netloc}), flush=True)
     loop = asyncio.get_running_loop()
     line = loop.run_in_executor(None, sys.stdin.readline)
-    ticks: List[Tuple[float, float]] = []
+    # each tick: start, lateness, and meanwhile the CPU wait and GC time
+    ticks: List[Tuple[float, float, float, float]] = []
+    cpu_wait, gc_time = cpu_wait_clock(), gc_clock()
     while not line.done():
-        t0 = time.perf_counter()
+        waited, collected, t0 = cpu_wait(), gc_time(), time.perf_counter()
         await asyncio.sleep(0.001)
-        ticks.append((t0, time.perf_counter() - t0 - 0.001))
+        late = time.perf_counter() - t0 - 0.001
+        ticks.append((t0, late, cpu_wait() - waited, gc_time() - collected))
     await stop()
-    during = [
-        late
-        for t0, late in ticks
-        if any(a <= t0 + 0.001 + late and t0 <= b for a, b in spans)
+    none = (0.0, 0.0, 0.0, 0.0)
+    worst = [  # each scrape's latest tick
+        max(
+            (t for t in ticks if a <= t[0] + 0.001 + t[1] and t[0] <= b),
+            key=lambda t: t[1],
+            default=none,
+        )
+        for a, b in spans
     ]
     handler = statistics.median(b - a for a, b in spans) * 1e3 if spans else None
+    _, late, waited, collected = max(worst, key=lambda t: t[1], default=none)
     return {  # ms
         "handler": handler,
         "scrapes": len(spans),
-        "lateness": max(during, default=0.0) * 1e3,
+        "lateness": late * 1e3,
+        "lateness_cpu_wait": waited * 1e3,
+        "lateness_gc": collected * 1e3,
+        "lateness_median": statistics.median(t[1] for t in worst) * 1e3
+        if worst
+        else 0.0,
     }
+
+
+def gc_clock() -> Callable[[], float]:
+    """Seconds the garbage collector has run in this process, from now on:
+    a full collection of the interpreter's and aiohttp's objects takes
+    7-15 ms here, whichever client counts."""
+    spent = [0.0, 0.0]  # total, start of the collection under way
+
+    def note(phase: str, info: Dict[str, Any]) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - spent[1]
+
+    gc.callbacks.append(note)
+    return lambda: spent[0]
+
+
+def cpu_wait_clock() -> Callable[[], float]:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux's
+    schedstat run delay; 0 elsewhere): lateness the machine caused, not
+    the GIL or the loop's own work."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return lambda: 0.0
+    return lambda: int(os.pread(fd, 128, 0).split()[1]) * 1e-9
 
 
 if __name__ == "__main__":  # an exporter: mode, series

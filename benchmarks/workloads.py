@@ -812,6 +812,12 @@ def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Ro
             f"handler_{size}", (at_most(handler_ms),)),
         Row(f"{key}_lateness", f"Prometheus scrape: worst loop lateness, {at}", "ms",
             f"lateness_{size}", (at_most(lateness_ms),)),
+        Row(f"{key}_cpu_wait", "  of which the loop waited for a CPU", "ms",
+            f"lateness_cpu_wait_{size}"),
+        Row(f"{key}_gc", "  of which the garbage collector ran", "ms",
+            f"lateness_gc_{size}"),
+        Row(f"{key}_lateness_median", f"  the median scrape's worst, {at}", "ms",
+            f"lateness_median_{size}"),
     ]  # fmt: skip
 
 
