@@ -75,3 +75,14 @@ def test_python_is_shown_only_as_doctests_or_tested_files(page):
         assert path.name in tests, (
             f"{page.name} includes {included}, which no test runs"
         )
+
+
+def test_contributing_sanitizer_commands_cover_what_ci_runs():
+    """CONTRIBUTING.md's AddressSanitizer commands (moved from README) run
+    the tests .ci/run's sanitizer step runs."""
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    listed = re.search(r"sanitized_tests=\(([^)]*)\)", ci).group(1).split()
+    contributing = (REPO / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    shown = re.search(r'^\$ tests="([^"]*)"$', contributing, re.MULTILINE)
+    assert shown, "CONTRIBUTING.md lost its sanitizer commands"
+    assert shown.group(1).split() == listed
