@@ -19,6 +19,10 @@ setup(
             "cdivision": True,
             "embedsignature": True,
             "binding": False,
+            # no generated __reduce_cython__/__setstate_cython__ (shown by
+            # help()): the classes that pickle (metrics, estimators, windows,
+            # clocks) define __reduce__; the others refused pickling anyway
+            "auto_pickle": False,
         },
     )
 )

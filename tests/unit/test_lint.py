@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("aioprometheus", "tests", "benchmarks", "examples")
+SOURCES = ("aioprometheus", "tests", "benchmarks", "examples", "docs")
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
