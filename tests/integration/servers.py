@@ -21,14 +21,20 @@ Reusable pieces (also through the fixtures in conftest.py):
   process group of its own; ``.stop()`` ends the leader, then the group.
 - ``proc_info(pid)``, ``child_processes(ppid)``: state, parent and command
   line of processes, from /proc (to find and kill a server's workers).
+- ``first_line(proc, timeout)``: the first line a process printed (bounded).
+- ``require_module(name)``: skip without it (fail when servers are required).
+- ``gunicorn_argv(...)``, ``uvicorn_argv(...)``: a pre-fork server's command
+  line, uvicorn workers on 127.0.0.1.
 """
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -294,6 +300,45 @@ class ProcInfo:
     ppid: int
     state: str  # as in /proc/<pid>/stat: "R", "S", "Z" (zombie), ...
     cmdline: str
+
+
+def require_module(name: str) -> None:
+    """Skip unless `name` is importable; fail instead when servers are required."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    message = f"{name} is not installed (it comes with the test extra)"
+    if servers_required():
+        pytest.fail(f"{message} and {REQUIRE_ENV}=1", pytrace=False)
+    pytest.skip(message)
+
+
+def gunicorn_argv(
+    conf: Path, app: str, workers: int, port: int, *options: str
+) -> List[str]:
+    """gunicorn with `conf`, `workers` uvicorn workers serving `app` on port."""
+    return [sys.executable, "-m", "gunicorn", "-c", str(conf),
+            "-k", "uvicorn.workers.UvicornWorker", "-w", str(workers),
+            "-b", f"127.0.0.1:{port}", *options, app]  # fmt: skip
+
+
+def uvicorn_argv(app: str, workers: int, port: int, *options: str) -> List[str]:
+    """``uvicorn --workers`` serving `app` on port."""
+    return [sys.executable, "-m", "uvicorn", app, "--workers", str(workers),
+            "--host", "127.0.0.1", "--port", str(port), *options]  # fmt: skip
+
+
+def first_line(proc: "subprocess.Popen[str]", timeout: float = 20.0) -> str:
+    """The first line `proc` writes to its stdout pipe, '' if none comes
+    within `timeout` seconds (read in a thread: a silent process never
+    blocks the test)."""
+    line: List[str] = []
+    reader = threading.Thread(
+        target=lambda: line.append(proc.stdout.readline()),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    reader.start()
+    reader.join(timeout=timeout)
+    return line[0] if line else ""
 
 
 def proc_info(pid: int) -> Optional[ProcInfo]:

@@ -8,10 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-import pytest
 import servers
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -50,14 +48,9 @@ def test_service_example_serves_all_four_kinds_and_stops_on_ctrl_c():
         text=True,
     )
     try:
-        line = []
-        reader = threading.Thread(
-            target=lambda: line.append(proc.stdout.readline()), daemon=True
-        )
-        reader.start()
-        reader.join(timeout=20)
+        line = servers.first_line(proc)
         url = f"http://127.0.0.1:{port}/metrics"
-        assert line and url in line[0], line
+        assert url in line, line
 
         def served():
             families = {
@@ -105,15 +98,6 @@ def test_pusher_example_pushes_its_group(pushgateway):
         assert samples[key] == 500
 
 
-def _require_module(name):
-    try:
-        __import__(name)
-    except ImportError:
-        if servers.servers_required():
-            pytest.fail(f"{name} is not installed", pytrace=False)
-        pytest.skip(f"{name} is not installed")
-
-
 def _serve_and_count(tmp_path, name, argv_for_port):
     multiproc_dir = tmp_path / "metrics"
     multiproc_dir.mkdir()
@@ -152,47 +136,28 @@ def _serve_and_count(tmp_path, name, argv_for_port):
 
 
 def test_multiprocess_example_under_gunicorn(tmp_path):
-    _require_module("gunicorn")
-    _require_module("uvicorn")
+    servers.require_module("gunicorn")
+    servers.require_module("uvicorn")
     _serve_and_count(
         tmp_path,
         "gunicorn",
-        lambda port: [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(EXAMPLES / "gunicorn_conf.py"),
-            "-k",
-            "uvicorn.workers.UvicornWorker",
-            "-w",
-            str(WORKERS),
-            "-b",
-            f"127.0.0.1:{port}",
+        lambda port: servers.gunicorn_argv(
+            EXAMPLES / "gunicorn_conf.py",
+            "multiprocess_app:app",
+            WORKERS,
+            port,
             "--chdir",
             str(EXAMPLES),
-            "multiprocess_app:app",
-        ],
+        ),
     )
 
 
 def test_multiprocess_example_under_uvicorn_workers(tmp_path):
-    _require_module("uvicorn")
+    servers.require_module("uvicorn")
     _serve_and_count(
         tmp_path,
         "uvicorn",
-        lambda port: [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--workers",
-            str(WORKERS),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--app-dir",
-            str(EXAMPLES),
-            "multiprocess_app:app",
-        ],
+        lambda port: servers.uvicorn_argv(
+            "multiprocess_app:app", WORKERS, port, "--app-dir", str(EXAMPLES)
+        ),
     )

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -128,14 +127,9 @@ def test_python_m_aioprometheus_demo(sig):
         text=True,
     )
     try:
-        first_line = []
-        reader = threading.Thread(
-            target=lambda: first_line.append(proc.stdout.readline()), daemon=True
-        )
-        reader.start()
-        reader.join(timeout=20)
+        first_line = servers.first_line(proc)
         assert first_line, "the demo printed nothing within 20s"
-        match = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", first_line[0])
+        match = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", first_line)
         assert match, first_line
         url = match.group(1)
 

@@ -66,15 +66,6 @@ STORE_GLOB = "*.aiop"
 WORKER_STORE = re.compile(r"worker-(\d+)-\d+\.aiop$")
 
 
-def _require_module(name: str) -> None:
-    if importlib.util.find_spec(name) is not None:
-        return
-    message = f"{name} is not installed (it comes with the test extra)"
-    if servers.servers_required():
-        pytest.fail(f"{message} and {servers.REQUIRE_ENV}=1", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(autouse=True)
 def _platform():
     if not sys.platform.startswith("linux"):
@@ -447,31 +438,23 @@ def _prometheus_value(prom: servers.PrometheusServer, promql: str) -> float:
 
 
 def test_gunicorn_uvicorn_workers_aggregate_exactly(tmp_path, prometheus_factory):
-    _require_module("gunicorn")
-    _require_module("uvicorn")
+    servers.require_module("gunicorn")
+    servers.require_module("uvicorn")
     app = _start_app(
         tmp_path,
         "gunicorn",
-        lambda port: [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(HERE / "mp_gunicorn_conf.py"),
-            "-k",
-            "uvicorn.workers.UvicornWorker",
-            "-w",
-            str(WORKERS),
-            "-b",
-            f"127.0.0.1:{port}",
+        lambda port: servers.gunicorn_argv(
+            HERE / "mp_gunicorn_conf.py",
+            "mp_app:app",
+            WORKERS,
+            port,
             "--max-requests",
             str(MAX_REQUESTS),
             "--max-requests-jitter",
             str(MAX_REQUESTS_JITTER),
             "--graceful-timeout",
             "10",
-            "mp_app:app",
-        ],
+        ),
         # gunicorn's workers are forked: every child of the master
         lambda info: True,
     )
@@ -570,24 +553,13 @@ def test_gunicorn_uvicorn_workers_aggregate_exactly(tmp_path, prometheus_factory
 
 
 def _start_uvicorn(tmp_path: Path) -> App:
-    _require_module("uvicorn")
+    servers.require_module("uvicorn")
     return _start_app(
         tmp_path,
         "uvicorn",
-        lambda port: [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "mp_app:app",
-            "--workers",
-            str(WORKERS),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        lambda port: servers.uvicorn_argv(
+            "mp_app:app", WORKERS, port, "--log-level", "warning"
+        ),
         # uvicorn spawns its workers through multiprocessing (a resource
         # tracker may be a child too)
         lambda info: "spawn_main" in info.cmdline,
