@@ -21,6 +21,8 @@ Reusable pieces (also through the fixtures in conftest.py):
   process group of its own; ``.stop()`` ends the leader, then the group.
 - ``proc_info(pid)``, ``child_processes(ppid)``: state, parent and command
   line of processes, from /proc (to find and kill a server's workers).
+- ``checkout_env(**extra)``, ``start_python(*args)``: a Python process run
+  from this checkout (first on PYTHONPATH, unbuffered, output piped as text).
 - ``first_line(proc, timeout)``: the first line a process printed (bounded).
 - ``require_module(name)``: skip without it (fail when servers are required).
 - ``gunicorn_argv(...)``, ``uvicorn_argv(...)``: a pre-fork server's command
@@ -300,6 +302,33 @@ class ProcInfo:
     ppid: int
     state: str  # as in /proc/<pid>/stat: "R", "S", "Z" (zombie), ...
     cmdline: str
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def checkout_env(**extra: str) -> Dict[str, str]:
+    """This process's environment with the checkout first on PYTHONPATH and
+    Python's output unbuffered, plus `extra`."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def start_python(*args: str) -> "subprocess.Popen[str]":
+    """``python *args`` in the checkout (checkout_env), its output piped as text."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=str(REPO),
+        env=checkout_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def require_module(name: str) -> None:

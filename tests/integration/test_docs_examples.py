@@ -19,16 +19,6 @@ WORKERS = 2
 JOBS = 30
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-    )
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
 def _samples(body: bytes):
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -39,13 +29,8 @@ def _samples(body: bytes):
 
 def test_service_example_serves_all_four_kinds_and_stops_on_ctrl_c():
     port = servers.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "service_example.py"), "--port", str(port)],
-        cwd=str(REPO),
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = servers.start_python(
+        str(EXAMPLES / "service_example.py"), "--port", str(port)
     )
     try:
         line = servers.first_line(proc)
@@ -84,7 +69,7 @@ def test_pusher_example_pushes_its_group(pushgateway):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "pusher_example.py"), pushgateway.base_url],
         cwd=str(REPO),
-        env=_env(),
+        env=servers.checkout_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -106,7 +91,7 @@ def _serve_and_count(tmp_path, name, argv_for_port):
         argv_for_port,
         tmp_path / name,
         "/metrics",
-        env=_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir)),
+        env=servers.checkout_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir)),
     )
     try:
         base = f"http://127.0.0.1:{server.port}"

@@ -1,11 +1,9 @@
 """The seed README example (unchanged) and ``python -m aioprometheus`` run as
 real subprocesses, serve their metrics and exit cleanly on SIGINT/SIGTERM."""
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,15 +17,6 @@ SEED_README_CANDIDATES = [
     REPO.parent / "shared" / "seed-README.rst",
     REPO / "shared" / "seed-README.rst",
 ]
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-    )
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _families(url):
@@ -66,14 +55,7 @@ def test_example_is_the_readme_code_unchanged():
 def test_seed_readme_example_runs_and_exits_cleanly_on_sigint():
     if not servers.port_is_free(8000) or not servers.port_is_free(8000, "0.0.0.0"):
         pytest.skip("port 8000 (fixed by the example) is busy")
-    proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE)],
-        cwd=str(REPO),
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = servers.start_python(str(EXAMPLE))
     try:
 
         def ready():
@@ -118,13 +100,8 @@ def test_seed_readme_example_runs_and_exits_cleanly_on_sigint():
     "sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
 )
 def test_python_m_aioprometheus_demo(sig):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aioprometheus", "--host", "127.0.0.1", "--port", "0"],
-        cwd=str(REPO),
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = servers.start_python(
+        "-m", "aioprometheus", "--host", "127.0.0.1", "--port", "0"
     )
     try:
         first_line = servers.first_line(proc)
