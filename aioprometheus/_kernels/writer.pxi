@@ -143,7 +143,9 @@ cdef class Writer:
         return 0
 
     cdef int hand_block(self) except -1:
-        """Give the sink the current block, trimmed to what was written."""
+        """Give the sink the current block, trimmed to what was written. The
+        Writer is left with no block at all before the sink (Python code)
+        runs, so whatever the sink does, the next write makes a new one."""
         cdef object block
         _PyBytes_Resize(&self.block, self.length)
         block = <object>self.block
@@ -151,6 +153,7 @@ cdef class Writer:
         self.block = NULL
         self.data = NULL
         self.length = 0
+        self.capacity = 0
         self.shared_at = 0
         self.sink(block)
         return 0

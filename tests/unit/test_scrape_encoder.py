@@ -135,6 +135,28 @@ def test_a_snapshot_streams_in_blocks_a_compressor_can_take_as_they_come():
     assert max(len(part) for part in streamed) <= 256 * 1024
 
 
+def test_a_sink_that_fails_stops_the_encoding_with_its_error():
+    """The sink is Python code run mid-walk: when it raises, the encoding
+    ends with its error, and the snapshot encodes whole next time."""
+    c = Counter("c_total", "doc", registry=Registry())
+    for i in range(30_000):
+        c.add({"path": f"/api/v1/items/{i}", "method": "GET"}, i)
+    snap = _core.snapshot([c])
+    taken: List[int] = []
+
+    def failing(part: bytes) -> None:
+        taken.append(len(part))
+        if len(taken) == 2:
+            raise RuntimeError("sink failed")
+
+    with pytest.raises(RuntimeError, match="sink failed"):
+        _core.encode_text(snap, -1, failing)
+    assert len(taken) == 2
+    parts: List[bytes] = []
+    _core.encode_text(snap, -1, parts.append)
+    assert b"".join(parts) == _core.encode_text([c])
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=20))
 def test_join_parts_is_bytes_join(parts):
