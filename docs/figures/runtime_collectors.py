@@ -41,9 +41,9 @@ def read(registry: Registry) -> Sample:
     }
 
 
-async def _service(stop_at: float, block_from: float) -> None:
-    """Requests at a rate that rises and falls; after `block_from`, one
-    handler in ~20 blocks the loop."""
+async def _service(stop_at: float, block_from: float, blocking_share: float) -> None:
+    """Requests at a rate that rises and falls; after `block_from`, that
+    share of the handlers blocks the loop."""
     loop = asyncio.get_running_loop()
     pending = set()
     started = loop.time()
@@ -59,7 +59,7 @@ async def _service(stop_at: float, block_from: float) -> None:
     while loop.time() < stop_at:
         elapsed = loop.time() - started
         rate = 40 + 30 * (1 + math.sin(elapsed / 8))  # requests/s
-        blocking = loop.time() >= block_from and random.random() < 0.02
+        blocking = loop.time() >= block_from and random.random() < blocking_share
         task = loop.create_task(handle(blocking))
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -67,12 +67,16 @@ async def _service(stop_at: float, block_from: float) -> None:
     await asyncio.gather(*pending)
 
 
-async def collect_async(seconds: float, step: float) -> List[Tuple[float, Sample]]:
+async def collect_async(
+    seconds: float, step: float, blocking_share: float
+) -> List[Tuple[float, Sample]]:
     registry = Registry()
     collectors = register_default_collectors(registry, loop_probe_period=0.05)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    service = loop.create_task(_service(start + seconds, start + seconds / 3))
+    service = loop.create_task(
+        _service(start + seconds, start + seconds / 3, blocking_share)
+    )
     samples = []
     try:
         while not service.done():
@@ -85,9 +89,12 @@ async def collect_async(seconds: float, step: float) -> List[Tuple[float, Sample
     return samples
 
 
-def collect(seconds: float = 90.0, step: float = 1.0) -> List[Tuple[float, Sample]]:
-    """Run the service for `seconds`, reading the registry every `step`."""
-    return asyncio.run(collect_async(seconds, step))
+def collect(
+    seconds: float = 90.0, step: float = 1.0, blocking_share: float = 0.02
+) -> List[Tuple[float, Sample]]:
+    """Run the service for `seconds`, reading the registry every `step`;
+    from a third of the way in, `blocking_share` of the requests block."""
+    return asyncio.run(collect_async(seconds, step, blocking_share))
 
 
 def value(sample: Sample, name: str, **labels: str) -> float:
