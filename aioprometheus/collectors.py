@@ -643,7 +643,9 @@ class Registry:
         """
         for hook in list(self._refresh_hooks):
             hook()
-        collectors = [self.collectors[name] for name in sorted(self.collectors)]
+        # (name, collector) pairs sorted in one call: no Python code runs
+        # in it, so a thread registering meanwhile cannot break the read
+        collectors = [c for _, c in sorted(self.collectors.items())]
         if multiprocess.directory():
             return multiprocess.merged_collectors(collectors)
         return collectors

@@ -52,10 +52,9 @@ _IN_FLIGHT = weakref.WeakKeyDictionary()
 
 # The threads that encode scrapes, and those that compress them meanwhile:
 # their own, so a scrape never queues behind the application's blocking jobs
-# in a loop's default executor, and reachable from any thread (Service's
-# reader starts the encoding on the application's loop, with no hop through
-# the server's). Two pools: an encoding waits for its compression, which
-# never waits for anything but its encoding's parts, so neither can starve.
+# in a loop's default executor. Two pools: an encoding waits for its
+# compression, which never waits for anything but its encoding's parts, so
+# neither can starve.
 _RENDER_THREADS = 2
 # How much nicer (Linux) these threads are than the thread that imported
 # this module: on a busy machine the application's threads, its event loop
@@ -133,8 +132,8 @@ def render(
     return formatter.marshall(registry), formatter.get_headers()
 
 
-Rendering = concurrent.futures.Future[bytes]
-Reader = Callable[[Callable[["Registry"], Rendering], "Registry"], Awaitable[Rendering]]
+Encode = Callable[[Emit], None]
+Reader = Callable[[Callable[["Registry"], Encode], "Registry"], Awaitable[Encode]]
 
 
 async def scrape(
@@ -147,13 +146,13 @@ async def scrape(
     Accept-Encoding header values.
 
     The registry is read in one go (collectors that compute values in Python
-    run then): on the calling loop, or wherever ``await read(start,
-    registry)`` calls ``start(registry)`` (Service reads on the
-    application's loop from its server thread). That call also starts the
-    encoding and compression in a worker thread, which lets the loop run
-    meanwhile, and returns its concurrent future. A scrape arriving
-    while another with the same registry, format and encoding is under way
-    gets that one's bytes.
+    run then): on the calling loop, then encoded and compressed in worker
+    threads while the loop runs on. A caller on a server thread of its own
+    (``Service``) passes ``read``: ``await read(prepare, registry)`` calls
+    ``prepare(registry)`` wherever the registry must be read and returns
+    the encoding it prepared, which then runs right here, on that thread. A
+    scrape arriving while another with the same registry, format and
+    encoding is under way gets that one's bytes.
     """
     formatter_class = negotiate(accept_headers)
     compress = accepts_gzip(accept_encoding_headers)
@@ -176,20 +175,19 @@ async def scrape(
 
 
 async def _render(
-    prepare: Callable[["Registry"], Callable[[Emit], None]],
+    prepare: Callable[["Registry"], Encode],
     registry: "Registry",
     compress: bool,
     read: Optional[Reader],
 ) -> bytes:
-    def start(registry: "Registry") -> Rendering:
-        encode = prepare(registry)
-        return _pool("render").submit(_encode_and_compress, encode, compress)
-
-    rendering = start(registry) if read is None else await read(start, registry)
+    if read is not None:  # a server thread of its own: encode here
+        return _encode_and_compress(await read(prepare, registry), compress)
+    encode = prepare(registry)
+    rendering = _pool("render").submit(_encode_and_compress, encode, compress)
     return await asyncio.wrap_future(rendering)
 
 
-def _encode_and_compress(encode: Callable[[Emit], None], compress: bool) -> bytes:
+def _encode_and_compress(encode: Encode, compress: bool) -> bytes:
     """The encoding's bytes; compressed, each part by a compressing thread as
     soon as the encoder hands it over (the two overlap)."""
     if not compress:

@@ -31,6 +31,7 @@ import aiohttp.web
 from aiohttp import hdrs
 
 from .collectors import REGISTRY, Collector, Registry
+from .formats._python_path import reads_through_python
 from .renderer import accepts_gzip, scrape
 
 __all__ = ["DEFAULT_METRICS_PATH", "Service", "accepts_gzip"]
@@ -304,7 +305,7 @@ class Service:
         self._server = None
         # A read the application's loop never finished (a Ctrl-C can land
         # anywhere in it) would hold its scrape, and so the shutdown, for
-        # seconds. Reads run on the application's loop, where stop() is
+        # seconds. Such reads run on the application's loop, where stop() is
         # awaited, so none is under way here.
         for read in list(self._queued_reads):
             if not read.done():
@@ -330,32 +331,34 @@ class Service:
         """Serve the registry, in the format negotiated from ``Accept``,
         gzip-compressed if the client accepts it.
 
-        The registry is read on the application's loop, between its callbacks,
-        as when the server ran there (a collector computing values at scrape
-        time sees the application's state as its own tasks leave it); the
-        encoding starts from there in a render thread, and the bytes come
-        back here.
+        A registry of compiled metrics only is copied and encoded right here,
+        in the server's thread: the copy holds the GIL for a moment (about
+        0.1 ms per 10k series), and the encoding runs without it. A registry
+        that runs the application's Python code when read (collectors
+        computing values at scrape time, refresh hooks such as the runtime
+        collectors') is read on the application's loop, between its
+        callbacks, as when the server ran there; the encoding then comes back
+        here.
         """
         body, headers = await scrape(
             self.registry,
             request.headers.getall(hdrs.ACCEPT, []),
             request.headers.getall(hdrs.ACCEPT_ENCODING, []),
-            read=self._on_app_loop,
+            read=self._read,
         )
         return aiohttp.web.Response(body=body, headers=headers)
 
-    async def _on_app_loop(
-        self, read: Callable[[Registry], T], registry: Registry
-    ) -> T:
-        """``read(registry)`` called in a plain callback on the application's
-        loop (directly if that is this loop), so that a Ctrl-C landing in it
-        is raised in the application's loop as ever and stored in no task."""
+    async def _read(self, read: Callable[[Registry], T], registry: Registry) -> T:
+        """``read(registry)``: here if that runs no code of the application,
+        else in a plain callback on the application's loop, so that a Ctrl-C
+        landing in it is raised in the application's loop as ever and stored
+        in no task."""
         app_loop = self._app_loop
         try:
             here: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        if app_loop is None or app_loop is here:
+        if app_loop is None or app_loop is here or not reads_through_python(registry):
             return read(registry)
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
 

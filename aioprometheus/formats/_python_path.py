@@ -13,7 +13,7 @@ import math
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, List, Tuple
 
-from ..collectors import _CORE_GETS, Collector, MetricsTypes
+from ..collectors import _CORE_GETS, Collector, MetricsTypes, Registry
 
 _BASE_GET_ALL = Collector.get_all
 
@@ -27,6 +27,18 @@ def renders_through_python(collector: Collector) -> bool:
         # objects stored by a Summary/Histogram subclass (a plain Collector's
         # objects never get here: it has no exposition type)
         or collector._holds_objects()
+    )
+
+
+def reads_through_python(registry: Registry) -> bool:
+    """True if reading `registry` runs the application's Python code: its
+    refresh hooks, collectors read through ``get_all()``, or a subclass's
+    own ``sorted_collectors``. Otherwise a read is a copy of compiled series
+    tables, the same from any thread."""
+    return (
+        type(registry).sorted_collectors is not Registry.sorted_collectors
+        or bool(registry._refresh_hooks)
+        or any(map(renders_through_python, list(registry.collectors.values())))
     )
 
 

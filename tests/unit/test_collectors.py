@@ -331,3 +331,40 @@ def test_observations_reject_bools(registry, kind):
     with pytest.raises(TypeError, match="only works with digits"):
         m.observe({}, True)
     assert len(m.values) == 0
+
+
+def test_sorted_collectors_while_another_thread_registers_and_drops():
+    """Service reads a registry of compiled metrics in its server thread
+    while the application registers and drops metrics in its own: every
+    read is a list of registered collectors, never a KeyError."""
+    import sys
+    import threading
+
+    registry = Registry()
+    names = [f"race_{i}_total" for i in range(50)]
+    for name in names:
+        Counter(name, "Races.", registry=registry)
+    stop = threading.Event()
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            name = names[i % len(names)]
+            if name in registry.collectors:
+                registry.deregister(name)
+            else:
+                Counter(name, "Races.", registry=registry)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(20000):
+            read = registry.sorted_collectors()
+            assert [c.name for c in read] == sorted(c.name for c in read)
+    finally:
+        stop.set()
+        worker.join(10)
+        sys.setswitchinterval(switching)

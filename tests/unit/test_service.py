@@ -428,7 +428,9 @@ def test_stop_answers_scrapes_whose_read_never_ran():
     app_loop = asyncio.new_event_loop()
     thread = threading.Thread(target=app_loop.run_forever)
     thread.start()
-    svc = Service(registry=make_registry())
+    registry = make_registry()
+    registry.add_refresh(lambda: None)  # application code: read on its loop
+    svc = Service(registry=registry)
     try:
         asyncio.run_coroutine_threadsafe(svc.start(addr="127.0.0.1"), app_loop).result(
             10
@@ -452,3 +454,142 @@ def test_stop_answers_scrapes_whose_read_never_ran():
         assert took < 1.5
     finally:
         app_loop.close()
+
+
+class AppLoopThread:
+    """An application's event loop running in a thread of its own."""
+
+    def __init__(self):
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever)
+        self.thread.start()
+
+    def run(self, coro, timeout=10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_compiled_registry_is_served_while_the_application_loop_is_stuck():
+    """A registry of compiled metrics is read in the server's thread: the
+    scrape is answered while the application's loop is stuck in a 3 s
+    blocking call (one releasing the GIL, as I/O does)."""
+    import time
+    import urllib.request
+
+    app = AppLoopThread()
+    svc = Service(registry=make_registry())
+    try:
+        app.run(svc.start(addr="127.0.0.1"))
+        app.loop.call_soon_threadsafe(time.sleep, 3)
+        time.sleep(0.1)  # the loop is in it now
+        started = time.monotonic()
+        with urllib.request.urlopen(svc.metrics_url, timeout=2) as resp:
+            body = resp.read()
+        assert time.monotonic() - started < 2
+        assert b'svc_hits_total{path="/x"} 4' in body
+        app.run(svc.stop())
+    finally:
+        app.close()
+
+
+def test_application_code_in_a_read_runs_on_the_application_loop():
+    """Collectors computing their values and refresh hooks run on the
+    application's loop, in its thread, as when the server ran there."""
+    import threading
+
+    seen = {}
+
+    class Computed(Gauge):
+        def get_all(self):
+            seen["get_all"] = threading.get_ident()
+            return [({}, 1.0)]
+
+    registry = make_registry()
+    Computed("svc_computed", "Computed at scrape time.", registry=registry)
+    app = AppLoopThread()
+    svc = Service(registry=registry)
+    try:
+        app.run(svc.start(addr="127.0.0.1"))
+
+        async def its_thread():
+            return threading.get_ident()
+
+        app_thread = app.run(its_thread())
+        assert app_thread != threading.get_ident()
+        status, _, body = asyncio.run(fetch(svc.metrics_url))
+        assert status == 200 and b"svc_computed 1.0" in body
+        assert seen == {"get_all": app_thread}
+        registry.deregister("svc_computed")
+        registry.add_refresh(lambda: seen.setdefault("hook", threading.get_ident()))
+        assert asyncio.run(fetch(svc.metrics_url))[0] == 200
+        assert seen["hook"] == app_thread
+        app.run(svc.stop())
+    finally:
+        app.close()
+
+
+def test_reads_in_the_server_thread_race_the_application_safely():
+    """While the application's thread registers and drops metrics and adds
+    series to a histogram as fast as it can, every scrape read in the
+    server's thread is whole: 200, each series' +Inf bucket equal to its
+    _count and its _sum (every observation is 1.0)."""
+    import re
+    import sys
+    import threading
+
+    from aioprometheus import Histogram
+
+    registry = Registry()
+    hist = Histogram("svc_race", "Races.", registry=registry, buckets=(0.5, 2.0))
+    stop = threading.Event()
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            hist.observe({"n": str(i % 500)}, 1.0)
+            name = f"svc_churn_{i % 7}_total"
+            if name in registry.collectors:
+                registry.deregister(name)
+            else:
+                Counter(name, "Churn.", registry=registry).inc({})
+
+    async def scrapes(svc):
+        return [await fetch(svc.metrics_url) for _ in range(40)]
+
+    svc = Service(registry=registry)
+    run(svc.start(addr="127.0.0.1"))  # no application loop: reads here
+    svc._app_loop = asyncio.new_event_loop()  # one that is not this thread's
+    worker = threading.Thread(target=churn)
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    worker.start()
+    try:
+        results = asyncio.run(scrapes(svc))
+    finally:
+        stop.set()
+        worker.join(10)
+        sys.setswitchinterval(switching)
+        svc._app_loop.close()
+        run(svc.stop())
+    sample = re.compile(
+        rb'^svc_race_(bucket|count|sum)\{(?:le="([^"]+)",)?n="(\d+)"\} (\S+)$'
+    )
+    for status, _, body in results:
+        assert status == 200
+        series = {}
+        for line in body.splitlines():
+            m = sample.match(line)
+            if m:
+                kind, le, n, value = m.groups()
+                series.setdefault(n, {})[(kind + (le or b"")).decode()] = float(value)
+        assert series
+        for got in series.values():
+            assert got["bucket+Inf"] == got["count"] == got["sum"]
+            assert got["bucket0.5"] == 0 and got["bucket2.0"] == got["count"]
