@@ -187,20 +187,42 @@ async def _render(
     return await asyncio.wrap_future(rendering)
 
 
+# A gzip body shorter than this is compressed by the encoding's thread once
+# the encoding is done: waking a compressing thread costs more than that.
+_COMPRESS_ALONGSIDE = 64 * 1024
+
+
 def _encode_and_compress(encode: Encode, compress: bool) -> bytes:
-    """The encoding's bytes; compressed, each part by a compressing thread as
-    soon as the encoder hands it over (the two overlap)."""
+    """The encoding's bytes; compressed, once the body outgrows
+    _COMPRESS_ALONGSIDE, part by part by a compressing thread as the encoder
+    hands the parts over (the two overlap)."""
+    parts: List[bytes] = []
     if not compress:
-        parts: List[bytes] = []
         encode(parts.append)
         return _core.join_parts(parts)
+    kept = [0]  # bytes in `parts` while no compressing thread runs
     stream: queue.SimpleQueue[Optional[bytes]] = queue.SimpleQueue()
-    compressed = _pool("gzip").submit(lambda: gzip_parts(iter(stream.get, None)))
+    compressed: Optional[concurrent.futures.Future[bytes]] = None
+
+    def take(part: bytes) -> None:
+        nonlocal compressed
+        if compressed is None:
+            parts.append(part)
+            kept[0] += len(part)
+            if kept[0] < _COMPRESS_ALONGSIDE:
+                return
+            compressed = _pool("gzip").submit(gzip_parts, iter(stream.get, None))
+            for kept_part in parts:
+                stream.put(kept_part)
+            parts.clear()
+        else:
+            stream.put(part)
+
     try:
-        encode(stream.put)
+        encode(take)
     finally:
         stream.put(None)  # the end, also of an encoding that failed
-    return compressed.result()
+    return gzip_parts(parts) if compressed is None else compressed.result()
 
 
 def gzip_body(body: bytes) -> bytes:

@@ -83,6 +83,39 @@ def test_a_gzip_scrape_is_compressed_while_it_is_encoded():
     assert len(taken_while_encoding) >= 4
 
 
+def test_a_small_gzip_body_is_compressed_without_waking_a_thread(monkeypatch):
+    """Below _COMPRESS_ALONGSIDE the encoding's own thread compresses the
+    body at the end (a compressing thread's wake-up costs more); from it on,
+    a compressing thread takes the parts kept so far and the rest."""
+    asked = []
+    pool = renderer._pool
+
+    def watched_pool(name):
+        asked.append(name)
+        return pool(name)
+
+    monkeypatch.setattr(renderer, "_pool", watched_pool)
+    for size, threads in (
+        (renderer._COMPRESS_ALONGSIDE - 1, []),
+        (renderer._COMPRESS_ALONGSIDE, ["gzip"]),
+    ):
+        asked.clear()
+        parts = [
+            b"a" * (size // 3),
+            b"b" * (size // 3),
+            b"c" * (size - 2 * (size // 3)),
+        ]
+
+        def encode(emit):
+            for part in parts:
+                emit(part)
+
+        assert gzip.decompress(renderer._encode_and_compress(encode, True)) == b"".join(
+            parts
+        )
+        assert asked == threads
+
+
 def test_an_encoding_that_fails_frees_its_compressing_thread():
     """An encoder raising after handing over a part: the error reaches the
     scrape, and the compressing threads serve later scrapes (none is left
