@@ -106,7 +106,7 @@ def test_a_small_gzip_body_is_compressed_without_waking_a_thread(monkeypatch):
             b"c" * (size - 2 * (size // 3)),
         ]
 
-        def encode(emit):
+        def encode(emit, parts=parts):
             for part in parts:
                 emit(part)
 
