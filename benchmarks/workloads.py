@@ -10,6 +10,7 @@ API families run the same workloads: ``aioprometheus`` (ours and 23.12,
 """
 
 import asyncio
+import atexit
 import bisect
 import contextlib
 import gc
@@ -417,7 +418,9 @@ def multiprocess_mode(api: Api, directory: Optional[str] = None) -> Any:
     if not pc and os.path.dirname(values.__file__) != here:
         # another install's module, found through an editable install's finder
         raise Unavailable(f"no multi-process mode in {here}")
-    directory = directory or tempfile.mkdtemp(prefix="bench-mp-")
+    if directory is None:  # removed when this worker exits
+        directory = tempfile.mkdtemp(prefix="bench-mp-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     saved = getattr(values, "ValueClass", None)
     if pc:
