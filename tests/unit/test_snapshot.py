@@ -166,3 +166,28 @@ def test_the_kept_arrays_are_bounded():
     alive = [_core.snapshot([h]) for h in histograms]  # 80 arrays at once
     del alive
     assert _core.cached_snapshot_bytes() == 64 * 2_800 * 3 * 8
+
+
+def test_label_sets_are_left_out_of_garbage_collector_traversals():
+    """A metric's list of label sets (flat tuples of str: never in a cycle)
+    is not tracked by the garbage collector, so a full collection does not
+    visit every series; also once a series is removed while a snapshot
+    shares the list (a private copy is made) and after clearing."""
+    import gc
+
+    def tracked_lists_of(n):
+        return [o for o in gc.get_objects() if type(o) is list and len(o) == n]
+
+    c = Counter("gc_series_total", "doc", registry=Registry())
+    for i in range(3001):
+        c.inc({"path": f"/p{i}"})
+    assert tracked_lists_of(3001) == []
+    snap = _core.snapshot([c])
+    c._remove({"path": "/p0"})  # the snapshot holds the list: copied
+    assert c._series_count() == 3000 and tracked_lists_of(3000) == []
+    del snap
+    c._clear()
+    for i in range(2999):
+        c.inc({"path": f"/q{i}"})
+    assert tracked_lists_of(2999) == []
+    assert gc.collect() >= 0 and c.get({"path": "/q5"}) == 1
