@@ -71,7 +71,7 @@ def _pool(name: str) -> concurrent.futures.ThreadPoolExecutor:
             pool = _pools[name] = concurrent.futures.ThreadPoolExecutor(
                 _RENDER_THREADS,
                 thread_name_prefix=f"aioprometheus-{name}",
-                initializer=_lower_priority,
+                initializer=lower_priority,
             )
         return pool
 
@@ -89,8 +89,9 @@ def _niceness() -> Optional[int]:
 _APPLICATION_NICENESS = _niceness()
 
 
-def _lower_priority() -> None:
-    """Make this pool thread RENDER_NICENESS nicer than the application."""
+def lower_priority() -> None:
+    """Make the calling thread (one that encodes scrapes) RENDER_NICENESS
+    nicer than the application."""
     if _APPLICATION_NICENESS is not None:
         with contextlib.suppress(OSError):  # a sandbox refusing it: run as is
             os.setpriority(

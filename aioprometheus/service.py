@@ -32,7 +32,7 @@ from aiohttp import hdrs
 
 from .collectors import REGISTRY, Collector, Registry
 from .formats._python_path import reads_through_python
-from .renderer import accepts_gzip, scrape
+from .renderer import accepts_gzip, lower_priority, scrape
 
 __all__ = ["DEFAULT_METRICS_PATH", "Service", "accepts_gzip"]
 
@@ -90,6 +90,7 @@ class _ServerThread:
         ).start()
 
     def _run(self, addr: str, port: int, ssl: Optional[SSLContext]) -> None:
+        lower_priority()  # it encodes scrapes: the application goes first
         try:
             self.loop.run_until_complete(self._serve(addr, port, ssl))
         except BaseException as exc:  # handed to the awaiting start()/stop()

@@ -4,6 +4,7 @@ import asyncio
 import gzip
 import logging
 import socket
+import sys
 import warnings
 
 import aiohttp
@@ -593,3 +594,29 @@ def test_reads_in_the_server_thread_race_the_application_safely():
         for got in series.values():
             assert got["bucket+Inf"] == got["count"] == got["sum"]
             assert got["bucket0.5"] == 0 and got["bucket2.0"] == got["count"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux niceness")
+def test_server_thread_yields_the_cpu_to_the_application():
+    """The server's thread encodes scrapes, so it is as nice as the render
+    threads: on a busy machine the application's event loop runs first."""
+    import os
+    import threading
+
+    from aioprometheus import renderer
+
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def scenario():
+        svc = Service(registry=make_registry())
+        await svc.start(addr="127.0.0.1")
+        try:
+            (server,) = [
+                t for t in threading.enumerate() if t.name == "aioprometheus-service"
+            ]
+            return os.getpriority(os.PRIO_PROCESS, server.native_id)
+        finally:
+            await svc.stop()
+
+    assert run(scenario()) == min(19, here + renderer.RENDER_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here
