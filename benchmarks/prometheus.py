@@ -147,6 +147,7 @@ def run(impls: List[Any], params: Dict[str, Any], quick: bool):
             ms, floor = avg[targets[0]], avg[targets[1]]
             got = {"": ms, "x_floor_": ms / floor, "floor_": floor}
             got.update((f"{k}_", v) for k, v in stats[0].items())
+            got["floor_lateness_"] = stats[1]["lateness"]  # the machine's share
             figures[impl.key].update((f"{k}{size}", v) for k, v in got.items())
     answers = {k: [{"status": "ok", "figures": f}] for k, f in figures.items()}
     return {"prometheus": answers}, ""
@@ -197,7 +198,7 @@ async def export(mode: str, series: int) -> Dict[str, Any]:
         await svc.stop()
         spans.clear()
         headers = {k: got[k] for k in ("Content-Type", "Content-Encoding") if k in got}
-        url, stop = await workloads.serve_static(packed, headers)
+        url, stop = await workloads.serve_static(packed, headers, spans)
     else:
         url, stop = svc.metrics_url, svc.stop
     print(json.dumps({"target": urllib.parse.urlsplit(url).netloc}), flush=True)

@@ -588,12 +588,17 @@ async def http_site(handler: Any) -> Tuple[str, Callable[[], Any]]:
     return f"http://{host}:{port}/metrics", runner.cleanup
 
 
-async def serve_static(body: bytes, headers: Dict[str, str]) -> Any:
-    """The HTTP floor: the same response every time, prepared beforehand."""
+async def serve_static(body: bytes, headers: Dict[str, str], spans=None) -> Any:
+    """The HTTP floor: the same response every time, prepared beforehand
+    (each request's start and end appended to ``spans`` if given)."""
     from aiohttp import web
 
     async def handler(request: Any) -> Any:
-        return web.Response(body=body, headers=headers)
+        t0 = time.perf_counter()
+        response = web.Response(body=body, headers=headers)
+        if spans is not None:
+            spans.append((t0, time.perf_counter()))
+        return response
 
     return await http_site(handler)
 
@@ -826,6 +831,8 @@ def prometheus_rows(size: str, handler_ms: float, lateness_ms: float) -> List[Ro
             f"lateness_gc_{size}"),
         Row(f"{key}_lateness_median", f"  the median scrape's worst, {at}", "ms",
             f"lateness_median_{size}"),
+        Row(f"{key}_floor_lateness", f"  the floor's worst (static bytes), {at}", "ms",
+            f"floor_lateness_{size}", control=True),
     ]  # fmt: skip
 
 
