@@ -131,9 +131,7 @@ def encode_openmetrics(metrics, bint created=False, emit=None):
     `created`, the `_created` line of every counter, histogram and summary
     series; with `emit`, handed to it in blocks as encode_text does."""
     cdef list metrics_list = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
-    if emit is not None and all_snapshots(metrics_list):
-        w.stream_to(emit)
+    cdef Writer w = text_writer(metrics_list, emit)
     cdef Writer lb = Writer(256)     # one series' labels, as text
     cdef SeriesChunk chunk = SeriesChunk()
     cdef str family, family_type

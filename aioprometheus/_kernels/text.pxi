@@ -337,6 +337,17 @@ cdef int write_summary_text(Writer w, Writer lb, SeriesChunk chunk, SummaryCore 
     return 0
 
 
+cdef Writer text_writer(list metrics, object emit):
+    """The Writer a text encoder (this one, OpenMetrics) writes `metrics`
+    into: handing each block to `emit` as it fills when every metric is a
+    snapshot (the sink is Python code, which a walk over live metrics must
+    never run)."""
+    cdef Writer w = Writer(buffer_estimate(metrics, 48))
+    if emit is not None and all_snapshots(metrics):
+        w.stream_to(emit)
+    return w
+
+
 def encode_text(metrics, long long timestamp_ms=-1, emit=None):
     """Text exposition of `metrics` (in the order given) as bytes; with
     `emit`, handed to it in consecutive blocks instead (each as soon as it
@@ -345,9 +356,7 @@ def encode_text(metrics, long long timestamp_ms=-1, emit=None):
     `timestamp_ms` >= 0 is appended to every sample.
     """
     cdef list metrics_list = list(metrics)
-    cdef Writer w = Writer(buffer_estimate(metrics_list, 48))
-    if emit is not None and all_snapshots(metrics_list):
-        w.stream_to(emit)
+    cdef Writer w = text_writer(metrics_list, emit)
     cdef Writer lb = Writer(256)     # one series' labels, as text
     cdef SeriesChunk chunk = SeriesChunk()
     for metric in metrics_list:

@@ -2,11 +2,10 @@
 a process of its own (it registers the runtime collectors in the default
 registry) and driven through its ASGI app."""
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+from isolated import run_isolated
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,15 +40,8 @@ DRIVER = textwrap.dedent(
 
 
 def test_fastapi_example_counts_times_links_traces_and_collects_runtime():
-    result = subprocess.run(
-        [sys.executable, "-c", DRIVER],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    scraped = run_isolated(DRIVER, timeout=60)
+    families = {f.name: f for f in text_string_to_metric_families(scraped)}
     orders = {s.labels["shop"]: s for s in families["shop_orders"].samples}
     assert orders["books"].value == 2 and orders["games"].value == 1
     assert orders["books"].exemplar.labels == {"trace_id": TRACE}

@@ -2,12 +2,11 @@
 Getting started guide includes, do what it says: each is run in a process of
 its own (they use the default registry), driven through its ASGI app."""
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from isolated import run_isolated
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,17 +34,9 @@ DRIVER = textwrap.dedent(
 
 def _scrape(module, paths):
     code = DRIVER.format(examples=str(REPO / "examples"), module=module, paths=paths)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(result.stdout)
+        for f in text_string_to_metric_families(run_isolated(code, timeout=60))
         for s in f.samples
     }
 
