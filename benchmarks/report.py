@@ -31,8 +31,8 @@ NOTES = (
     "then `await asyncio.sleep(0)`; cost = instrumented - bare per event.",
     "Memory: RSS growth per series, N series with unique routes, a fresh process.",
     "ASGI middleware: FastAPI app (8 routes; 4 matched paths and a 404), bare and "
-    "instrumented, direct and via httpx (the median of back-to-back pairs); pc: "
-    "prometheus-fastapi-instrumentator.",
+    "instrumented, direct and via httpx (the median of back-to-back pairs); ours "
+    "also with duration_histogram=True; pc: prometheus-fastapi-instrumentator.",
     "Prometheus: Debian's prometheus scrapes one implementation (ours, then "
     "23.12) beside the floor (ours' bytes, static): its scrape_duration_seconds "
     "averaged; handler time and the worst lateness of a 1 ms asyncio tick are "

@@ -305,11 +305,21 @@ def test_benchmark_times_bare_and_instrumented_apps():
     from benchmarks import middleware as bench
 
     overhead = bench.Overhead("aioprometheus")
-    assert set(overhead.drivers) == {"asgi", "asgi_bare", "httpx", "httpx_bare"}
+    assert set(overhead.drivers) == {
+        "asgi",
+        "asgi_bare",
+        "httpx",
+        "httpx_bare",
+        "asgi_timed",
+    }
     programs = overhead.programs(time.perf_counter)
-    for name, n in (("asgi", 10), ("httpx", 5), ("asgi_bare", 7)):
+    for name, n in (("asgi", 10), ("httpx", 5), ("asgi_bare", 7), ("asgi_timed", 6)):
         assert programs[name](n) > 0
     bare, instrumented = overhead.apps
     counter = instrumented.state.bench_registry.get("requests_total_counter")
     assert sum(v for _, v in counter.get_all()) == 15
     assert not hasattr(bare.state, "bench_registry")
+    # the timed app (one request when it was made) observes every duration
+    timed = overhead.timed_app.state.bench_registry
+    durations = timed.get("http_request_duration_seconds")
+    assert sum(h["count"] for _, h in durations.get_all()) == 7
