@@ -111,21 +111,25 @@ class Overhead:
         self.loop = asyncio.new_event_loop()
         self.drivers: Dict[str, Callable[[int], Any]] = {}
         self.apps = make_app(None), make_app(name)  # bare, instrumented
+        # each bare program right before its instrumented ones (the figures
+        # pair their values: the closer in time, the less drift between)
         for suffix, app in zip(("_bare", ""), self.apps):
-            transport = httpx.ASGITransport(app=app)
-            client = httpx.AsyncClient(transport=transport, base_url="http://bench")
             self.drivers["asgi" + suffix] = asgi_request(app)
-            self.drivers["httpx" + suffix] = lambda i, c=client: c.get(
-                PATHS[i % len(PATHS)]
-            )
         if name == "ours":  # with the duration histogram, where it is offered
             self.timed_app = make_app("ours_timed")
             timed = asgi_request(self.timed_app)
             try:
                 self.loop.run_until_complete(timed(0))
             except TypeError:  # 23.12's middleware has no duration_histogram
-                return
-            self.drivers["asgi_timed"] = timed
+                pass
+            else:
+                self.drivers["asgi_timed"] = timed
+        for suffix, app in zip(("_bare", ""), self.apps):
+            transport = httpx.ASGITransport(app=app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://bench")
+            self.drivers["httpx" + suffix] = lambda i, c=client: c.get(
+                PATHS[i % len(PATHS)]
+            )
 
     def programs(self, clock: Callable[[], float]) -> Dict[str, Callable[[int], float]]:
         def program(request: Callable[[int], Any]) -> Callable[[int], float]:

@@ -40,6 +40,7 @@ cdef int count_each(tuple entry, Py_ssize_t first, Py_ssize_t end) except -1:
 
 
 @cython.final
+@cython.freelist(8)   # one per request in flight: kept for reuse, not freed
 cdef class Exchange:
     """One request's send wrapper and state (see the middleware's
     `_on_message`). `state` is False until the response is counted, then
