@@ -26,6 +26,9 @@ except ImportError:
 # installed with --no-deps next to the peers
 INSTRUMENTATOR = "prometheus-fastapi-instrumentator==8.1.0"
 UVICORN = "uvicorn==0.54.0"
+# uvicorn's HTTP stacks: its pure-Python default, and what ``uvicorn[standard]``
+# (so ``fastapi[standard]``) installs: the httptools parser on uvloop
+STACKS = {"h11": (), "standard": ("httptools==0.7.1", "uvloop==0.22.1")}
 # the requests of one batch, cycled: templated, static and a 404
 PATHS = ("/users/42", "/items/7", "/health", "/users/42/orders/9", "/nowhere")
 
@@ -164,7 +167,7 @@ class UvicornServer:
     """A server process (this module as a script) for ``instrument`` on an
     ephemeral loopback port; ``cpu_s()`` reads its CPU time from /proc."""
 
-    def __init__(self, instrument: str, folders: List[str]) -> None:
+    def __init__(self, instrument: str, folders: List[str], stack: str = "h11") -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         listener.listen(512)
@@ -172,7 +175,9 @@ class UvicornServer:
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
         env["PYTHONPATH"] = os.pathsep.join(folders)
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, instrument, str(fd)], env=env, pass_fds=(fd,)
+            [sys.executable, __file__, instrument, str(fd), stack],
+            env=env,
+            pass_fds=(fd,),
         )
         listener.close()
         try:  # serving once /health answers (the listening socket holds it till then)
@@ -214,17 +219,19 @@ class UnderUvicorn:
     competition for the cores: the server CPU added per request (us) and the
     share of the bare server's throughput kept (%)."""
 
-    def __init__(self, family: str, seconds: float) -> None:
+    def __init__(self, family: str, seconds: float, stack: str = "h11") -> None:
         self.seconds, (self.instrument, tool) = seconds, instrumentation(family)
-        uvicorn = str(peers.ensure_installed(UVICORN, no_deps=True))
+        self.stack = stack
+        uvicorn = [str(peers.ensure_installed(UVICORN, no_deps=True))]
+        uvicorn += [str(peers.ensure_installed(r, no_deps=True)) for r in STACKS[stack]]
         own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        self.folders = [[uvicorn], [*own, uvicorn, *tool]]
+        self.folders = [uvicorn, [*own, *uvicorn, *tool]]
 
     def measure(self) -> Dict[str, List[float]]:
         servers: List[UvicornServer] = []
         try:
             for name, folders in zip(("bare", self.instrument), self.folders):
-                servers.append(UvicornServer(name, folders))
+                servers.append(UvicornServer(name, folders, self.stack))
             load(servers, 1.0)  # warm-up
             before = [s.cpu_s() for s in servers]
             loads = load(servers, self.seconds)
@@ -238,9 +245,12 @@ class UnderUvicorn:
         return {"cpu": [added], "kept": [100 * rate[1] / rate[0]]}
 
 
-if __name__ == "__main__":  # a uvicorn server process: instrument, listening fd
+if __name__ == "__main__":  # a uvicorn server: instrument, listening fd, stack
     import uvicorn
 
     app = make_app(None if sys.argv[1] == "bare" else sys.argv[1])
-    config = uvicorn.Config(app, log_level="warning", access_log=False, http="h11")
+    stack = {"http": "h11", "loop": "asyncio"}
+    if sys.argv[3] == "standard":
+        stack = {"http": "httptools", "loop": "uvloop"}
+    config = uvicorn.Config(app, log_level="warning", access_log=False, **stack)
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=int(sys.argv[2]))])

@@ -717,16 +717,16 @@ step("asyncio_loop", AsyncLoop,
 
 
 # ---------------------------------------------------------------- middleware
-def asgi_middleware(api: Api, seconds: float = 0) -> Any:
+def asgi_middleware(api: Api, seconds: float = 0, stack: str = "h11") -> Any:
     """The middleware rows' workload: both apps timed here, or (``seconds``)
-    served under uvicorn and loaded by ``wrk`` for that long."""
+    served under uvicorn (its ``stack``) and loaded by ``wrk`` for that long."""
     import middleware  # benchmarks/middleware.py, beside this script
 
     if not seconds:
         return middleware.Overhead(api.family)
     if shutil.which("wrk") is None:
         raise Unavailable("no `wrk` on PATH")
-    return Once(middleware.UnderUvicorn(api.family, seconds).measure)
+    return Once(middleware.UnderUvicorn(api.family, seconds, stack).measure)
 
 
 def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -761,6 +761,16 @@ step("middleware_uvicorn", asgi_middleware,
          "kept", higher_is_better=True),
      figures=medians(value="cpu", kept="kept"), params={"seconds": 5.0},
      rounds=(5, 5), full_only=True)  # fmt: skip
+step("middleware_uvicorn_standard", asgi_middleware,
+     Row("middleware_uvicorn_standard",
+         "middleware under uvicorn[standard], server CPU added", "us/req", "value",
+         (at_most(2),)),  # issue 14
+     Row("middleware_uvicorn_standard_kept",
+         "middleware under uvicorn[standard], throughput kept", "%", "kept",
+         higher_is_better=True),
+     figures=medians(value="cpu", kept="kept"),
+     params={"seconds": 5.0, "stack": "standard"}, rounds=(5, 5),
+     full_only=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------- memory
