@@ -201,16 +201,16 @@ def _encode_and_compress(encode: Encode, compress: bool) -> bytes:
     if not compress:
         encode(parts.append)
         return _core.join_parts(parts)
-    kept = [0]  # bytes in `parts` while no compressing thread runs
+    kept = 0  # bytes in `parts` while no compressing thread runs
     stream: queue.SimpleQueue[Optional[bytes]] = queue.SimpleQueue()
     compressed: Optional[concurrent.futures.Future[bytes]] = None
 
     def take(part: bytes) -> None:
-        nonlocal compressed
+        nonlocal compressed, kept
         if compressed is None:
             parts.append(part)
-            kept[0] += len(part)
-            if kept[0] < _COMPRESS_ALONGSIDE:
+            kept += len(part)
+            if kept < _COMPRESS_ALONGSIDE:
                 return
             compressed = _pool("gzip").submit(gzip_parts, iter(stream.get, None))
             for kept_part in parts:

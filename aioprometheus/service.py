@@ -341,11 +341,17 @@ class Service:
         callbacks, as when the server ran there; the encoding then comes back
         here.
         """
+        server = self._server
+        on_server_thread = (
+            server is not None and asyncio.get_running_loop() is server.loop
+        )
         body, headers = await scrape(
             self.registry,
             request.headers.getall(hdrs.ACCEPT, []),
             request.headers.getall(hdrs.ACCEPT_ENCODING, []),
-            read=self._read,
+            # elsewhere (this handler mounted in the application's own
+            # server): read here, encode in a render thread, as any handler
+            read=self._read if on_server_thread else None,
         )
         return aiohttp.web.Response(body=body, headers=headers)
 

@@ -620,3 +620,47 @@ def test_server_thread_yields_the_cpu_to_the_application():
 
     assert run(scenario()) == min(19, here + renderer.RENDER_NICENESS)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here
+
+
+def test_handle_metrics_mounted_in_the_applications_own_server(monkeypatch):
+    """``svc.handle_metrics`` mounted in an aiohttp app of the application's
+    own (as with 23.12's Service, whose server ran on that loop): the
+    registry is read there and encoded in a render thread, never on the
+    application's loop (only Service's own server thread encodes inline)."""
+    import threading
+
+    from aioprometheus import renderer
+
+    encoded_on = []
+    encode_and_compress = renderer._encode_and_compress
+
+    def watched(encode, compress):
+        encoded_on.append(threading.get_ident())
+        return encode_and_compress(encode, compress)
+
+    monkeypatch.setattr(renderer, "_encode_and_compress", watched)
+
+    async def scenario():
+        svc = Service(registry=make_registry())
+        app = aiohttp.web.Application()
+        app.router.add_get("/metrics", svc.handle_metrics)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            mounted = await fetch(f"http://127.0.0.1:{port}/metrics")
+            await svc.start(addr="127.0.0.1")  # its own server too
+            try:
+                own = await fetch(svc.metrics_url)
+            finally:
+                await svc.stop()
+            return mounted, own, threading.get_ident()
+        finally:
+            await runner.cleanup()
+
+    mounted, own, loop_thread = run(scenario())
+    assert mounted[0] == own[0] == 200 and mounted[2] == own[2]
+    assert b'svc_hits_total{path="/x"} 4' in mounted[2]
+    assert len(encoded_on) == 2 and loop_thread not in encoded_on
