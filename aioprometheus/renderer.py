@@ -29,6 +29,7 @@ from typing import (
 )
 
 from . import _core
+from .formats._python_path import Runs
 from .formats.base import Emit
 from .negotiator import accepts_gzip, negotiate
 
@@ -134,7 +135,9 @@ def render(
 
 
 Encode = Callable[[Emit], None]
-Reader = Callable[[Callable[["Registry"], Encode], "Registry"], Awaitable[Encode]]
+# a formatter's prepare_stream(registry, planned runs or None)
+Prepare = Callable[["Registry", Optional[Runs]], Encode]
+Reader = Callable[[Prepare, "Registry"], Awaitable[Encode]]
 
 
 async def scrape(
@@ -176,14 +179,14 @@ async def scrape(
 
 
 async def _render(
-    prepare: Callable[["Registry"], Encode],
+    prepare: Prepare,
     registry: "Registry",
     compress: bool,
     read: Optional[Reader],
 ) -> bytes:
     if read is not None:  # a server thread of its own: encode here
         return _encode_and_compress(await read(prepare, registry), compress)
-    encode = prepare(registry)
+    encode = prepare(registry, None)
     rendering = _pool("render").submit(_encode_and_compress, encode, compress)
     return await asyncio.wrap_future(rendering)
 
@@ -194,36 +197,53 @@ _COMPRESS_ALONGSIDE = 64 * 1024
 
 
 def _encode_and_compress(encode: Encode, compress: bool) -> bytes:
-    """The encoding's bytes; compressed, once the body outgrows
-    _COMPRESS_ALONGSIDE, part by part by a compressing thread as the encoder
-    hands the parts over (the two overlap)."""
-    parts: List[bytes] = []
+    """The encoding's bytes, gzip-compressed if `compress` (see _GzipSink)."""
     if not compress:
+        parts: List[bytes] = []
         encode(parts.append)
         return _core.join_parts(parts)
-    kept = 0  # bytes in `parts` while no compressing thread runs
-    stream: queue.SimpleQueue[Optional[bytes]] = queue.SimpleQueue()
-    compressed: Optional[concurrent.futures.Future[bytes]] = None
-
-    def take(part: bytes) -> None:
-        nonlocal compressed, kept
-        if compressed is None:
-            parts.append(part)
-            kept += len(part)
-            if kept < _COMPRESS_ALONGSIDE:
-                return
-            compressed = _pool("gzip").submit(gzip_parts, iter(stream.get, None))
-            for kept_part in parts:
-                stream.put(kept_part)
-            parts.clear()
-        else:
-            stream.put(part)
-
+    sink = _GzipSink()
     try:
-        encode(take)
+        encode(sink)
     finally:
-        stream.put(None)  # the end, also of an encoding that failed
-    return gzip_parts(parts) if compressed is None else compressed.result()
+        sink.end()  # also of an encoding that failed: the compressor stops
+    return sink.body()
+
+
+class _GzipSink:
+    """Where an encoding hands its parts to be gzipped: kept until they reach
+    _COMPRESS_ALONGSIDE bytes, then passed to a compressing thread as they
+    come, so that compressing overlaps encoding."""
+
+    def __init__(self) -> None:
+        self.kept: List[bytes] = []
+        self.kept_bytes = 0
+        self.stream: queue.SimpleQueue[Optional[bytes]] = queue.SimpleQueue()
+        self.compressing: Optional[concurrent.futures.Future[bytes]] = None
+
+    def __call__(self, part: bytes) -> None:
+        if self.compressing is not None:
+            self.stream.put(part)
+            return
+        self.kept.append(part)
+        self.kept_bytes += len(part)
+        if self.kept_bytes >= _COMPRESS_ALONGSIDE:
+            self.compressing = _pool("gzip").submit(
+                gzip_parts, iter(self.stream.get, None)
+            )
+            for kept in self.kept:
+                self.stream.put(kept)
+            self.kept.clear()
+
+    def end(self) -> None:
+        """No more parts."""
+        self.stream.put(None)
+
+    def body(self) -> bytes:
+        """The gzip body of every part (once ``end`` was called)."""
+        if self.compressing is None:
+            return gzip_parts(self.kept)
+        return self.compressing.result()
 
 
 def gzip_body(body: bytes) -> bytes:

@@ -25,20 +25,19 @@ import logging
 import threading
 import warnings
 from ssl import SSLContext
-from typing import Any, Callable, Dict, Optional, Set, TypeVar
+from typing import Any, Dict, Optional, Set
 
 import aiohttp.web
 from aiohttp import hdrs
 
 from .collectors import REGISTRY, Collector, Registry
-from .formats._python_path import reads_through_python
-from .renderer import accepts_gzip, lower_priority, scrape
+from .formats._python_path import compiled_runs
+from .renderer import Encode, Prepare, accepts_gzip, lower_priority, scrape
 
 __all__ = ["DEFAULT_METRICS_PATH", "Service", "accepts_gzip"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 DEFAULT_METRICS_PATH = "/metrics"
 
@@ -355,25 +354,23 @@ class Service:
         )
         return aiohttp.web.Response(body=body, headers=headers)
 
-    async def _read(self, read: Callable[[Registry], T], registry: Registry) -> T:
-        """``read(registry)``: here if that runs no code of the application,
-        else in a plain callback on the application's loop, so that a Ctrl-C
-        landing in it is raised in the application's loop as ever and stored
-        in no task."""
+    async def _read(self, prepare: Prepare, registry: Registry) -> Encode:
+        """``prepare(registry)``: here if reading the registry runs no code
+        of the application (or the service has stopped), else in a plain
+        callback on the application's loop, so that a Ctrl-C landing in it
+        is raised in the application's loop as ever and stored in no
+        task."""
         app_loop = self._app_loop
-        try:
-            here: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if app_loop is None or app_loop is here or not reads_through_python(registry):
-            return read(registry)
-        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        planned = compiled_runs(registry)
+        if planned is not None or app_loop is None:
+            return prepare(registry, planned)
+        done: concurrent.futures.Future[Encode] = concurrent.futures.Future()
 
         def read_now() -> None:
             if done.done() or not done.set_running_or_notify_cancel():
                 return  # the scrape went away meanwhile
             try:
-                result = read(registry)
+                result = prepare(registry, None)
             except Exception as exc:
                 done.set_exception(exc)
                 return

@@ -11,11 +11,14 @@ path taken.
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, List, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 from ..collectors import _CORE_GETS, Collector, MetricsTypes, Registry
 
 _BASE_GET_ALL = Collector.get_all
+
+# consecutive (through_python, [collector, ...]) runs, as `runs` yields them
+Runs = List[Tuple[bool, List[Collector]]]
 
 
 def renders_through_python(collector: Collector) -> bool:
@@ -30,16 +33,22 @@ def renders_through_python(collector: Collector) -> bool:
     )
 
 
-def reads_through_python(registry: Registry) -> bool:
-    """True if reading `registry` runs the application's Python code: its
-    refresh hooks, collectors read through ``get_all()``, or a subclass's
-    own ``sorted_collectors``. Otherwise a read is a copy of compiled series
-    tables, the same from any thread."""
-    return (
+def compiled_runs(registry: Registry) -> Optional[Runs]:
+    """`registry`'s collectors split into runs (see `runs`) if reading it
+    runs none of the application's code (refresh hooks, collectors read
+    through ``get_all()``, a subclass's own ``sorted_collectors``), so that
+    it is a copy of compiled series tables, the same from any thread; else
+    None. The runs are what a formatter's ``prepare_stream`` would split the
+    collectors into, so the decision is taken once per scrape."""
+    if (
         type(registry).sorted_collectors is not Registry.sorted_collectors
-        or bool(registry._refresh_hooks)
-        or any(map(renders_through_python, list(registry.collectors.values())))
-    )
+        or registry._refresh_hooks
+    ):
+        return None
+    planned = list(runs(registry.sorted_collectors()))
+    if any(through_python for through_python, _ in planned):
+        return None
+    return planned
 
 
 def runs(

@@ -1,10 +1,20 @@
 """The interface every exposition formatter offers."""
 
 import abc
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from .. import _core
-from ._python_path import runs
+from ._python_path import Runs, runs
 
 if TYPE_CHECKING:
     from ..collectors import Collector, Registry
@@ -30,10 +40,14 @@ class IFormatter(abc.ABC):
         body = self.marshall(registry)
         return lambda: body
 
-    def prepare_stream(self, registry: "Registry") -> Callable[[Emit], None]:
+    def prepare_stream(
+        self, registry: "Registry", planned: Optional[Runs] = None
+    ) -> Callable[[Emit], None]:
         """:meth:`prepare`, whose function hands the encoding to ``emit``
         in consecutive parts (which a compressor in another thread can take
-        as they come, with no copy of the whole body)."""
+        as they come, with no copy of the whole body). `planned`: the
+        registry's collectors already split into runs (``compiled_runs``),
+        if they were; a formatter may ignore it."""
         encode = self.prepare(registry)
 
         def stream(emit: Emit) -> None:
@@ -60,26 +74,34 @@ class RunFormatter(IFormatter):
 
     def marshall(self, registry: "Registry") -> bytes:
         self._configure(registry)
-        return whole(self._plan(registry.sorted_collectors(), detach=False))
+        return self._encoded(registry.sorted_collectors())
+
+    def _encoded(self, collectors: Iterable["Collector"]) -> bytes:
+        """The bytes of these collectors, read and encoded right here."""
+        return whole(self._plan(runs(collectors), detach=False))
 
     def prepare(self, registry: "Registry") -> Callable[[], bytes]:
         """Read `registry` now; the returned function encodes what was read."""
         encode = self.prepare_stream(registry)
         return lambda: whole(encode)
 
-    def prepare_stream(self, registry: "Registry") -> Callable[[Emit], None]:
+    def prepare_stream(
+        self, registry: "Registry", planned: Optional[Runs] = None
+    ) -> Callable[[Emit], None]:
         self._configure(registry)
-        return self._plan(registry.sorted_collectors(), detach=True)
+        if planned is None:
+            return self._plan(runs(registry.sorted_collectors()), detach=True)
+        return self._plan(planned, detach=True)
 
     def _configure(self, registry: "Registry") -> None:
         """Take what this format needs from `registry`'s settings."""
 
     def _plan(
-        self, collectors: Iterable["Collector"], detach: bool
+        self, planned: Iterable[Tuple[bool, List["Collector"]]], detach: bool
     ) -> Callable[[Emit], None]:
         timestamp_ms = self._timestamp_ms()
         parts: List[Union[bytes, List[Any]]] = []
-        for through_python, run in runs(collectors):
+        for through_python, run in planned:
             if through_python:
                 parts.extend(self._python_block(c, timestamp_ms) for c in run)
             else:

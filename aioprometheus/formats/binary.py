@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Un
 
 from .. import _core
 from ._python_path import exposing, observation_parts
-from .base import Emit, RunFormatter, whole
+from .base import Emit, RunFormatter
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..collectors import Collector
@@ -57,7 +57,7 @@ class BinaryFormatter(RunFormatter):
     def marshall_collector(self, collector: "Collector") -> Any:
         """One collector as the ``MetricFamily`` message :meth:`marshall`
         writes for it (aioprometheus' binary formatter returned this too)."""
-        return decode(whole(self._plan([collector], detach=False)))[0]
+        return decode(self._encoded([collector]))[0]
 
     def _timestamp_ms(self) -> Optional[int]:
         return int(time.time() * 1000) if self.timestamp else None

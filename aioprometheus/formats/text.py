@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from .. import _core
 from ._python_path import bound_text, exposing, observation_parts
-from .base import Emit, RunFormatter, whole
+from .base import Emit, RunFormatter
 
 if TYPE_CHECKING:
     from ..collectors import Collector
@@ -36,7 +36,7 @@ class TextFormatter(RunFormatter):
     def marshall_collector(self, collector: "Collector") -> str:
         """One collector's text (HELP, TYPE and sample lines, no final
         newline): the block :meth:`marshall` writes for it."""
-        return whole(self._plan([collector], detach=False)).decode()[:-1]
+        return self._encoded([collector]).decode()[:-1]
 
     def marshall_lines(self, collector: "Collector") -> List[str]:
         """One collector's text as a list of lines (see :meth:`marshall_collector`)."""

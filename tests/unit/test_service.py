@@ -531,6 +531,20 @@ def test_application_code_in_a_read_runs_on_the_application_loop():
         assert asyncio.run(fetch(svc.metrics_url))[0] == 200
         assert seen["hook"] == app_thread
         app.run(svc.stop())
+
+        class Sorting(Registry):
+            def sorted_collectors(self):
+                seen["sorted"] = threading.get_ident()
+                return super().sorted_collectors()
+
+        sorting = Sorting()
+        Gauge("svc_plain", "Compiled.", registry=sorting).set({}, 2)
+        svc = Service(registry=sorting)
+        app.run(svc.start(addr="127.0.0.1"))
+        status, _, body = asyncio.run(fetch(svc.metrics_url))
+        assert status == 200 and b"svc_plain 2" in body
+        assert seen["sorted"] == app_thread
+        app.run(svc.stop())
     finally:
         app.close()
 
