@@ -2,20 +2,19 @@
 #
 # Its common path runs in C, without a Python frame: a response start on a
 # route the middleware has already counted (with this method and status) is
-# looked up in the middleware's route cache and its series incremented; the
-# last body message of a timed request observes its duration; every other
-# message is forwarded as is. Anything else (a message that is not an exact
-# dict, a status that is not an exact int, a route not in the cache, a
-# websocket) goes to the middleware's Python `_on_message(exchange, message)`.
+# looked up in the middleware's route table (route_table.pxi) and its series
+# incremented; the last body message of a timed request observes its
+# duration; every other message is forwarded as is. Anything else (a message
+# that is not an exact dict, a status that is not an exact int, a route not
+# in the table, a websocket) goes to the middleware's Python
+# `_on_message(exchange, message)`.
 #
-# The cache's keys are (id(route), method, status), or for a request the
-# router matched to no route (full path, method, status), of exact int or
-# str, str, int (the middleware remembers no other), and so is the key
-# looked up, so the lookup calls no Python code; the message and scope are read, and the key
-# built, before it, and the series are incremented through their own C
-# methods, which find their series again if the metric was cleared.
+# The message and scope are read, and the key taken, before the lookup;
+# from the lookup to the commit no Python code runs (the table compares
+# identities, exact str and C longs), and the series are incremented
+# through their own C methods, which find their series again if the metric
+# was cleared.
 
-from cpython.long cimport PyLong_FromVoidPtr
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 
@@ -27,13 +26,13 @@ cdef inline double perf_seconds() noexcept:
     return <double>now.tv_sec + <double>now.tv_nsec * 1e-9
 
 
-cdef int count_each(tuple entry, Py_ssize_t first, Py_ssize_t end) except -1:
-    """inc() the series entry[first:end] (None: an excluded path's), each
-    found again by its own C method; nothing is allocated here."""
+cdef int count_each(tuple series) except -1:
+    """inc() a response's three counter series (None: an excluded path's),
+    each found again by its own C method; nothing is allocated here."""
     cdef Py_ssize_t i
     cdef object one
-    for i in range(first, end):
-        one = entry[i]
+    for i in range(3):
+        one = series[i]
         if one is not None:
             (<ScalarSeries?>one).add_one()
     return 0
@@ -52,7 +51,7 @@ cdef class Exchange:
     cdef readonly object send
     cdef readonly object path
     cdef readonly object root_path
-    cdef dict route_series
+    cdef RouteTable routes
     cdef public object state
     cdef bint timed
     cdef double started
@@ -88,46 +87,52 @@ cdef class Exchange:
         return self.send(message)
 
     cdef bint counted_start(self, dict message, str kind) except -1:
-        """Count an HTTP response start from the route cache; False if it
+        """Count an HTTP response start from the route table; False if it
         is not one this path can count."""
-        if kind != "http.response.start" or type(self.scope) is not dict:
+        if (kind != "http.response.start" or type(self.scope) is not dict
+                or self.routes is None):
             return False
         cdef dict scope = <dict>self.scope
         status = message.get("status")
         method = scope.get("method")
         if type(status) is not int or type(method) is not str:
             return False
+        cdef long code
+        if not fits_long(status, &code):
+            return False
         route = scope.get("route")
         if route is not None:
-            cached_as = PyLong_FromVoidPtr(<void*>route)  # id(route)
+            head = route
         elif (scope.get("endpoint") is None and "router" in scope
                 and type(self.root_path) is str and type(self.path) is str):
             # the router matched no route: labelled by the full path
-            cached_as = <str>self.root_path + <str>self.path
+            head = <str>self.root_path + <str>self.path
         else:
             return False
-        key = (cached_as, method, status)
         # From here to the commit, no Python code runs (see the top).
-        entry = self.route_series.get(key)
-        if self.state is not False or type(entry) is not tuple:
+        entry = self.routes.find(head, route is not None, <str>method, code)
+        if entry is None or self.state is not False:
             return False
-        if len(<tuple>entry) != 5 or (<tuple>entry)[0] is not route:
-            return False
-        count_each(<tuple>entry, 1, 4)
-        self.state = (<tuple>entry)[4]
+        series = entry.series
+        count_each(series)
+        self.state = series[3]
         return True
 
 
-def open_exchange(middleware, scope, send, dict route_series, bint timed):
+def open_exchange(middleware, scope, send, RouteTable routes not None, bint timed):
     """The exchange of a request that just arrived (its path and root path
     kept before the router rewrites them; timed from now if `timed`)."""
     cdef Exchange exchange = Exchange.__new__(Exchange)
     exchange.middleware = middleware
     exchange.scope = scope
     exchange.send = send
-    exchange.path = scope["path"]
-    exchange.root_path = scope.get("root_path", "")
-    exchange.route_series = route_series
+    if type(scope) is dict:  # as every server makes it: read in C
+        exchange.path = (<dict>scope)["path"]
+        exchange.root_path = (<dict>scope).get("root_path", "")
+    else:
+        exchange.path = scope["path"]
+        exchange.root_path = scope.get("root_path", "")
+    exchange.routes = routes
     exchange.state = False
     exchange.timed = timed
     if timed:

@@ -28,7 +28,7 @@ from typing import (
     Union,
 )
 
-from .._core import Exchange, open_exchange
+from .._core import Exchange, RouteTable, open_exchange
 from ..collectors import REGISTRY, Collector, Counter, Histogram, Registry
 
 Scope = Dict[str, Any]
@@ -168,11 +168,9 @@ class MetricsMiddleware:
         # the metrics exist and an HTTP scope was seen: no setup left
         self._ready = False
         self._series: Dict[Tuple[Any, str, Any], Tuple[Any, ...]] = {}
-        # (id(route) or an unrouted request's full path, method, status) ->
-        # (route or None, *its response's series): the exchange's C cache,
-        # whose keys are all exact int/str, so that looking one up runs no
-        # Python code
-        self._route_series: Dict[Tuple[Any, str, int], Tuple[Any, ...]] = {}
+        # (route or an unrouted request's full path, method, status) -> its
+        # response's series: the exchange's table, looked up in C
+        self._route_series = RouteTable(SERIES_CACHE_SIZE)
         # id(route or endpoint) -> (it, its template or None): the app's routes
         self._route_templates: Dict[int, Tuple[Any, Optional[str]]] = {}
 
@@ -249,7 +247,7 @@ class MetricsMiddleware:
 
     def _on_message(self, exchange: Exchange, message: Message) -> None:
         """What the exchange does not count in C: a response start not in
-        the route cache (or not of exact types), a websocket's accept or
+        the route table (or not of exact types), a websocket's accept or
         refusal, a timed body message it could not read."""
         if exchange.state is True:
             return
@@ -294,13 +292,11 @@ class MetricsMiddleware:
             series = self._series.get(series_key) or self._series_for(
                 series_key, scope_type
             )
-            if (
-                cached_as is not None
-                and scope_type == "http"
-                and type(method) is str
-                and type(status) is int
-            ):
-                self._remember((cached_as, method, status), (routed, *series))
+            if cached_as is not None and scope_type == "http":
+                # kept only for an exact str method and int status
+                self._route_series.remember(
+                    cached_as, routed is not None, method, status, series
+                )
             _count_each(series[:3])
             exchange.state = series[3]
         if failed:
@@ -342,13 +338,6 @@ class MetricsMiddleware:
                 self._series.clear()
             self._series[series_key] = bound
         return bound
-
-    def _remember(self, key: Tuple[Any, str, int], known: Tuple[Any, ...]) -> None:
-        """Keep a response's series for the exchange's C path (the entry
-        holds the route, so its id stays its own)."""
-        if len(self._route_series) >= SERIES_CACHE_SIZE:
-            self._route_series.clear()
-        self._route_series[key] = known
 
     def _bind(
         self, series_key: Tuple[Any, str, Any], scope_type: Any
@@ -398,9 +387,9 @@ class MetricsMiddleware:
         """The path label: the template of the route the router chose
         (``routed``: its scope["route"]) when ``use_template_urls`` applies,
         else the full request path (``root_path`` + ``path``).  Then what
-        the exchange keys the label by in its route cache, None if it cannot
-        (only a route walk can tell): the route's id for its template, the
-        full path for a request the router matched to no route."""
+        the exchange keys the label by in its route table, None if it cannot
+        (only a route walk can tell): the route for its template, the full
+        path for a request the router matched to no route."""
         app = self.starlette_app
         if self.use_template_urls and app is not None:
             if routed is not None:
@@ -408,7 +397,7 @@ class MetricsMiddleware:
                 if known is None or known[0] is not routed:
                     known = self._learn_route(routed)
                 if known[1] is not None:
-                    return known[1], id(routed)
+                    return known[1], routed
             elif scope.get("endpoint") is not None:
                 # Starlette before scope["route"]: one endpoint may serve
                 # several routes, so the route walk decides (as 23.12 did)

@@ -143,9 +143,10 @@ def test_counts_as_the_model(timed, requests):
     if timed:
         counts = {k: v["count"] for k, v in values(registry, DURATION).items()}
         assert counts == expected
-    # the C path's cache holds exact int/str keys only
-    for head, method, status in mw._route_series:
-        assert type(head) in (int, str) and type(method) is str
+    # the C path's table holds routes or exact str paths, exact str methods
+    # and int statuses only
+    for head, method, status in mw._route_series.keys():
+        assert type(head) in (Route, str) and type(method) is str
         assert type(status) is int
 
 
@@ -200,7 +201,7 @@ def test_status_with_reentrant_eq_and_hash_takes_python_path():
 
     router.respond = responder(Status(200))
     run(mw, router)
-    assert all(type(k[2]) is int for k in mw._route_series)
+    assert all(type(k[2]) is int for k in mw._route_series.keys())
     before = totals(registry)
     router.respond = responder(200)
     run(mw, router)
@@ -356,3 +357,125 @@ def test_exchange_is_only_made_by_open_exchange():
     with pytest.raises(AttributeError):
         exchange({"type": "http.response.start", "status": 200})
     assert exchange.elapsed() == 0.0
+
+
+# ------------------------------------------------------------ route table
+
+
+class Method(str):
+    """A str subclass: never a key of the table (its == could run code)."""
+
+
+# "/a" twice: equal paths, distinct objects (a path is matched by value)
+HEADS = [Route("/a"), Route("/b"), Route("/c"), "/a", "".join(["/", "a"]), "/y"]
+HEADS.append(Method("/z"))
+METHODS = ["GET", "POST", "", "G\u00e9T", Method("GET")]
+STATUSES = [200, 404, 0, -1, 2**70, True, 200.0]
+
+table_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("remember"),
+            st.sampled_from(range(len(HEADS))),
+            st.booleans(),
+            st.sampled_from(range(len(METHODS))),
+            st.sampled_from(range(len(STATUSES))),
+        ),
+        st.tuples(
+            st.just("get"),
+            st.sampled_from(range(len(HEADS))),
+            st.booleans(),
+            st.sampled_from(range(len(METHODS))),
+            st.sampled_from(range(len(STATUSES))),
+        ),
+        st.tuples(st.just("clear")),
+    ),
+    max_size=60,
+)
+
+
+def model_key(head, routed, method, status):
+    """The key the table files a (head, method, status) under, None if the
+    exchange could not look it up (so the table keeps nothing for it)."""
+    if type(method) is not str or type(status) is not int:
+        return None
+    if not -(2**63) <= status < 2**63 or (not routed and type(head) is not str):
+        return None
+    return (("route", id(head)) if routed else ("path", head), method, status)
+
+
+@settings(max_examples=300)
+@given(capacity=st.integers(1, 6), ops=table_ops)
+def test_route_table_against_a_dict_model(capacity, ops):
+    """remember/get/clear as a dict keyed by (route identity or path value,
+    method, status) that starts again when full; keys the exchange cannot
+    look up (a str subclass, a bool or float or huge status, an unrouted
+    head that is not an exact str) are never kept."""
+    table = _core.RouteTable(capacity)
+    model = {}
+    for number, (op, *args) in enumerate(ops):
+        if op == "clear":
+            table.clear()
+            model.clear()
+            continue
+        head, routed = HEADS[args[0]], args[1]
+        method, status = METHODS[args[2]], STATUSES[args[3]]
+        mk = model_key(head, routed, method, status)
+        if op == "remember":
+            series = (None, None, None, number)
+            table.remember(head, routed, method, status, series)
+            if mk is not None:
+                if len(model) >= capacity:
+                    model.clear()
+                model[mk] = series
+        assert table.get(head, routed, method, status) == model.get(mk)
+        assert len(table) == len(model) <= capacity
+        by_id = {id(h): h for h in HEADS}
+        kept = [
+            (by_id[k[0][1]] if k[0][0] == "route" else k[0][1], *k[1:]) for k in model
+        ]
+        assert sorted(map(repr, table.keys())) == sorted(map(repr, kept))
+
+
+def test_route_table_refuses_a_wrong_series_and_a_zero_capacity():
+    with pytest.raises(ValueError):
+        _core.RouteTable(0)
+    table = _core.RouteTable(4)
+    with pytest.raises(ValueError):
+        table.remember("/x", False, "GET", 200, (None, None))
+    assert len(table) == 0
+
+
+def test_route_table_is_whole_when_what_it_lets_go_of_runs_code():
+    """A route (or series) whose finalizer uses the table, released by a
+    full table starting again, by an entry replaced and by clear(): the
+    finalizer finds the table whole, and the table stays consistent."""
+    table = _core.RouteTable(3)
+    seen = []
+
+    class Dying(Route):
+        def __del__(self):
+            table.remember(keeper, True, "GET", 200, (None, None, None, "again"))
+            seen.append((len(table), table.get(keeper, True, "GET", 200)))
+
+    keeper = Route("/keeper")
+    for i in range(3):
+        table.remember(Dying(f"/{i}"), True, "GET", 200, (None, None, None, i))
+    assert len(table) == 3 and seen == []
+    table.remember("/new", False, "GET", 200, (None, None, None, "new"))  # full
+    assert len(seen) == 3
+    assert all(entry[1] == (None, None, None, "again") for entry in seen)
+    assert table.get("/new", False, "GET", 200) == (None, None, None, "new")
+    assert len(table) == len(table.keys()) == 2
+
+    seen.clear()
+    table.remember("/r", False, "GET", 500, (Dying("/s"), None, None, 1))
+    table.remember("/r", False, "GET", 500, (None, None, None, 2))  # replaced
+    assert len(seen) == 1
+    assert table.get("/r", False, "GET", 500) == (None, None, None, 2)
+
+    seen.clear()
+    table.remember(Dying("/t"), True, "PUT", 201, (None, None, None, 3))
+    table.clear()
+    assert len(seen) == 1
+    assert len(table) == len(table.keys())
