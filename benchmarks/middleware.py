@@ -68,12 +68,25 @@ def make_app(instrument: Optional[str]) -> Any:
         app.add_middleware(
             MetricsMiddleware, registry=app.state.bench_registry, **timed
         )
+    elif instrument == "noop":
+        app.add_middleware(NoOp)
     elif instrument == "instrumentator":
         from prometheus_client import CollectorRegistry
         from prometheus_fastapi_instrumentator import Instrumentator
 
         Instrumentator(registry=CollectorRegistry()).instrument(app)
     return app
+
+
+class NoOp:
+    """The least an ASGI middleware can be: it awaits the app (the floor
+    under any middleware's figure)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
 
 
 def asgi_request(app: Any) -> Callable[[int], Any]:
@@ -190,9 +203,21 @@ class UvicornServer:
             raise
 
     def cpu_s(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as fh:  # utime, stime: 14, 15
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time so far, of all its threads: the scheduler's own count
+        (ns) where the kernel keeps it, else the clock ticks of stat."""
+        try:
+            return sum(_task_ns(task) for task in os.scandir(
+                f"/proc/{self.proc.pid}/task")) / 1e9  # fmt: skip
+        except OSError:
+            with open(f"/proc/{self.proc.pid}/stat") as fh:  # utime, stime: 14, 15
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _task_ns(task: "os.DirEntry[str]") -> int:
+    """A thread's time on a CPU so far (schedstat's first field, ns)."""
+    with open(os.path.join(task.path, "schedstat")) as fh:
+        return int(fh.read().split()[0])
 
 
 def load(servers: List[UvicornServer], seconds: float) -> List[Dict[str, int]]:
@@ -214,24 +239,34 @@ def load(servers: List[UvicornServer], seconds: float) -> List[Dict[str, int]]:
 
 
 class UnderUvicorn:
-    """The bare server and this worker's instrumented one side by side, loaded
-    at the same time by identical clients, so that both meet the same
-    competition for the cores: the server CPU added per request (us) and the
-    share of the bare server's throughput kept (%)."""
+    """The bare server and an instrumented one side by side, loaded at the
+    same time by identical clients, so that both meet the same competition
+    for the cores: the server CPU added per request (us) and the share of
+    the bare server's throughput kept (%). The instrumented one is this
+    worker's middleware, or (``control``) a no-op one: what the method
+    reads for a middleware that adds next to nothing. Each round starts
+    and loads the two in the other order."""
 
-    def __init__(self, family: str, seconds: float, stack: str = "h11") -> None:
+    def __init__(
+        self, family: str, seconds: float, stack: str = "h11", control: bool = False
+    ) -> None:
         self.seconds, (self.instrument, tool) = seconds, instrumentation(family)
-        self.stack = stack
+        if control:
+            self.instrument, tool = "noop", []
+        self.stack, self.rounds = stack, 0
         uvicorn = [str(peers.ensure_installed(UVICORN, no_deps=True))]
         uvicorn += [str(peers.ensure_installed(r, no_deps=True)) for r in STACKS[stack]]
         own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.folders = [uvicorn, [*own, *uvicorn, *tool]]
 
     def measure(self) -> Dict[str, List[float]]:
+        order = [0, 1] if self.rounds % 2 == 0 else [1, 0]
+        self.rounds += 1
+        names = ("bare", self.instrument)
         servers: List[UvicornServer] = []
         try:
-            for name, folders in zip(("bare", self.instrument), self.folders):
-                servers.append(UvicornServer(name, folders, self.stack))
+            for i in order:
+                servers.append(UvicornServer(names[i], self.folders[i], self.stack))
             load(servers, 1.0)  # warm-up
             before = [s.cpu_s() for s in servers]
             loads = load(servers, self.seconds)
@@ -239,6 +274,8 @@ class UnderUvicorn:
         finally:
             for server in servers:
                 peers.stop(server.proc)
+        if order[0]:  # back to (bare, instrumented)
+            cpu, loads = cpu[::-1], loads[::-1]
         per_request = [c / n["requests"] for c, n in zip(cpu, loads)]
         rate = [n["requests"] / n["us"] for n in loads]
         added = (per_request[1] - per_request[0]) * 1e6

@@ -717,16 +717,19 @@ step("asyncio_loop", AsyncLoop,
 
 
 # ---------------------------------------------------------------- middleware
-def asgi_middleware(api: Api, seconds: float = 0, stack: str = "h11") -> Any:
+def asgi_middleware(
+    api: Api, seconds: float = 0, stack: str = "h11", control: bool = False
+) -> Any:
     """The middleware rows' workload: both apps timed here, or (``seconds``)
-    served under uvicorn (its ``stack``) and loaded by ``wrk`` for that long."""
+    served under uvicorn (its ``stack``) and loaded by ``wrk`` for that long
+    (``control``: a no-op middleware instead of the implementation's)."""
     import middleware  # benchmarks/middleware.py, beside this script
 
     if not seconds:
         return middleware.Overhead(api.family)
     if shutil.which("wrk") is None:
         raise Unavailable("no `wrk` on PATH")
-    return Once(middleware.UnderUvicorn(api.family, seconds, stack).measure)
+    return Once(middleware.UnderUvicorn(api.family, seconds, stack, control).measure)
 
 
 def middleware_figures(b: Dict[str, Any]) -> Dict[str, float]:
@@ -754,23 +757,22 @@ step("middleware_fastapi", asgi_middleware,
      Row("middleware_asgi_timed", "ASGI middleware + duration histogram, added",
          "us/req", "timed", (at_most(2),)),  # issue 14: the same budget
      figures=middleware_figures)  # fmt: skip
-step("middleware_uvicorn", asgi_middleware,
-     Row("middleware_uvicorn", "middleware under uvicorn, server CPU added", "us/req",
-         "value", (at_most(2),)),  # issue 14
-     Row("middleware_uvicorn_kept", "middleware under uvicorn, throughput kept", "%",
-         "kept", higher_is_better=True),
-     figures=medians(value="cpu", kept="kept"), params={"seconds": 5.0},
-     rounds=(5, 5), full_only=True)  # fmt: skip
-step("middleware_uvicorn_standard", asgi_middleware,
-     Row("middleware_uvicorn_standard",
-         "middleware under uvicorn[standard], server CPU added", "us/req", "value",
-         (at_most(2),)),  # issue 14
-     Row("middleware_uvicorn_standard_kept",
-         "middleware under uvicorn[standard], throughput kept", "%", "kept",
-         higher_is_better=True),
-     figures=medians(value="cpu", kept="kept"),
-     params={"seconds": 5.0, "stack": "standard"}, rounds=(5, 5),
-     full_only=True)  # fmt: skip
+for stack, where in (("h11", ""), ("standard", "_standard")):
+    server = "uvicorn" if stack == "h11" else "uvicorn[standard]"
+    uvicorn = {"seconds": 5.0, "stack": stack}
+    step(f"middleware_uvicorn{where}", asgi_middleware,
+         Row(f"middleware_uvicorn{where}", f"middleware under {server}, server CPU "
+             "added", "us/req", "value", (at_most(2),)),  # issue 14
+         Row(f"middleware_uvicorn{where}_kept", f"middleware under {server}, "
+             "throughput kept", "%", "kept", higher_is_better=True),
+         figures=medians(value="cpu", kept="kept"), params=uvicorn, rounds=(6, 6),
+         full_only=True)  # fmt: skip
+    # the method's zero: a no-op middleware, the same for every implementation
+    step(f"middleware_uvicorn{where}_noop", asgi_middleware,
+         Row(f"middleware_uvicorn{where}_noop", f"no-op middleware under {server}, "
+             "server CPU added", "us/req", "value", control=True),
+         figures=medians(value="cpu"), params=dict(uvicorn, control=True),
+         rounds=(6, 6), impls=("ours",), full_only=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------- memory
