@@ -95,11 +95,6 @@ cdef class Exchange:
         cdef dict scope = <dict>self.scope
         status = message.get("status")
         method = scope.get("method")
-        if type(status) is not int or type(method) is not str:
-            return False
-        cdef long code
-        if not fits_long(status, &code):
-            return False
         route = scope.get("route")
         if route is not None:
             head = route
@@ -108,6 +103,9 @@ cdef class Exchange:
             # the router matched no route: labelled by the full path
             head = <str>self.root_path + <str>self.path
         else:
+            return False
+        cdef long code
+        if not keyable(head, route is not None, method, status, &code):
             return False
         # From here to the commit, no Python code runs (see the top).
         entry = self.routes.find(head, route is not None, <str>method, code)

@@ -91,19 +91,25 @@ cdef class RouteTable:
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    cdef RouteEntry find(self, object head, bint routed, str method, long status):
-        """The entry of that key, or None."""
+    cdef Py_ssize_t slot_of(self, object head, bint routed, str method,
+                            long status) except -1:
+        """The slot holding that key's entry, else the empty slot where it
+        goes (at most half the slots are taken, so there is one)."""
         cdef list slots = self.slots
         cdef Py_ssize_t mask = len(slots) - 1
         cdef Py_ssize_t i = self.first_slot(head, routed, method, status) & mask
         cdef object slot
         while True:
             slot = slots[i]
-            if slot is None:
-                return None
-            if (<RouteEntry>slot).matches(head, routed, method, status):
-                return <RouteEntry>slot
+            if slot is None or (<RouteEntry>slot).matches(head, routed, method, status):
+                return i
             i = (i + 1) & mask
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    cdef RouteEntry find(self, object head, bint routed, str method, long status):
+        """The entry of that key, or None."""
+        return self.slots[self.slot_of(head, routed, method, status)]
 
     def remember(self, head, bint routed, method, status, tuple series):
         """Keep `series` for responses of `status` to `method` on `head` (a
@@ -121,22 +127,16 @@ cdef class RouteTable:
         entry.method = <str>method
         entry.status = code
         entry.series = series
-        released = None   # what the table lets go of, once it is whole
+        dropped = None   # what the table lets go of, once it is whole
         if self.count >= self.capacity:
-            released = self.slots
-            self.slots = [None] * len(released)
+            dropped = self.slots
+            self.slots = [None] * len(dropped)
             self.count = 0
-        cdef list slots = self.slots
-        cdef Py_ssize_t mask = len(slots) - 1
-        cdef Py_ssize_t i = self.first_slot(head, routed, <str>method, code) & mask
-        while slots[i] is not None:
-            if (<RouteEntry>slots[i]).matches(head, routed, <str>method, code):
-                released = slots[i]
-                slots[i] = entry
-                return
-            i = (i + 1) & mask
-        slots[i] = entry
-        self.count += 1
+        cdef Py_ssize_t i = self.slot_of(head, routed, <str>method, code)
+        replaced = self.slots[i]   # the key's entry until now, or None
+        self.slots[i] = entry
+        if replaced is None:
+            self.count += 1
 
     def get(self, head, bint routed, method, status):
         """The series kept for that key, or None."""
